@@ -1,0 +1,1 @@
+"""Per-process Prometheus exporter for Celery workers: memory read from /proc at scrape time."""

@@ -1,0 +1,42 @@
+"""Every metric and label name celery-membench exports, in one place.
+
+Rules, dashboards, tests and the loadgen import these; nothing else spells a metric name.
+"""
+
+PREFIX = "membench"
+
+# Per process, read from /proc at scrape time.
+PROCESS_RSS_BYTES = "membench_process_rss_bytes"
+PROCESS_PSS_BYTES = "membench_process_pss_bytes"
+PROCESS_USS_BYTES = "membench_process_uss_bytes"
+PROCESS_SWAP_BYTES = "membench_process_swap_bytes"
+PROCESS_PEAK_RSS_BYTES = "membench_process_peak_rss_bytes"
+PROCESS_THREADS = "membench_process_threads"
+PROCESS_CPU_SECONDS_TOTAL = "membench_process_cpu_seconds_total"
+
+# Tasks, updated by the task itself.
+TASKS_IN_PROGRESS = "membench_tasks_in_progress"
+SUBTASKS_IN_PROGRESS = "membench_subtasks_in_progress"
+TASK_DURATION_SECONDS = "membench_task_duration_seconds"
+TASK_PEAK_RSS_BYTES = "membench_task_peak_rss_bytes"
+TASK_LAST_DURATION_SECONDS = "membench_task_last_duration_seconds"
+TASK_RUNS_TOTAL = "membench_task_runs_total"
+SUBTASKS_COMPLETED_TOTAL = "membench_subtasks_completed_total"
+
+# Identity of the exporting process.
+WORKER_INFO = "membench_worker_info"
+
+# Load generator.
+LOADGEN_RUNS_TOTAL = "membench_loadgen_runs_total"
+LOADGEN_RUN_DURATION_SECONDS = "membench_loadgen_run_duration_seconds"
+LOADGEN_SKIPPED_TOTAL = "membench_loadgen_skipped_total"
+LOADGEN_LAST_RUN_TIMESTAMP_SECONDS = "membench_loadgen_last_run_timestamp_seconds"
+
+# Labels every worker series carries. No pid or task id: series count must not grow with time.
+IDENTITY_LABELS = ("scenario", "pool", "strategy", "role")
+OUTCOME_LABEL = "outcome"
+
+ROLE_MAIN = "main"
+ROLE_CHILD = "child"
+
+TASK_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)

@@ -1,0 +1,363 @@
+"""The `membench` command: `run` the benchmark, start one scenario's `worker`.
+
+Heavy imports (celery, matplotlib) happen inside commands, so `membench worker` execs fast and
+bad input is refused before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+FIELD_FLAGS = {
+    "subtasks": "--subtasks",
+    "size_mb": "--size",
+    "hold_s": "--time",
+    "workers": "--workers",
+    "payload": "--payload",
+}
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit code 2, before any process starts."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: the message names the flag.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(flag: str, value: int, high: int = 1_000_000) -> int:
+    if not 1 <= value <= high:
+        raise UsageError(f"{flag}: must be between 1 and {high}, got {value}")
+    return value
+
+
+def _mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _writable_dir(flag: str, path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".membench-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot write to {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _broker_url(args: argparse.Namespace) -> str | None:
+    return args.broker or os.environ.get("MEMBENCH_BROKER_URL") or None
+
+
+def _check_broker(url: str) -> None:
+    from membench.loadgen.broker import BrokerError, check_broker
+
+    try:
+        check_broker(url)
+    except BrokerError as exc:
+        raise UsageError(f"--broker: {exc}") from None
+
+
+# ---- membench run -------------------------------------------------------------------------------
+
+
+def _run_config(args: argparse.Namespace) -> Any:
+    from membench.loadgen.runner import RunConfig
+    from membench.workers.params import InvalidParameter
+    from membench.workers.scenarios import parse_scenarios
+
+    try:
+        scenarios = parse_scenarios(args.scenarios)
+    except ValueError as exc:
+        raise UsageError(f"--scenarios: {exc}") from None
+    config = RunConfig(
+        scenarios=scenarios,
+        subtasks=args.subtasks,
+        size_mb=args.size,
+        hold_s=args.time,
+        workers=args.workers,
+        concurrency=_positive_int("--concurrency", args.concurrency, 256),
+        runs=_positive_int("--runs", args.runs, 10_000),
+        payload=args.payload,
+        reuse_worker=args.reuse_worker,
+    )
+    try:
+        planned = [config.params(s) for s in scenarios]
+    except InvalidParameter as exc:
+        raise UsageError(f"{FIELD_FLAGS.get(exc.field, exc.field)}: {exc.message}") from None
+    held = max(p.held_at_once() * p.size_bytes for p in planned)
+    available = _mem_available()
+    if held > 0.8 * available and not args.force:
+        raise UsageError(
+            f"--size/--workers: the run would hold {held / 2**20:.0f} MB of live data at once, "
+            f"over 80% of the {available / 2**20:.0f} MB available (use --force to run anyway)"
+        )
+    return config
+
+
+class _Progress:
+    """Which scenario and run is going, and how far: one live line on a terminal, else a log."""
+
+    def __init__(self, total_scenarios: int, runs: int, stream: Any = sys.stderr) -> None:
+        self.total = total_scenarios
+        self.runs = runs
+        self.stream = stream
+        self.tty = stream.isatty()
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if event == "run-start":
+            self._line(
+                f"[{data['index'] + 1}/{self.total}] {data['scenario']} "
+                f"run {data['run']}/{self.runs}: starting worker",
+                final=not self.tty,
+            )
+        elif event == "tick" and self.tty:
+            expected = f" of ~{data['expected']:.1f}" if data["expected"] else ""
+            self._line(
+                f"    {data['scenario']} run {data['run']}/{self.runs}: "
+                f"{data['elapsed']:.1f} s{expected} s, tree RSS {data['rss'] / 2**20:.0f} MB"
+            )
+        elif event == "run-end":
+            r = data["result"]
+            if r.status == "ok":
+                text = (
+                    f"    {r.scenario} run {r.run}/{self.runs}: ok, {r.duration_s:.2f} s, "
+                    f"peak {r.peak_rss_bytes / 2**20:.1f} MB"
+                )
+            else:
+                text = f"    {r.scenario} run {r.run}/{self.runs}: FAILED: {r.reason}"
+            self._line(text, final=True)
+
+    def _line(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    from membench.loadgen.runner import Interrupted
+
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _run_config(args)
+    output = _writable_dir("--output", Path(args.output))
+    broker = _broker_url(args)
+    if broker:
+        _check_broker(broker)
+
+    from membench.loadgen.broker import EmbeddedRedis, redact
+    from membench.loadgen.report import (
+        PLOT_FILE,
+        RESULTS_FILE,
+        command_line,
+        format_table,
+        plot_results,
+        results_document,
+        write_json_atomic,
+    )
+    from membench.loadgen.runner import Interrupted, Runner, ScenarioResult
+
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    started_at = time.time()
+    results: list[ScenarioResult] = []
+    complete = False
+    embedded: EmbeddedRedis | None = None
+    try:
+        if broker is None:
+            embedded = EmbeddedRedis()
+            broker = embedded.start()
+            print(f"membench: embedded redis-server at {broker}", file=sys.stderr)
+        Runner(config, broker, _Progress(len(config.scenarios), config.runs)).run(results)
+        complete = True
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(
+            f"\nmembench: interrupted ({exc or 'SIGINT'}); stopped every process", file=sys.stderr
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    document = results_document(
+        config,
+        results,
+        broker="embedded" if embedded else redact(broker or ""),
+        command=command_line(),
+        started_at=started_at,
+        complete=complete,
+    )
+    write_json_atomic(output / RESULTS_FILE, document)
+    plot_results(document, output / PLOT_FILE)
+    print(format_table(results, config.runs))
+    print(f"\nWrote {output / RESULTS_FILE} and {output / PLOT_FILE}")
+    if not complete:
+        print("membench: results are INCOMPLETE (interrupted)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    failed = [r for s in results for r in s.runs if r.status != "ok"]
+    if failed:
+        print(f"membench: {len(failed)} run(s) failed", file=sys.stderr)
+        return EXIT_FAILED_RUNS
+    return EXIT_OK
+
+
+# ---- membench worker ----------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Validate, then exec `celery worker` with the scenario's pool (same pid: signals reach it)."""
+    from membench.loadgen.processes import port_in_use
+    from membench.loadgen.workerproc import celery_worker_argv, expected_exporters
+    from membench.workers.scenarios import SCENARIOS
+
+    scenario = SCENARIOS.get(args.scenario)
+    if scenario is None:
+        raise UsageError(
+            f"SCENARIO: unknown scenario {args.scenario!r} (choose from {', '.join(SCENARIOS)})"
+        )
+    concurrency = _positive_int("--concurrency", args.concurrency, 256)
+    if not 0 <= args.metrics_port <= 65535 - concurrency - 1:
+        raise UsageError(f"--metrics-port: must be between 0 and 65535, got {args.metrics_port}")
+    if args.metrics_port:
+        for port in range(
+            args.metrics_port, args.metrics_port + expected_exporters(scenario, concurrency)
+        ):
+            if port_in_use(args.metrics_host, port):
+                raise UsageError(f"--metrics-port: port {port} on {args.metrics_host} is in use")
+    targets = os.environ.get("MEMBENCH_TARGETS_DIR")
+    if targets and Path(targets).exists() and not Path(targets).is_dir():
+        raise UsageError(f"MEMBENCH_TARGETS_DIR: {targets} is not a directory")
+    broker = _broker_url(args)
+    if broker and args.check_broker:
+        _check_broker(broker)
+
+    env = dict(os.environ)
+    env.update(
+        MEMBENCH_SCENARIO=scenario.name,
+        MEMBENCH_METRICS_HOST=args.metrics_host,
+        MEMBENCH_METRICS_PORT=str(args.metrics_port),
+    )
+    if broker:
+        env["MEMBENCH_BROKER_URL"] = broker
+    argv = celery_worker_argv(
+        scenario,
+        concurrency,
+        args.queue or f"membench.{scenario.name}",
+        args.hostname or f"membench-{scenario.name}@%h",
+        args.loglevel,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)
+
+
+# ---- parser -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="membench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="run the scenarios and print the memory/time table",
+        description="Run each scenario on a fresh Celery worker and compare memory and time.",
+    )
+    run.add_argument("--subtasks", type=int, default=10, help="subtasks per task (default: 10)")
+    run.add_argument(
+        "--size", type=float, default=20.0, help="MB of data each subtask builds (default: 20.0)"
+    )
+    run.add_argument(
+        "--time", type=float, default=0.5, help="seconds each subtask holds its data (default: 0.5)"
+    )
+    run.add_argument(
+        "--workers", type=int, default=4, help="threads/greenlets inside the task (default: 4)"
+    )
+    run.add_argument(
+        "--concurrency", type=int, default=1, help="worker processes/greenlets (default: 1)"
+    )
+    run.add_argument("--runs", type=int, default=3, help="runs per scenario (default: 3)")
+    run.add_argument(
+        "--scenarios",
+        default="prefork_threads,prefork_sequential,gevent_threads,gevent_greenlets",
+        help="comma list of scenarios (default: all four)",
+    )
+    run.add_argument(
+        "--payload",
+        default="bytes",
+        help="bytes: one buffer per subtask; records: ~1 KB str objects (default: bytes)",
+    )
+    run.add_argument("--output", default=".", help="directory for results.json and the plot")
+    run.add_argument("--broker", help="Redis URL to use instead of an embedded redis-server")
+    run.add_argument(
+        "--reuse-worker",
+        action="store_true",
+        help="run every run of a scenario on one long-lived worker (default: fresh per run)",
+    )
+    run.add_argument(
+        "--force", action="store_true", help="run even if the data exceeds 80%% of MemAvailable"
+    )
+    run.set_defaults(handler=cmd_run)
+
+    worker = commands.add_parser(
+        "worker",
+        help="start one scenario's Celery worker with an exporter in every process",
+        description="Start one scenario's Celery worker; every process serves /metrics.",
+    )
+    worker.add_argument("scenario", metavar="SCENARIO")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--broker", help="Redis URL (default: $MEMBENCH_BROKER_URL)")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("MEMBENCH_METRICS_PORT", "0")),
+        help="main process port; prefork child i uses port+1+i; 0 = any free port (default: 0)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default=os.environ.get("MEMBENCH_METRICS_HOST", "127.0.0.1"),
+        help="address the exporters bind (default: 127.0.0.1)",
+    )
+    worker.add_argument("--queue", help="queue to consume (default: membench.SCENARIO)")
+    worker.add_argument("--hostname", help="celery node name (default: membench-SCENARIO@%%h)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument(
+        "--no-check-broker",
+        dest="check_broker",
+        action="store_false",
+        help="start even if the broker does not answer yet (celery retries)",
+    )
+    worker.set_defaults(handler=cmd_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"membench {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

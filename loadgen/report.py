@@ -1,0 +1,213 @@
+"""What a benchmark leaves behind: the printed table, results.json and memory_comparison.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from membench.loadgen.runner import MB, RunConfig, ScenarioResult
+
+RESULTS_FILE = "results.json"
+PLOT_FILE = "memory_comparison.png"
+SCHEMA_VERSION = 1
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    mem_total = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_total = int(line.split()[1]) * 1024
+    libc, libc_version = platform.libc_ver()
+    return {
+        "cores": os.cpu_count(),
+        "memory_bytes": mem_total,
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "libc": f"{libc} {libc_version}".strip(),
+        "python": platform.python_version(),
+        "celery": _version("celery"),
+        "gevent": _version("gevent"),
+        "billiard": _version("billiard"),
+        "redis_py": _version("redis"),
+        "celery_membench": _version("celery-membench"),
+    }
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value / MB:.2f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _sort_key(result: ScenarioResult) -> tuple[int, float]:
+    peak = result.summary()["peak_rss_bytes"]
+    return (0, peak["median"]) if peak else (1, 0.0)
+
+
+def _median(summary: dict[str, Any], key: str) -> float | None:
+    figure = summary.get(key)
+    return figure["median"] if figure else None
+
+
+def _range_mb(figure: dict[str, float] | None) -> str:
+    return f"{_mb(figure['min'])}-{_mb(figure['max'])}" if figure else "-"
+
+
+def format_table(results: list[ScenarioResult], runs: int) -> str:
+    """The seed's table, same columns and layout, then the figures a careful reader needs.
+
+    Medians over successful runs, sorted by peak memory.
+    """
+    ordered = sorted(results, key=_sort_key)
+    rule = "=" * 80
+    lines = [
+        rule,
+        "BENCHMARK RESULTS",
+        rule,
+        f"{'Approach':<38}{'Peak Memory (MB)':>18}{'Execution Time (s)':>20}",
+        "-" * 80,
+    ]
+    for result in ordered:
+        summary = result.summary()
+        lines.append(
+            f"{result.approach:<38}{_mb(_median(summary, 'peak_rss_bytes')):>18}"
+            f"{_seconds(_median(summary, 'duration_s')):>20}"
+        )
+    lines.append(rule)
+    detail_header = (
+        f"{'Approach':<38}{'Baseline':>10}{'Peak PSS':>10}{'VmHWM':>9}{'Retained':>10}"
+        f"{'Peak min-max':>16}{'Time min-max':>14}  Runs"
+    )
+    lines += ["", detail_header, "-" * len(detail_header)]
+    failures = []
+    for result in ordered:
+        summary = result.summary()
+        duration = summary.get("duration_s")
+        time_range = f"{duration['min']:.2f}-{duration['max']:.2f}" if duration else "-"
+        lines.append(
+            f"{result.approach:<38}{_mb(_median(summary, 'baseline_rss_bytes')):>10}"
+            f"{_mb(_median(summary, 'peak_pss_bytes')):>10}"
+            f"{_mb(_median(summary, 'task_peak_rss_bytes')):>9}"
+            f"{_mb(_median(summary, 'retained_rss_bytes')):>10}"
+            f"{_range_mb(summary.get('peak_rss_bytes')):>16}{time_range:>14}"
+            f"  {len(result.ok_runs())}/{len(result.runs)} ok"
+        )
+        failures += [
+            f"  {result.approach} run {r.run}: FAILED: {r.reason}"
+            for r in result.runs
+            if r.status != "ok"
+        ]
+    lines += failures
+    lines.append(
+        f"\nMB (2^20 bytes); medians over {runs} run(s), each on a fresh worker unless "
+        "--reuse-worker.\nPeak Memory: sampled peak of the worker tree's summed RSS (parent + "
+        "pool children), as the seed measured.\nBaseline: tree RSS before the task. Peak PSS: "
+        "the same peak without double-counting shared pages.\nVmHWM: exact kernel peak of the "
+        "process that ran the task. Retained: tree RSS once the result is back."
+    )
+    return "\n".join(lines)
+
+
+def results_document(
+    config: RunConfig,
+    results: list[ScenarioResult],
+    *,
+    broker: str,
+    command: list[str],
+    started_at: float,
+    complete: bool,
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "complete": complete,
+        "command": command,
+        "started_at": datetime.fromtimestamp(started_at, UTC).isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "parameters": {
+            "subtasks": config.subtasks,
+            "size_mb": config.size_mb,
+            "time_s": config.hold_s,
+            "workers": config.workers,
+            "concurrency": config.concurrency,
+            "runs": config.runs,
+            "payload": config.payload,
+            "scenarios": [s.name for s in config.scenarios],
+            "reuse_worker": config.reuse_worker,
+            "sample_interval_s": config.sample_interval,
+            "broker": broker,
+        },
+        "machine": machine_info(),
+        "scenarios": [
+            {
+                "scenario": r.scenario.name,
+                "approach": r.approach,
+                "pool": r.scenario.pool,
+                "strategy": r.scenario.strategy,
+                "summary": r.summary(),
+                "runs": [vars(run) for run in r.runs],
+            }
+            for r in results
+        ],
+    }
+
+
+def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def plot_results(document: dict[str, Any], path: Path) -> None:
+    """Memory over time since task start, one line per approach (its median-peak run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_rss, ax_pss) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
+    for scenario in document["scenarios"]:
+        runs = [r for r in scenario["runs"] if r["status"] == "ok" and r["timeline"].get("t_s")]
+        if not runs:
+            continue
+        runs.sort(key=lambda r: r["peak_rss_bytes"])
+        run = runs[len(runs) // 2]
+        t = run["timeline"]["t_s"]
+        label = f"{scenario['approach']} (peak {run['peak_rss_bytes'] / MB:.0f} MB)"
+        ax_rss.plot(t, [v / MB for v in run["timeline"]["rss_bytes"]], label=label)
+        ax_pss.plot(t, [v / MB for v in run["timeline"]["pss_bytes"]], label=scenario["approach"])
+    params = document["parameters"]
+    fig.suptitle(
+        f"Celery worker memory: {params['subtasks']} subtasks x {params['size_mb']} MB, "
+        f"{params['workers']} workers, hold {params['time_s']} s, payload {params['payload']}"
+    )
+    ax_rss.set_ylabel("Worker tree RSS (MB)")
+    ax_pss.set_ylabel("Worker tree PSS (MB)")
+    ax_pss.set_xlabel("Time since task start (s)")
+    for ax in (ax_rss, ax_pss):
+        ax.axvline(0, color="grey", linewidth=0.8, linestyle=":")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def command_line() -> list[str]:
+    return ["membench", *sys.argv[1:]]

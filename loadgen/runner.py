@@ -1,0 +1,300 @@
+"""`membench run`: scenarios on fresh workers, each tree sampled from outside; per-run figures."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery.exceptions import TimeoutError as ResultTimeout
+
+from membench.exporter.procfs import read_status_memory, reset_peak_rss
+from membench.loadgen.sampler import TreeMemory, TreeSampler, read_tree_memory
+from membench.loadgen.workerproc import WorkerFailed, WorkerProcess
+from membench.workers.params import BatchParams
+from membench.workers.scenarios import Scenario
+
+MB = 1024 * 1024
+
+
+@dataclass
+class RunConfig:
+    scenarios: list[Scenario]
+    subtasks: int
+    size_mb: float
+    hold_s: float
+    workers: int
+    concurrency: int
+    runs: int
+    payload: str
+    reuse_worker: bool = False
+    sample_interval: float = 0.05
+
+    def params(self, scenario: Scenario) -> BatchParams:
+        return BatchParams.validate(
+            {
+                "subtasks": self.subtasks,
+                "size_mb": self.size_mb,
+                "hold_s": self.hold_s,
+                "workers": self.workers,
+                "strategy": scenario.strategy,
+                "payload": self.payload,
+            }
+        )
+
+    def ideal_seconds(self, scenario: Scenario) -> float:
+        """Wall time if only holds counted: ceil(subtasks/workers) x time, or subtasks x time."""
+        rounds = -(-self.subtasks // self.workers) if scenario.concurrent else self.subtasks
+        return rounds * self.hold_s
+
+    def deadline_seconds(self, scenario: Scenario) -> float:
+        # Building data is bounded by memory bandwidth: allow ~50 MB/s per subtask on a slow box.
+        build = self.subtasks * self.size_mb / 50
+        return 60 + 3 * (self.ideal_seconds(scenario) + build)
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    run: int
+    status: str = "ok"  # ok | failed
+    reason: str = ""
+    worker_ready_s: float | None = None
+    duration_s: float | None = None  # task wall time, measured inside the task
+    round_trip_s: float | None = None  # send to result received, measured by the runner
+    baseline_rss_bytes: int | None = None
+    baseline_pss_bytes: int | None = None
+    peak_rss_bytes: int | None = None  # sampled tree RSS sum, the seed's figure
+    peak_pss_bytes: int | None = None
+    task_peak_rss_bytes: int | None = None  # exact peak of the executing process (VmHWM)
+    peak_method: str | None = None
+    tree_hwm_sum_bytes: int | None = None  # sum over the tree of each process's VmHWM
+    retained_rss_bytes: int | None = None  # tree RSS once the result is back
+    retained_pss_bytes: int | None = None
+    subtasks_done: int | None = None
+    digest: str | None = None
+    max_os_threads: int | None = None
+    executing_pid: int | None = None
+    processes: int | None = None
+    sampler: dict[str, Any] = field(default_factory=dict)
+    timeline: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    approach: str
+    runs: list[RunResult] = field(default_factory=list)
+
+    def ok_runs(self) -> list[RunResult]:
+        return [r for r in self.runs if r.status == "ok"]
+
+    def summary(self) -> dict[str, dict[str, float] | None]:
+        """Median, min, max and standard deviation of each figure over successful runs."""
+        keys = (
+            "peak_rss_bytes",
+            "peak_pss_bytes",
+            "baseline_rss_bytes",
+            "baseline_pss_bytes",
+            "task_peak_rss_bytes",
+            "tree_hwm_sum_bytes",
+            "retained_rss_bytes",
+            "retained_pss_bytes",
+            "duration_s",
+            "round_trip_s",
+            "worker_ready_s",
+        )
+        out: dict[str, dict[str, float] | None] = {}
+        for key in keys:
+            values = [getattr(r, key) for r in self.ok_runs() if getattr(r, key) is not None]
+            out[key] = describe(values) if values else None
+        return out
+
+
+def describe(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: stop everything, keep what was measured."""
+
+
+ProgressFn = Callable[[str, dict[str, Any]], None]
+
+
+def _reset_tree_peaks(pids: list[int]) -> None:
+    for pid in pids:
+        reset_peak_rss(pid)
+
+
+def _tree_hwm_sum(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += read_status_memory(pid)[1]
+    return total
+
+
+def _timeline(samples: list[TreeMemory], origin: float) -> dict[str, list[float]]:
+    return {
+        "t_s": [round(s.t - origin, 4) for s in samples],
+        "rss_bytes": [s.rss for s in samples],
+        "pss_bytes": [s.pss for s in samples],
+    }
+
+
+class Runner:
+    """Runs every scenario `runs` times against one broker and collects RunResults."""
+
+    def __init__(self, config: RunConfig, broker_url: str, progress: ProgressFn) -> None:
+        self.config = config
+        self.broker_url = broker_url
+        self.progress = progress
+        self._workdir = tempfile.TemporaryDirectory(prefix="membench-run-")
+        self.workdir = Path(self._workdir.name)
+        self._worker: WorkerProcess | None = None
+        self._sampler: TreeSampler | None = None
+        from membench.workers.app import app
+
+        app.conf.broker_url = broker_url
+        app.conf.result_backend = broker_url
+        self.app = app
+
+    def run(self, results: list[ScenarioResult]) -> list[ScenarioResult]:
+        """Fill `results` as it goes, so an interrupted run still has what was measured."""
+        try:
+            for index, scenario in enumerate(self.config.scenarios):
+                params = self.config.params(scenario)
+                result = ScenarioResult(
+                    scenario, scenario.approach(params.subtasks, params.size_mb)
+                )
+                results.append(result)
+                for run in range(1, self.config.runs + 1):
+                    self.progress(
+                        "run-start",
+                        {"scenario": scenario.name, "index": index, "run": run},
+                    )
+                    outcome = self._one_run(scenario, params, run)
+                    result.runs.append(outcome)
+                    self.progress("run-end", {"scenario": scenario.name, "result": outcome})
+                    if not self.config.reuse_worker or outcome.status != "ok":
+                        self._stop_worker()
+                self._stop_worker()
+        finally:
+            self._stop_worker()
+            self._workdir.cleanup()
+        return results
+
+    def _start_worker(self, scenario: Scenario) -> WorkerProcess:
+        worker = WorkerProcess(
+            scenario,
+            self.config.concurrency,
+            self.broker_url,
+            self.workdir,
+            secrets.token_hex(4),
+        )
+        self._worker = worker
+        worker.start()
+        self._sampler = TreeSampler(worker.pid, self.config.sample_interval).start()
+        worker.wait_ready(self.app)
+        return worker
+
+    def _stop_worker(self) -> None:
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    def _one_run(self, scenario: Scenario, params: BatchParams, run: int) -> RunResult:
+        result = RunResult(scenario=scenario.name, run=run)
+        try:
+            worker = self._worker or self._start_worker(scenario)
+        except WorkerFailed as exc:
+            result.status, result.reason = "failed", str(exc)
+            return result
+        result.worker_ready_s = worker.ready_s
+        sampler = self._sampler
+        assert sampler is not None
+        pids = worker.tree()
+        result.processes = len(pids)
+        _reset_tree_peaks(pids)
+        baseline = read_tree_memory(worker.pid)
+        result.baseline_rss_bytes, result.baseline_pss_bytes = baseline.rss, baseline.pss
+        sent_at = time.time()
+        async_result = self.app.send_task(
+            "membench.process_batch", kwargs=params.as_kwargs(), queue=worker.queue
+        )
+        deadline = time.monotonic() + self.config.deadline_seconds(scenario)
+        report: dict[str, Any] | None = None
+        while report is None:
+            if not worker.alive():
+                result.status = "failed"
+                result.reason = f"{worker.exit_reason()} during the run: {worker.log_tail(3)}"
+                break
+            if time.monotonic() > deadline:
+                result.status = "failed"
+                result.reason = f"no result within {self.config.deadline_seconds(scenario):.0f} s"
+                break
+            try:
+                value = async_result.get(timeout=0.25, propagate=False)
+            except ResultTimeout:
+                latest = sampler.latest()
+                self.progress(
+                    "tick",
+                    {
+                        "scenario": scenario.name,
+                        "run": run,
+                        "elapsed": time.time() - sent_at,
+                        "expected": self.config.ideal_seconds(scenario),
+                        "rss": latest.rss if latest else 0,
+                    },
+                )
+                continue
+            if async_result.failed():
+                result.status = "failed"
+                result.reason = f"{type(value).__name__}: {value}"
+                break
+            report = value
+        received_at = time.time()
+        result.round_trip_s = received_at - sent_at
+        if report is None:
+            async_result.forget()
+            preroll = max(sent_at - 1.0, worker.ready_at or sent_at)
+            result.timeline = _timeline(sampler.between(preroll, received_at), sent_at)
+            return result
+        retained = read_tree_memory(worker.pid)
+        result.retained_rss_bytes, result.retained_pss_bytes = retained.rss, retained.pss
+        result.tree_hwm_sum_bytes = _tree_hwm_sum(pids)
+        started, finished = report["started_at"], report["finished_at"]
+        window = sampler.between(started, finished)
+        result.peak_rss_bytes = max([s.rss for s in window] + [baseline.rss, retained.rss])
+        result.peak_pss_bytes = max([s.pss for s in window] + [baseline.pss, retained.pss])
+        result.duration_s = report["wall_s"]
+        result.task_peak_rss_bytes = report["peak_rss_bytes"]
+        result.peak_method = report["peak_method"]
+        result.subtasks_done = report["subtasks_done"]
+        result.digest = report["digest"]
+        result.max_os_threads = report["max_os_threads"]
+        result.executing_pid = report["pid"]
+        result.sampler = sampler.stats()
+        # A second of idle worker before the task, never its start-up ramp.
+        preroll = max(started - 1.0, worker.ready_at or started)
+        result.timeline = _timeline(sampler.between(preroll, received_at), started)
+        if result.subtasks_done != params.subtasks:
+            result.status = "failed"
+            result.reason = f"{result.subtasks_done} of {params.subtasks} subtasks done"
+        return result

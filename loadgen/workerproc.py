@@ -1,0 +1,159 @@
+"""One scenario's Celery worker as a subprocess: the command line, readiness, its process tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from membench.exporter.procfs import list_tree
+from membench.loadgen.processes import spawn, stop
+from membench.workers.scenarios import Scenario
+
+CELERY_APP = "membench.workers.app"
+
+
+class WorkerFailed(Exception):
+    """The worker exited or never became ready; the message carries the tail of its log."""
+
+
+def celery_worker_argv(
+    scenario: Scenario, concurrency: int, queue: str, hostname: str, loglevel: str = "INFO"
+) -> list[str]:
+    """The celery command `membench worker` execs. `python -m celery` applies gevent's
+    monkey-patching when it sees `-P gevent`, before the app is imported."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        CELERY_APP,
+        "worker",
+        "-P",
+        scenario.pool,
+        "-c",
+        str(concurrency),
+        "-Q",
+        queue,
+        "-n",
+        hostname,
+        # Gossip and mingle only slow start-up (~1 s); one worker per queue needs neither.
+        "--without-gossip",
+        "--without-mingle",
+        "-E",
+        "-l",
+        loglevel,
+    ]
+
+
+def expected_exporters(scenario: Scenario, concurrency: int) -> int:
+    return 1 + (concurrency if scenario.pool == "prefork" else 0)
+
+
+def read_targets(targets_dir: Path, job: str = "workers") -> list[dict[str, Any]]:
+    """The file_sd entries currently registered (files may vanish while we read)."""
+    entries: list[dict[str, Any]] = []
+    for path in sorted((targets_dir / job).glob("*.json")):
+        try:
+            entries.extend(json.loads(path.read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+    return entries
+
+
+class WorkerProcess:
+    """A `membench worker` subprocess for one scenario, on its own queue, with its own targets."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        concurrency: int,
+        broker_url: str,
+        workdir: Path,
+        token: str,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.concurrency = concurrency
+        self.queue = f"membench.{scenario.name}.{token}"
+        self.hostname = f"membench-{scenario.name}-{token}@%h"
+        self.targets_dir = workdir / f"targets-{token}"
+        self.log_path = workdir / f"worker-{scenario.name}-{token}.log"
+        self._broker_url = broker_url
+        self._extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready_s: float | None = None
+        self.ready_at: float | None = None  # wall clock, comparable with sample times
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env.update(self._extra_env)
+        env.update(
+            MEMBENCH_BROKER_URL=self._broker_url,
+            MEMBENCH_TARGETS_DIR=str(self.targets_dir),
+            PYTHONUNBUFFERED="1",
+        )
+        argv = [sys.executable, "-m", "membench.loadgen.cli", "worker", self.scenario.name]
+        argv += ["--concurrency", str(self.concurrency), "--metrics-port", "0"]
+        argv += ["--queue", self.queue, "--hostname", self.hostname]
+        self._started = time.monotonic()
+        self.proc = spawn(argv, env=env, log_path=self.log_path)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+    def exit_reason(self) -> str:
+        assert self.proc is not None
+        code = self.proc.returncode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return f"worker process {how}"
+
+    def wait_ready(self, app: Any, timeout: float = 60.0) -> float:
+        """Wait until the worker answers a ping and every exporter registered; return seconds."""
+        deadline = time.monotonic() + timeout
+        node = self.hostname.replace("%h", _short_hostname())
+        answered = False
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise WorkerFailed(f"{self.exit_reason()} before ready: {self.log_tail()}")
+            if not answered:
+                answered = bool(app.control.ping(destination=[node], timeout=0.2))
+            if answered and len(read_targets(self.targets_dir)) >= expected_exporters(
+                self.scenario, self.concurrency
+            ):
+                self.ready_s = time.monotonic() - self._started
+                self.ready_at = time.time()
+                return self.ready_s
+            if answered:
+                time.sleep(0.02)
+        raise WorkerFailed(f"worker not ready within {timeout:.0f} s: {self.log_tail()}")
+
+    def tree(self) -> list[int]:
+        return list_tree(self.pid) if self.alive() else []
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        return stop(self.proc, timeout=20)
+
+
+def _short_hostname() -> str:
+    import socket
+
+    return socket.gethostname()

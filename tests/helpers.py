@@ -1,0 +1,69 @@
+"""Helpers for tests: scrape and parse exporters, run the CLI, require binaries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from membench.loadgen.workerproc import WorkerProcess, read_targets
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = bool(os.environ.get("CI"))
+
+
+def require_binary(name: str) -> str:
+    """Path of a binary the test needs: skipped on a developer machine, a failure in CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def exporter_addresses(worker: WorkerProcess) -> dict[str, list[str]]:
+    """Registered exporter addresses by role ('main', 'child')."""
+    by_role: dict[str, list[str]] = {}
+    for entry in read_targets(worker.targets_dir):
+        by_role.setdefault(entry["labels"]["role"], []).extend(entry["targets"])
+    return by_role
+
+
+def scrape(address: str, path: str = "/metrics", timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(f"http://{address}{path}", timeout=timeout) as response:
+        return response.read().decode()
+
+
+def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Samples by name from an exposition, e.g. samples(t)["membench_process_rss_bytes"]."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    matches = [v for lbl, v in samples(text).get(name, []) if labels.items() <= lbl.items()]
+    assert len(matches) == 1, f"{name}{labels}: {matches}"
+    return matches[0]
+
+
+def membench(*args: str, timeout: float = 600, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real `membench` console entry point as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "membench.loadgen.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )

@@ -1,0 +1,133 @@
+"""`membench run` and `membench worker` as a user meets them: flags, output files, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from helpers import membench
+
+from membench.loadgen.runner import RunConfig, Runner, ScenarioResult
+from membench.workers.scenarios import SCENARIOS
+
+SMALL = ["--subtasks", "4", "--size", "2", "--time", "0.05", "--workers", "2", "--runs", "1"]
+
+
+def _descendant_count() -> int:
+    return len(psutil.Process().children(recursive=True))
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["run", "--subtasks", "0"], "--subtasks"),
+        (["run", "--subtasks", "x"], "--subtasks"),
+        (["run", "--size", "-1"], "--size"),
+        (["run", "--size", "nan"], "--size"),
+        (["run", "--time", "-0.5"], "--time"),
+        (["run", "--time", "soon"], "--time"),
+        (["run", "--workers", "0"], "--workers"),
+        (["run", "--concurrency", "0"], "--concurrency"),
+        (["run", "--runs", "0"], "--runs"),
+        (["run", "--scenarios", "prefork_threads,nope"], "--scenarios"),
+        (["run", "--payload", "pickle"], "--payload"),
+        (["run", "--broker", "redis://127.0.0.1:1/0"], "--broker"),
+        (["run", "--broker", "amqp://127.0.0.1//"], "--broker"),
+        (["run", "--size", "60000", "--workers", "8", "--subtasks", "8"], "--size"),
+        (["worker", "nope"], "SCENARIO"),
+        (["worker", "gevent_threads", "--concurrency", "0"], "--concurrency"),
+        (["worker", "gevent_threads", "--metrics-port", "70000"], "--metrics-port"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_starts_nothing(
+    args: list[str], flag: str, tmp_path: Path
+) -> None:
+    before = _descendant_count()
+    result = membench(*args, "--output", str(tmp_path)) if args[0] == "run" else membench(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert flag in lines[0]
+    assert result.stdout == ""
+    assert not (tmp_path / "results.json").exists()
+    assert _descendant_count() == before
+
+
+def test_unwritable_output_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = membench("run", *SMALL, "--output", str(blocker / "sub"))
+    assert result.returncode == 2
+    assert "--output" in result.stderr
+
+
+def test_worker_refuses_a_metrics_port_in_use() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = membench("worker", "gevent_threads", "--metrics-port", str(port))
+    assert result.returncode == 2
+    assert f"port {port}" in result.stderr and "--metrics-port" in result.stderr
+
+
+def test_run_prints_the_table_and_writes_both_files(tmp_path: Path) -> None:
+    result = membench("run", *SMALL, "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Approach" in result.stdout and "Peak Memory (MB)" in result.stdout
+    for scenario in SCENARIOS.values():
+        assert scenario.approach(4, 2) in result.stdout
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["complete"] is True
+    assert document["parameters"]["subtasks"] == 4
+    assert {"cores", "memory_bytes", "kernel", "libc", "python", "celery", "gevent"} <= set(
+        document["machine"]
+    )
+    for scenario in document["scenarios"]:
+        (run,) = scenario["runs"]
+        assert run["status"] == "ok"
+        assert run["peak_rss_bytes"] >= run["baseline_rss_bytes"]
+        assert run["peak_method"] == "vmhwm"
+        assert len(run["timeline"]["t_s"]) == len(run["timeline"]["rss_bytes"]) > 0
+        assert scenario["summary"]["peak_rss_bytes"]["median"] == run["peak_rss_bytes"]
+    png = (tmp_path / "memory_comparison.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert "embedded redis-server" in result.stderr
+
+
+def test_a_killed_child_fails_that_run_and_the_next_scenario_still_runs(redis_url: str) -> None:
+    config = RunConfig(
+        scenarios=[SCENARIOS["prefork_sequential"], SCENARIOS["gevent_greenlets"]],
+        subtasks=4,
+        size_mb=1,
+        hold_s=1.0,
+        workers=2,
+        concurrency=1,
+        runs=1,
+        payload="bytes",
+    )
+    killed: list[int] = []
+    runner: Runner
+
+    def kill_child_once(event: str, data: dict[str, Any]) -> None:
+        if event == "tick" and not killed and runner._worker is not None:
+            worker = runner._worker
+            children = [p for p in worker.tree() if p != worker.pid]
+            if children:
+                os.kill(children[0], signal.SIGKILL)
+                killed.append(children[0])
+
+    runner = Runner(config, redis_url, kill_child_once)
+    results: list[ScenarioResult] = []
+    runner.run(results)
+    assert killed
+    failed_run = results[0].runs[0]
+    assert failed_run.status == "failed"
+    assert "WorkerLostError" in failed_run.reason
+    assert results[1].runs[0].status == "ok"

@@ -1,0 +1,260 @@
+"""Grafana dashboards: committed JSON is current, well formed, and names only real metrics/rules."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from membench.exporter import names
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAFANA = ROOT / "grafana"
+RULES_DIR = ROOT / "prometheus" / "rules"
+DATASOURCE_UID = "membench-prometheus"
+
+# The contract's recording rules: the fallback when prometheus/rules/*.yml does not exist yet.
+CONTRACT_RULES = frozenset(
+    {
+        "scenario:membench_tree_rss_bytes:sum",
+        "scenario:membench_tree_pss_bytes:sum",
+        "scenario:membench_tree_uss_bytes:sum",
+        "scenario:membench_tree_rss_bytes:max5m",
+        "scenario:membench_tree_rss_bytes:max1h",
+        "scenario:membench_tree_pss_bytes:max5m",
+        "scenario:membench_tree_pss_bytes:max1h",
+        "scenario:membench_tree_rss_bytes:min15m",
+        "scenario:membench_tree_rss_bytes:deriv1h",
+        "scenario:membench_task_peak_rss_bytes:max",
+        "scenario:membench_task_last_duration_seconds:max",
+        "scenario:membench_task_duration_seconds:p50_5m",
+        "scenario:membench_task_duration_seconds:p90_5m",
+        "scenario:membench_task_duration_seconds:p99_5m",
+        "scenario:membench_task_duration_seconds:mean5m",
+        "scenario_outcome:membench_task_runs:rate5m",
+        "scenario_outcome:membench_loadgen_runs:rate5m",
+        "scenario:membench_loadgen_skipped:increase1h",
+    }
+)
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def load_module(name: str, path: Path) -> ModuleType:
+    # By path under a unique name: grafana/ is not a package and "generate" is too generic
+    # a top-level name to put on sys.path.
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+generate = load_module("membench_grafana_generate", GRAFANA / "generate.py")
+panels = load_module("membench_grafana_panels", GRAFANA / "panels.py")
+
+
+@pytest.fixture(scope="module")
+def dashboards() -> list[dict[str, Any]]:
+    return panels.load_dashboards(generate.DASHBOARDS_DIR)
+
+
+def all_exprs(dashboards: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(uid, title, raw expr) for every target, before variable substitution."""
+    found = []
+    for dashboard in dashboards:
+        for panel in panels.iter_panels(dashboard):
+            for target in panel.get("targets") or []:
+                found.append((dashboard["uid"], panel["title"], target.get("expr", "")))
+    return found
+
+
+def known_rules() -> frozenset[str]:
+    files = sorted(RULES_DIR.glob("*.yml")) if RULES_DIR.is_dir() else []
+    if not files:
+        return CONTRACT_RULES
+    records = set()
+    for path in files:
+        for group in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("groups", []):
+            records.update(rule["record"] for rule in group.get("rules", []) if "record" in rule)
+    return frozenset(records)
+
+
+def test_committed_json_matches_generator() -> None:
+    built = generate.build_dashboards()
+    committed = {path.name for path in generate.DASHBOARDS_DIR.glob("*.json")}
+    assert committed == set(built), "grafana/dashboards/ holds files the generator does not make"
+    for name, dashboard in built.items():
+        text = (generate.DASHBOARDS_DIR / name).read_text(encoding="utf-8")
+        assert text == generate.render(dashboard), f"{name} is stale: run grafana/generate.py"
+        assert text.endswith("}\n")
+
+
+def test_generation_is_deterministic() -> None:
+    first = {k: generate.render(v) for k, v in generate.build_dashboards().items()}
+    second = {k: generate.render(v) for k, v in generate.build_dashboards().items()}
+    assert first == second
+
+
+def test_check_mode_flags_stale_and_missing_files(tmp_path: Path) -> None:
+    generate.write(tmp_path)
+    assert generate.main(["--check", "--output-dir", str(tmp_path)]) == 0
+    overview = tmp_path / "membench-overview.json"
+    overview.write_text(overview.read_text(encoding="utf-8").replace("RSS", "Rss", 1))
+    assert generate.main(["--check", "--output-dir", str(tmp_path)]) == 1
+    overview.unlink()
+    generate.write(tmp_path)
+    (tmp_path / "membench-soak.json").unlink()
+    assert generate.main(["--check", "--output-dir", str(tmp_path)]) == 1
+
+
+def test_script_check_runs_as_a_file() -> None:
+    result = subprocess.run(
+        [sys.executable, str(GRAFANA / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_dashboards_have_expected_uids_and_variables(dashboards: list[dict[str, Any]]) -> None:
+    by_uid = {d["uid"]: d for d in dashboards}
+    assert set(by_uid) == {"membench-overview", "membench-soak"}
+    assert by_uid["membench-soak"]["time"]["from"] == "now-24h"
+    for dashboard in dashboards:
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["scenario"]["query"] == "label_values(membench_worker_info, scenario)"
+        assert variables["instance"]["query"] == (
+            'label_values(membench_worker_info{scenario=~"$scenario"}, instance)'
+        )
+        for variable in variables.values():
+            assert variable["multi"] and variable["includeAll"]
+            assert variable["datasource"]["uid"] == DATASOURCE_UID
+
+
+def test_every_panel_has_targets_datasource_title_and_description(
+    dashboards: list[dict[str, Any]],
+) -> None:
+    for dashboard in dashboards:
+        ids = [p["id"] for p in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), f"duplicate panel ids in {dashboard['uid']}"
+        for panel in panels.iter_panels(dashboard):
+            where = f"{dashboard['uid']}/{panel.get('title')!r}"
+            assert panel.get("title"), where
+            assert panel.get("description"), where
+            assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, where
+            targets = panel.get("targets") or []
+            assert targets, where
+            ref_ids = [t["refId"] for t in targets]
+            assert all(ref_ids) and len(ref_ids) == len(set(ref_ids)), where
+            for target in targets:
+                assert target.get("expr"), where
+                assert target["datasource"]["uid"] == DATASOURCE_UID, where
+
+
+def test_membench_metric_names_exist_in_names_module(dashboards: list[dict[str, Any]]) -> None:
+    defined = {v for v in vars(names).values() if isinstance(v, str) and v.startswith("membench_")}
+    for uid, title, expr in all_exprs(dashboards):
+        for word in panels.identifiers(expr):
+            if not word.startswith("membench_"):
+                continue
+            base = word
+            for suffix in HISTOGRAM_SUFFIXES:
+                if base.endswith(suffix) and base[: -len(suffix)] in defined:
+                    base = base[: -len(suffix)]
+            assert base in defined, f"{uid}/{title}: {word} is not in exporter/names.py"
+
+
+def test_recording_rule_names_exist(dashboards: list[dict[str, Any]]) -> None:
+    rules = known_rules()
+    used = set()
+    for uid, title, expr in all_exprs(dashboards):
+        for word in panels.identifiers(expr):
+            if ":" in word:
+                used.add(word)
+                assert word in rules, f"{uid}/{title}: unknown recording rule {word}"
+    assert used, "dashboards should prefer the recording rules"
+
+
+def test_flower_metric_names_exist_in_installed_flower(dashboards: list[dict[str, Any]]) -> None:
+    spec = importlib.util.find_spec("flower")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("flower is not installed")
+    source = (Path(next(iter(spec.submodule_search_locations))) / "events.py").read_text()
+    for uid, title, expr in all_exprs(dashboards):
+        for word in panels.identifiers(expr):
+            if word.startswith("flower_"):
+                base = re.sub(r"_(bucket|sum|count)$", "", word)
+                assert f"'{base}'" in source, f"{uid}/{title}: {word} not exported by flower"
+
+
+def test_worker_queries_filter_on_scenario(dashboards: list[dict[str, Any]]) -> None:
+    for uid, title, expr in all_exprs(dashboards):
+        words = panels.identifiers(expr)
+        if any(w.startswith("membench_") or ":" in w or w == "up" for w in words):
+            assert 'scenario=~"$scenario"' in expr, f"{uid}/{title}: {expr}"
+        # Raw per-process worker series (rule outputs have no instance) also honour $instance.
+        if any(w.startswith("membench_") and not w.startswith("membench_loadgen_") for w in words):
+            assert 'instance=~"$instance"' in expr, f"{uid}/{title}: {expr}"
+
+
+def test_substitution_leaves_concrete_promql(dashboards: list[dict[str, Any]]) -> None:
+    variables = {"scenario": "prefork_threads|gevent_greenlets", "instance": ".*"}
+    total = 0
+    for dashboard in dashboards:
+        queries = panels.panel_queries(dashboard, variables)
+        assert queries
+        for uid, title, expr in queries:
+            assert uid == dashboard["uid"]
+            assert "$" not in expr, f"{uid}/{title}: {expr}"
+            total += 1
+    assert total == len(all_exprs(dashboards))
+    assert panels.substitute("rate(x[$__rate_interval]) $__range_s", {}) == "rate(x[1m]) 3600"
+    assert panels.substitute('{a=~"${scenario:regex}"}', {"scenario": "s"}) == '{a=~"s"}'
+    with pytest.raises(KeyError):
+        panels.substitute("$unknown_variable", {})
+
+
+def test_identifiers_ignore_strings_and_ranges() -> None:
+    words = panels.identifiers(
+        'count({__name__=~"membench_.*"}) + max_over_time(a:b:c{job="x"}[1h:5m])'
+    )
+    assert "a:b:c" in words
+    assert not any(w.startswith("membench_") for w in words)
+    assert not any(w.startswith("h:") or w == "m" for w in words)
+
+
+def test_provisioning_files() -> None:
+    datasources = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    (source,) = datasources["datasources"]
+    assert source["uid"] == DATASOURCE_UID and source["type"] == "prometheus"
+    assert source["url"] == "${MEMBENCH_PROMETHEUS_URL}"
+    prometheus_yml = ROOT / "prometheus" / "prometheus.yml"
+    if prometheus_yml.is_file():
+        scrape = yaml.safe_load(prometheus_yml.read_text())["global"]["scrape_interval"]
+        assert source["jsonData"]["timeInterval"] == scrape, "$__rate_interval needs the scrape"
+
+    providers = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "membench.yml").read_text()
+    )
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "${MEMBENCH_GRAFANA_DASHBOARDS_DIR}"
+
+
+def test_dashboard_json_is_sorted_and_indented() -> None:
+    for path in generate.DASHBOARDS_DIR.glob("*.json"):
+        text = path.read_text(encoding="utf-8")
+        assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"

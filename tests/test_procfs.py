@@ -1,0 +1,60 @@
+"""The /proc readers, on fixture files (injectable root) and on this very process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from membench.exporter.procfs import (
+    list_tree,
+    read_cpu_seconds,
+    read_process_memory,
+    read_status_memory,
+    read_thread_count,
+    reset_peak_rss,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "proc"
+KIB = 1024
+
+
+def test_status_and_smaps_rollup_are_parsed_to_bytes() -> None:
+    memory = read_process_memory(4242, FIXTURES)
+    assert memory.rss == 102400 * KIB
+    assert memory.peak_rss == 153600 * KIB
+    assert memory.pss == 61440 * KIB
+    assert memory.uss == (1000 + 59400) * KIB
+    assert memory.swap == 512 * KIB
+
+
+def test_missing_smaps_rollup_leaves_pss_unknown_not_zero() -> None:
+    memory = read_process_memory(4300, FIXTURES)
+    assert memory.rss == 30720 * KIB
+    assert memory.pss is None and memory.uss is None
+
+
+def test_cpu_seconds_survive_parentheses_in_the_command_name() -> None:
+    assert read_cpu_seconds(4242, FIXTURES) == pytest.approx(300 / os.sysconf("SC_CLK_TCK"))
+
+
+def test_tree_follows_children_of_every_thread() -> None:
+    assert list_tree(4242, FIXTURES) == [4242, 4300]
+    assert read_thread_count(4242, FIXTURES) == 2
+
+
+def test_gone_process_raises() -> None:
+    with pytest.raises(FileNotFoundError):
+        read_process_memory(999999, FIXTURES)
+
+
+def test_peak_reset_really_lowers_vmhwm_of_this_process() -> None:
+    block = bytearray(64 * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page
+    del block
+    rss, peak_before = read_status_memory()
+    assert peak_before >= rss + 32 * 1024 * 1024
+    assert reset_peak_rss() is True
+    _, peak_after = read_status_memory()
+    assert peak_after < peak_before - 32 * 1024 * 1024

@@ -1,0 +1,180 @@
+"""Real Celery workers of both pools: each scenario end to end, an exporter in every process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from helpers import exporter_addresses, require_binary, samples, scrape, value
+
+from membench.exporter import names
+from membench.loadgen.processes import wait_for
+from membench.loadgen.workerproc import WorkerProcess
+from membench.workers.payload import expected_digest
+from membench.workers.scenarios import SCENARIOS
+
+MIB = 1024 * 1024
+StartWorker = Callable[..., WorkerProcess]
+
+
+def send(app: Any, worker: WorkerProcess, **params: Any) -> Any:
+    kwargs = {"strategy": worker.scenario.strategy, "payload": "bytes", **params}
+    return app.send_task("membench.process_batch", kwargs=kwargs, queue=worker.queue)
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_scenario_runs_every_subtask_on_real_data(
+    scenario: str, start_worker: StartWorker, celery_app: Any
+) -> None:
+    worker = start_worker(scenario)
+    report = send(celery_app, worker, subtasks=6, size_mb=2, hold_s=0.05, workers=3).get(timeout=60)
+    assert report["subtasks_done"] == 6
+    assert report["digest"] == expected_digest("bytes", 6, 2 * MIB)
+    assert report["peak_method"] == "vmhwm"
+    assert report["peak_rss_bytes"] >= report["start_rss_bytes"] + 2 * MIB
+    assert report["wall_s"] >= 2 * 0.05  # ceil(6/3) rounds of holds, or 6 sequential ones
+    assert report["pid"] in worker.tree()
+    if SCENARIOS[scenario].pool == "prefork":
+        assert report["pid"] != worker.pid  # runs in the pool child, not the main process
+    threads = report["max_os_threads"]
+    if scenario == "prefork_threads":
+        assert threads >= 3 + 2  # three real worker threads beside main and exporter
+    elif scenario == "gevent_threads":
+        assert threads <= 3  # monkey-patched: the "threads" are greenlets
+
+
+def test_records_payload_is_built_and_digested(start_worker: StartWorker, celery_app: Any) -> None:
+    worker = start_worker("gevent_greenlets")
+    params = {"subtasks": 4, "size_mb": 1, "hold_s": 0, "workers": 4, "payload": "records"}
+    report = send(celery_app, worker, **params).get(timeout=60)
+    assert report["digest"] == expected_digest("records", 4, MIB)
+
+
+def test_every_prefork_process_exports_its_own_metrics(
+    start_worker: StartWorker, celery_app: Any, tmp_path: Any
+) -> None:
+    worker = start_worker("prefork_threads", concurrency=2)
+    addresses = exporter_addresses(worker)
+    assert len(addresses["main"]) == 1 and len(addresses["child"]) == 2
+    all_addresses = addresses["main"] + addresses["child"]
+    assert len(set(all_addresses)) == 3  # no two processes share a port
+    expositions = {address: scrape(address) for address in all_addresses}
+    for address, text in expositions.items():
+        role = "main" if address in addresses["main"] else "child"
+        identity = {"scenario": "prefork_threads", "pool": "prefork", "strategy": "threads"}
+        for metric in (
+            names.PROCESS_RSS_BYTES,
+            names.PROCESS_PSS_BYTES,
+            names.PROCESS_USS_BYTES,
+            names.PROCESS_PEAK_RSS_BYTES,
+            names.TASKS_IN_PROGRESS,
+            names.SUBTASKS_IN_PROGRESS,
+            names.TASK_PEAK_RSS_BYTES,
+        ):
+            assert value(text, metric, role=role, **identity) >= 0
+        assert value(text, names.PROCESS_RSS_BYTES, role=role) > 10 * MIB
+        assert names.TASK_DURATION_SECONDS + "_bucket" in samples(text)
+        for series in samples(text).values():
+            for labels, _ in series:
+                assert {"pid", "task_id"}.isdisjoint(labels)
+                assert labels["role"] == role
+    promtool = require_binary("promtool")
+    for text in expositions.values():
+        checked = subprocess.run(
+            [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    # The task's exact peak lands in the executing child's gauges.
+    report = send(celery_app, worker, subtasks=4, size_mb=8, hold_s=0, workers=4).get(timeout=60)
+    child = next(a for a in addresses["child"] if scrape(a) and _pid_of(a, worker) == report["pid"])
+    text = scrape(child)
+    assert value(text, names.TASK_PEAK_RSS_BYTES) == report["peak_rss_bytes"]
+    assert value(text, names.SUBTASKS_COMPLETED_TOTAL) == 4
+    assert value(text, names.TASK_RUNS_TOTAL, outcome="success") == 1
+    assert value(text, names.TASK_DURATION_SECONDS + "_count") == 1
+
+
+def _pid_of(address: str, worker: WorkerProcess) -> int:
+    """The pid behind an exporter address, from the file_sd file that registered it."""
+    for path in (worker.targets_dir / "workers").glob("*.json"):
+        if address in path.read_text():
+            return int(path.stem.rsplit("_", 1)[1])
+    raise LookupError(address)
+
+
+def test_gevent_exporter_answers_while_a_cpu_bound_subtask_runs(
+    start_worker: StartWorker, celery_app: Any
+) -> None:
+    worker = start_worker("gevent_greenlets")
+    (address,) = exporter_addresses(worker)["main"]
+    # Building many small records is pure-Python CPU work: no greenlet switch for its duration.
+    result = send(
+        celery_app, worker, subtasks=2, size_mb=150, hold_s=0, workers=1, payload="records"
+    )
+    busy_latencies = []
+    while not result.ready():
+        t0 = time.perf_counter()
+        text = scrape(address)
+        latency = time.perf_counter() - t0
+        if value(text, names.SUBTASKS_IN_PROGRESS) >= 1:
+            busy_latencies.append(latency)
+    assert result.get(timeout=60)["subtasks_done"] == 2
+    assert len(busy_latencies) >= 5, "never caught a subtask in progress"
+    assert max(busy_latencies) < 0.1, sorted(busy_latencies)[-5:]
+
+
+def test_peak_is_reset_per_task_so_it_follows_size(
+    start_worker: StartWorker, celery_app: Any
+) -> None:
+    worker = start_worker("gevent_threads")
+    big = send(celery_app, worker, subtasks=2, size_mb=48, hold_s=0.2, workers=2).get(timeout=60)
+    small = send(celery_app, worker, subtasks=2, size_mb=4, hold_s=0.2, workers=2).get(timeout=60)
+    # Without the clear_refs reset, VmHWM would still show the big task's peak.
+    assert big["peak_rss_bytes"] - big["start_rss_bytes"] >= 2 * 48 * MIB * 0.9
+    assert small["peak_rss_bytes"] < big["peak_rss_bytes"] - 60 * MIB
+    assert small["peak_rss_bytes"] - small["start_rss_bytes"] >= 2 * 4 * MIB * 0.9
+
+
+def test_a_replaced_child_keeps_exporting(start_worker: StartWorker) -> None:
+    worker = start_worker("prefork_sequential")
+    (child_pid,) = [p for p in worker.tree() if p != worker.pid]
+    os.kill(child_pid, signal.SIGKILL)
+
+    def new_child_address() -> str | None:
+        for path in (worker.targets_dir / "workers").glob("*.json"):
+            pid = int(path.stem.rsplit("_", 1)[1])
+            if pid not in (worker.pid, child_pid):
+                return exporter_addresses(worker)["child"][0]
+        return None
+
+    address = wait_for(new_child_address, timeout=30, what="a replacement child's target")
+    assert value(scrape(address), names.PROCESS_RSS_BYTES, role="child") > 0
+    # The dead child's target is gone, so Prometheus is not left scraping nothing.
+    assert not any(
+        path.stem.endswith(f"_{child_pid}")
+        for path in (worker.targets_dir / "workers").glob("*.json")
+    )
+
+
+def test_exporter_serves_only_metrics_and_survives_garbage(start_worker: StartWorker) -> None:
+    import socket
+    import urllib.error
+
+    worker = start_worker("gevent_greenlets")
+    (address,) = exporter_addresses(worker)["main"]
+    host, port = address.rsplit(":", 1)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        scrape(address, "/secret")
+    assert info.value.code == 404
+    for garbage in (b"\x00\xff garbage\r\n\r\n", b"GET", b"POST /metrics HTTP/1.1\r\n\r\n"):
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(garbage)
+            conn.shutdown(socket.SHUT_WR)
+            conn.recv(1024)
+    assert value(scrape(address), names.PROCESS_RSS_BYTES) > 0

@@ -1,0 +1,1 @@
+"""The Celery side of celery-membench: scenarios, the process_batch task and its instrumentation."""

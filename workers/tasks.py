@@ -1,0 +1,104 @@
+"""The process_batch task: run subtasks that build, hold and drop real data, and report the peak."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from membench.exporter.procfs import read_status_memory, read_thread_count, reset_peak_rss
+from membench.workers.app import app
+from membench.workers.instrumentation import current_metrics
+from membench.workers.params import BatchParams
+from membench.workers.payload import build_payload, combine_digests, digest_payload
+
+
+class _Observer:
+    """What subtasks see while holding data: most OS threads, and RSS for the fallback peak."""
+
+    def __init__(self) -> None:
+        self.max_os_threads = 0
+        self.max_rss = 0
+
+    def observe(self) -> None:
+        self.max_os_threads = max(self.max_os_threads, read_thread_count())
+        self.max_rss = max(self.max_rss, read_status_memory()[0])
+
+
+def _run_threads(fn: Callable[[int], int], params: BatchParams) -> list[int]:
+    # Under the gevent pool, `threading` is monkey-patched: these "threads" are greenlets.
+    with ThreadPoolExecutor(max_workers=params.workers) as pool:
+        return list(pool.map(fn, range(params.subtasks)))
+
+
+def _run_sequential(fn: Callable[[int], int], params: BatchParams) -> list[int]:
+    return [fn(i) for i in range(params.subtasks)]
+
+
+def _run_greenlets(fn: Callable[[int], int], params: BatchParams) -> list[int]:
+    import gevent.pool  # imported here: prefork workers never need gevent loaded
+
+    return list(gevent.pool.Pool(params.workers).imap_unordered(fn, range(params.subtasks)))
+
+
+STRATEGY_RUNNERS: dict[str, Callable[[Callable[[int], int], BatchParams], list[int]]] = {
+    "threads": _run_threads,
+    "sequential": _run_sequential,
+    "greenlets": _run_greenlets,
+}
+
+
+def run_batch(params: BatchParams) -> dict[str, Any]:
+    """Run one batch in this process and return its report (no Celery involved: testable alone)."""
+    metrics = current_metrics()
+    observer = _Observer()
+    size = params.size_bytes
+
+    def subtask(index: int) -> int:
+        with metrics.subtask_running():
+            data = build_payload(params.payload, index, size)
+            observer.observe()
+            time.sleep(params.hold_s)  # cooperative under gevent: the pool's scheduling is measured
+            digest = digest_payload(data)
+            del data
+        metrics.subtasks_completed.inc()
+        return digest
+
+    peak_method = "vmhwm" if reset_peak_rss() else "sampled"
+    start_rss, _ = read_status_memory()
+    observer.max_rss = start_rss
+    started_at = time.time()
+    t0 = time.perf_counter()
+    metrics.tasks_in_progress.inc()
+    try:
+        digests = STRATEGY_RUNNERS[params.strategy](subtask, params)
+    finally:
+        metrics.tasks_in_progress.dec()
+    wall_s = time.perf_counter() - t0
+    end_rss, hwm = read_status_memory()
+    peak = hwm if peak_method == "vmhwm" else max(observer.max_rss, end_rss)
+    metrics.task_duration_seconds.observe(wall_s)
+    metrics.task_last_duration_seconds.set(wall_s)
+    metrics.task_peak_rss_bytes.set(peak)
+    return {
+        "pid": os.getpid(),
+        "started_at": started_at,
+        "finished_at": started_at + wall_s,
+        "wall_s": wall_s,
+        "subtasks_done": len(digests),
+        "digest": combine_digests(digests),
+        "start_rss_bytes": start_rss,
+        "end_rss_bytes": end_rss,
+        "peak_rss_bytes": peak,
+        "peak_method": peak_method,
+        "max_os_threads": observer.max_os_threads,
+        "params": params.as_kwargs(),
+    }
+
+
+@app.task(name="membench.process_batch", bind=True)
+def process_batch(self: Any, **raw: Any) -> dict[str, Any]:
+    """Validate the message's parameters (never trust the queue), then run the batch."""
+    return run_batch(BatchParams.validate(raw))
