@@ -266,6 +266,40 @@ def cmd_worker(args: argparse.Namespace) -> int:
     os.execve(argv[0], argv, env)
 
 
+# ---- membench stack ----------------------------------------------------------------------------
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from membench.loadgen import stack
+    from membench.workers.scenarios import parse_scenarios
+
+    directory = Path(args.dir).resolve()
+    try:
+        if args.action == "down":
+            return stack.stack_down(directory)
+        try:
+            scenarios = [s.name for s in parse_scenarios(args.scenarios)]
+        except ValueError as exc:
+            raise UsageError(f"--scenarios: {exc}") from None
+        schedule = Path(args.schedule)
+        if not schedule.is_file():
+            raise UsageError(f"--schedule: {schedule} is not a file")
+        if args.duration is not None and not args.duration > 0:
+            raise UsageError(f"--duration: must be > 0, got {args.duration}")
+        _writable_dir("--dir", directory)
+        if (directory / stack.STATE_FILE).exists():
+            raise UsageError(
+                f"--dir: a stack is already recorded in {directory} (`membench stack down` first)"
+            )
+        broker = _broker_url(args)
+        if broker:
+            _check_broker(broker)
+        return stack.run_stack(directory, broker, schedule, scenarios, args.duration)
+    except stack.StackError as exc:
+        print(f"membench stack: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED_RUNS
+
+
 # ---- parser -------------------------------------------------------------------------------------
 
 
@@ -343,6 +377,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="start even if the broker does not answer yet (celery retries)",
     )
     worker.set_defaults(handler=cmd_worker)
+
+    from membench.loadgen import scheduler
+
+    scheduler.add_parser(commands)
+
+    stack = commands.add_parser(
+        "stack",
+        help="run the compose stack's services as local processes (no Docker needed)",
+        description="Start redis, a worker per scenario, loadgen, Flower, Prometheus and Grafana "
+        "(when installed) on 127.0.0.1; Ctrl-C or `membench stack down` stops them all.",
+    )
+    stack.add_argument("action", choices=("up", "down"))
+    stack.add_argument("--dir", default=".membench/stack", help="state and logs directory")
+    stack.add_argument("--broker", help="Redis URL instead of an embedded redis-server")
+    stack.add_argument(
+        "--schedule",
+        default=str(Path(__file__).with_name("schedule.example.toml")),
+        help="loadgen schedule file (default: the example schedule)",
+    )
+    stack.add_argument(
+        "--scenarios",
+        default="prefork_threads,prefork_sequential,gevent_threads,gevent_greenlets",
+        help="workers to start (default: all four)",
+    )
+    stack.add_argument("--duration", type=float, help="stop after this many seconds")
+    stack.set_defaults(handler=cmd_stack)
+
     return parser
 
 
@@ -360,4 +421,8 @@ def entry_point() -> None:
 
 
 if __name__ == "__main__":
-    entry_point()
+    # Run the imported module, not this __main__ copy: subcommands in other modules raise
+    # membench.loadgen.cli.UsageError, which only that module's main() catches.
+    from membench.loadgen.cli import entry_point as _entry_point
+
+    _entry_point()

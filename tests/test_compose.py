@@ -270,11 +270,7 @@ def test_loadgen_schedule_is_in_the_image() -> None:
     (argv,) = [a for a in compose_python_commands().values() if a[:2] == ["membench", "loadgen"]]
     schedule = option(argv, "--schedule") or ""
     assert schedule.startswith("/app/"), "the Dockerfile copies the repo to /app"
-    in_repo = REPO / schedule.removeprefix("/app/")
-    if not in_repo.is_file():
-        # Allowance until the loadgen engineer lands the file; remove it then.
-        pytest.xfail(f"{in_repo.relative_to(REPO)} not written yet")
-    assert in_repo.is_file()
+    assert (REPO / schedule.removeprefix("/app/")).is_file()
 
 
 # --- discovery layout ----------------------------------------------------------------------
