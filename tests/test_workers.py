@@ -108,12 +108,16 @@ def _pid_of(address: str, worker: WorkerProcess) -> int:
     raise LookupError(address)
 
 
-def test_gevent_exporter_answers_while_a_cpu_bound_subtask_runs(
-    start_worker: StartWorker, celery_app: Any
+@pytest.mark.parametrize(
+    ("scenario", "role"), [("gevent_greenlets", "main"), ("prefork_sequential", "child")]
+)
+def test_exporter_answers_while_a_cpu_bound_subtask_runs(
+    scenario: str, role: str, start_worker: StartWorker, celery_app: Any
 ) -> None:
-    worker = start_worker("gevent_greenlets")
-    (address,) = exporter_addresses(worker)["main"]
-    # Building many small records is pure-Python CPU work: no greenlet switch for its duration.
+    worker = start_worker(scenario)
+    (address,) = exporter_addresses(worker)[role]
+    # Building many small records is pure-Python CPU work: under gevent, no greenlet switch for
+    # its whole duration; in a prefork child, the GIL is held by the subtask.
     result = send(
         celery_app, worker, subtasks=2, size_mb=150, hold_s=0, workers=1, payload="records"
     )

@@ -63,18 +63,20 @@ def _targets_dir() -> Path | None:
     return Path(value) if value else None
 
 
-# Each syscall of a scrape releases the GIL; a CPU-bound greenlet then keeps it for the whole
+# Each syscall of a scrape releases the GIL; a CPU-bound subtask then keeps it for the whole
 # switch interval (5 ms) before the exporter thread gets it back: ~15 syscalls made scrapes take
-# ~100 ms. In a gevent worker the exporter is the only other OS thread wanting the GIL, so a short
-# interval costs the workload nothing between scrapes. Prefork+threads keeps the default: there it
-# would change how the measured threads contend.
-GEVENT_SWITCH_INTERVAL_S = 0.0005
+# ~100 ms. Where subtasks do not run on OS threads (gevent, sequential), the exporter is the only
+# other thread wanting the GIL, so a short interval costs the workload nothing between scrapes.
+# Where subtasks are OS threads (prefork + threads) the default stays: there the interval decides
+# how the measured threads contend.
+SCRAPE_SWITCH_INTERVAL_S = 0.0005
 
 
 def _start(role: str, port: int) -> None:
     ident = identity(role)
-    if ident["pool"] == "gevent":
-        sys.setswitchinterval(GEVENT_SWITCH_INTERVAL_S)
+    subtasks_on_os_threads = ident["strategy"] == "threads" and ident["pool"] != "gevent"
+    if not subtasks_on_os_threads:
+        sys.setswitchinterval(SCRAPE_SWITCH_INTERVAL_S)
     _state.metrics = WorkerMetrics(
         ident, {"concurrency": str(_state.concurrency), "celery_version": celery.__version__}
     )
