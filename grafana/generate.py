@@ -245,6 +245,21 @@ def header(
         .type("dashboard")
         .built_in(1)
     )
+    # `membench loadgen --grafana-url` posts one annotation per run, tagged "membench": show them.
+    loadgen_annotations = (
+        dashboard_builders.AnnotationQuery()
+        .name("Loadgen runs")
+        .datasource(dashboard_models.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+        .enable(True)
+        .icon_color("rgba(255, 152, 48, 1)")
+        .target(
+            dashboard_builders.AnnotationTarget()
+            .type("tags")
+            .tags([TAG])
+            .match_any(False)
+            .limit(500)
+        )
+    )
     return (
         dashboard_builders.Dashboard(title)
         .uid(uid)
@@ -256,6 +271,7 @@ def header(
         .refresh(refresh)
         .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
         .annotation(builtin_annotations)
+        .annotation(loadgen_annotations)
         .variables(variables())
         .link(
             dashboard_builders.DashboardLink("membench dashboards")

@@ -292,6 +292,10 @@ class LoadgenMetrics:
             self.skipped.labels(scenario=scenario)
 
 
+# Dashboards show annotations carrying this tag (grafana/generate.py's annotation query).
+ANNOTATION_TAG = "membench"
+
+
 @dataclass
 class GrafanaAnnotator:
     """Posts one Grafana annotation per finished run; failures are logged, never fatal."""
@@ -307,7 +311,7 @@ class GrafanaAnnotator:
         body = {
             "time": int(start * 1000),
             "timeEnd": int(end * 1000),
-            "tags": ["membench", scenario, outcome],
+            "tags": [ANNOTATION_TAG, scenario, outcome],
             "text": text,
         }
         request = urllib.request.Request(

@@ -234,6 +234,18 @@ def test_identifiers_ignore_strings_and_ranges() -> None:
     assert not any(w.startswith("h:") or w == "m" for w in words)
 
 
+def test_dashboards_show_the_loadgen_annotations(dashboards: list[dict[str, Any]]) -> None:
+    from membench.loadgen.scheduler import ANNOTATION_TAG
+
+    for dashboard in dashboards:
+        tag_queries = [
+            a["target"]
+            for a in dashboard["annotations"]["list"]
+            if a.get("enable") and a.get("target", {}).get("type") == "tags"
+        ]
+        assert [q["tags"] for q in tag_queries] == [[ANNOTATION_TAG]], dashboard["uid"]
+
+
 def test_provisioning_files() -> None:
     datasources = yaml.safe_load(
         (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
