@@ -40,6 +40,9 @@ def read_status_memory(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> 
     """Return (VmRSS, VmHWM) in bytes from /proc/<pid>/status (cheap: no page-table walk)."""
     text = (proc_root / str(pid) / "status").read_text()
     fields = _parse_kib_fields(text, {"VmRSS", "VmHWM"})
+    if "VmRSS" not in fields:
+        # A zombie (exited, not yet reaped) has no memory lines: it is gone, like a vanished pid.
+        raise ProcessLookupError(f"process {pid} has exited")
     return fields["VmRSS"], fields["VmHWM"]
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import socket as _socket_module
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,17 +44,31 @@ def _response(status: str, body: bytes, content_type: str = "text/plain; charset
     return head.encode("ascii") + body
 
 
+def _remaining(deadline: float) -> float:
+    """Seconds left before `deadline`; TimeoutError (an OSError) once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("client too slow")
+    return left
+
+
 def _handle(conn: Any, registry: CollectorRegistry) -> None:
-    conn.settimeout(_CLIENT_TIMEOUT_S)
+    # One deadline for the whole request, not per recv(): a client trickling a byte at a time
+    # would otherwise hold this one-at-a-time server (and every scrape behind it) indefinitely.
+    deadline = time.monotonic() + _CLIENT_TIMEOUT_S
     request = b""
     while b"\r\n\r\n" not in request and len(request) < _MAX_REQUEST_BYTES:
+        conn.settimeout(_remaining(deadline))
         chunk = conn.recv(4096)
         if not chunk:
             break
         request += chunk
+    too_large = b"\r\n\r\n" not in request and len(request) >= _MAX_REQUEST_BYTES
     method, _, rest = request.partition(b"\r\n")[0].partition(b" ")
     path = rest.partition(b" ")[0].partition(b"?")[0]
-    if method not in (b"GET", b"HEAD"):
+    if too_large:
+        reply = _response("431 Request Header Fields Too Large", b"request too large\n")
+    elif method not in (b"GET", b"HEAD"):
         reply = _response("405 Method Not Allowed", b"method not allowed\n")
     elif path == b"/metrics":
         try:
@@ -68,6 +83,14 @@ def _handle(conn: Any, registry: CollectorRegistry) -> None:
     if method == b"HEAD":
         reply = reply.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
     conn.sendall(reply)
+    if too_large:
+        # Closing with unread input resets the connection and the client loses the 431: read the
+        # rest first, within the same deadline.
+        conn.shutdown(_socket_module.SHUT_WR)
+        while True:
+            conn.settimeout(_remaining(deadline))
+            if not conn.recv(65536):
+                break
 
 
 def _serve_forever(sock: Any, registry: CollectorRegistry) -> None:

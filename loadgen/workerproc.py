@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -147,10 +148,15 @@ class WorkerProcess:
     def tree(self) -> list[int]:
         return list_tree(self.pid) if self.alive() else []
 
-    def stop(self) -> int | None:
+    def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int | None:
+        """Stop the worker tree: SIGTERM (warm: waits for a running task), then SIGKILL."""
         if self.proc is None:
             return None
-        return stop(self.proc, timeout=20)
+        return stop(self.proc, timeout=timeout, sig=sig)
+
+    def abandon(self) -> int | None:
+        """Stop now, dropping a running task: Celery's cold shutdown (SIGQUIT), then SIGKILL."""
+        return self.stop(timeout=5.0, sig=signal.SIGQUIT)
 
 
 def _short_hostname() -> str:

@@ -21,9 +21,14 @@ class InvalidParameter(ValueError):
     """A parameter is out of range; `field` names it so a CLI can name its flag."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+        # args = (field, message): Celery pickles a task's exception (and rebuilds it from args on
+        # the client); one formatted arg could not be rebuilt, so workers saw a plain ValueError.
+        super().__init__(field, message)
         self.field = field
         self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
 
 
 def _int(field: str, value: Any, low: int, high: int) -> int:
