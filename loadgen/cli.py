@@ -84,6 +84,8 @@ def _run_config(args: argparse.Namespace) -> Any:
         scenarios = parse_scenarios(args.scenarios)
     except ValueError as exc:
         raise UsageError(f"--scenarios: {exc}") from None
+    if not 0 <= args.warmup <= 10_000:
+        raise UsageError(f"--warmup: must be between 0 and 10000, got {args.warmup}")
     config = RunConfig(
         scenarios=scenarios,
         subtasks=args.subtasks,
@@ -94,6 +96,7 @@ def _run_config(args: argparse.Namespace) -> Any:
         runs=_positive_int("--runs", args.runs, 10_000),
         payload=args.payload,
         reuse_worker=args.reuse_worker,
+        warmup=args.warmup,
     )
     try:
         planned = [config.params(s) for s in scenarios]
@@ -112,34 +115,40 @@ def _run_config(args: argparse.Namespace) -> Any:
 class _Progress:
     """Which scenario and run is going, and how far: one live line on a terminal, else a log."""
 
-    def __init__(self, total_scenarios: int, runs: int, stream: Any = sys.stderr) -> None:
+    def __init__(
+        self, total_scenarios: int, runs: int, stream: Any = sys.stderr, warmup: int = 0
+    ) -> None:
         self.total = total_scenarios
         self.runs = runs
+        self.warmup = warmup
         self.stream = stream
         self.tty = stream.isatty()
+
+    def _run(self, run: int, warmup: bool) -> str:
+        return f"warmup {run}/{self.warmup}" if warmup else f"run {run}/{self.runs}"
 
     def __call__(self, event: str, data: dict[str, Any]) -> None:
         if event == "run-start":
             self._line(
                 f"[{data['index'] + 1}/{self.total}] {data['scenario']} "
-                f"run {data['run']}/{self.runs}: starting worker",
+                f"{self._run(data['run'], data.get('warmup', False))}: starting worker",
                 final=not self.tty,
             )
         elif event == "tick" and self.tty:
             expected = f" of ~{data['expected']:.1f}" if data["expected"] else ""
             self._line(
-                f"    {data['scenario']} run {data['run']}/{self.runs}: "
+                f"    {data['scenario']} {self._run(data['run'], data.get('warmup', False))}: "
                 f"{data['elapsed']:.1f} s{expected} s, tree RSS {data['rss'] / 2**20:.0f} MB"
             )
         elif event == "run-end":
             r = data["result"]
             if r.status == "ok":
                 text = (
-                    f"    {r.scenario} run {r.run}/{self.runs}: ok, {r.duration_s:.2f} s, "
+                    f"    {r.scenario} {self._run(r.run, r.warmup)}: ok, {r.duration_s:.2f} s, "
                     f"peak {r.peak_rss_bytes / 2**20:.1f} MB"
                 )
             else:
-                text = f"    {r.scenario} run {r.run}/{self.runs}: FAILED: {r.reason}"
+                text = f"    {r.scenario} {self._run(r.run, r.warmup)}: FAILED: {r.reason}"
             self._line(text, final=True)
 
     def _line(self, text: str, final: bool = False) -> None:
@@ -185,11 +194,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             embedded = EmbeddedRedis()
             broker = embedded.start()
             print(f"membench: embedded redis-server at {broker}", file=sys.stderr)
-        Runner(config, broker, _Progress(len(config.scenarios), config.runs)).run(results)
+        progress = _Progress(len(config.scenarios), config.runs, warmup=config.warmup)
+        Runner(config, broker, progress).run(results)
         complete = True
     except (KeyboardInterrupt, Interrupted) as exc:
         print(
-            f"\nmembench: interrupted ({exc or 'SIGINT'}); stopped every process", file=sys.stderr
+            f"\nmembench: interrupted ({str(exc) or 'SIGINT'}); stopped every process",
+            file=sys.stderr,
         )
     finally:
         if embedded is not None:
@@ -204,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     write_json_atomic(output / RESULTS_FILE, document)
     plot_results(document, output / PLOT_FILE)
-    print(format_table(results, config.runs))
+    print(format_table(results, config.runs, config.warmup))
     print(f"\nWrote {output / RESULTS_FILE} and {output / PLOT_FILE}")
     if not complete:
         print("membench: results are INCOMPLETE (interrupted)", file=sys.stderr)
@@ -327,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--runs", type=int, default=3, help="runs per scenario (default: 3)")
     run.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="extra runs per scenario before the measured ones, not counted (default: 0)",
+    )
+    run.add_argument(
         "--scenarios",
         default="prefork_threads,prefork_sequential,gevent_threads,gevent_greenlets",
         help="comma list of scenarios (default: all four)",
@@ -378,9 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler=cmd_worker)
 
-    from membench.loadgen import scheduler
+    from membench.loadgen import compare, scheduler
 
     scheduler.add_parser(commands)
+    compare.add_parser(commands)
 
     stack = commands.add_parser(
         "stack",

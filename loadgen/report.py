@@ -69,10 +69,10 @@ def _range_mb(figure: dict[str, float] | None) -> str:
     return f"{_mb(figure['min'])}-{_mb(figure['max'])}" if figure else "-"
 
 
-def format_table(results: list[ScenarioResult], runs: int) -> str:
+def format_table(results: list[ScenarioResult], runs: int, warmup: int = 0) -> str:
     """The seed's table, same columns and layout, then the figures a careful reader needs.
 
-    Medians over successful runs, sorted by peak memory.
+    Medians over successful measured runs (warmup runs excluded), sorted by peak memory.
     """
     ordered = sorted(results, key=_sort_key)
     rule = "=" * 80
@@ -106,16 +106,17 @@ def format_table(results: list[ScenarioResult], runs: int) -> str:
             f"{_mb(_median(summary, 'task_peak_rss_bytes')):>9}"
             f"{_mb(_median(summary, 'retained_rss_bytes')):>10}"
             f"{_range_mb(summary.get('peak_rss_bytes')):>16}{time_range:>14}"
-            f"  {len(result.ok_runs())}/{len(result.runs)} ok"
+            f"  {len(result.ok_runs())}/{len(result.measured_runs())} ok"
         )
         failures += [
-            f"  {result.approach} run {r.run}: FAILED: {r.reason}"
+            f"  {result.approach} {'warmup' if r.warmup else 'run'} {r.run}: FAILED: {r.reason}"
             for r in result.runs
             if r.status != "ok"
         ]
     lines += failures
+    warmed = f", after {warmup} warmup run(s) per scenario (not counted)" if warmup else ""
     lines.append(
-        f"\nMB (2^20 bytes); medians over {runs} run(s), each on a fresh worker unless "
+        f"\nMB (2^20 bytes); medians over {runs} run(s){warmed}, each on a fresh worker unless "
         "--reuse-worker.\nPeak Memory: sampled peak of the worker tree's summed RSS (parent + "
         "pool children), as the seed measured.\nBaseline: tree RSS before the task. Peak PSS: "
         "the same peak without double-counting shared pages.\nVmHWM: exact kernel peak of the "
@@ -146,6 +147,7 @@ def results_document(
             "workers": config.workers,
             "concurrency": config.concurrency,
             "runs": config.runs,
+            "warmup": config.warmup,
             "payload": config.payload,
             "scenarios": [s.name for s in config.scenarios],
             "reuse_worker": config.reuse_worker,
@@ -175,20 +177,27 @@ def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
 
 
 def plot_results(document: dict[str, Any], path: Path) -> None:
-    """Memory over time since task start, one line per approach (its median-peak run)."""
+    """Memory over time since task start, one line per approach (its median-peak measured run)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_rss, ax_pss) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
+    durations = []
     for scenario in document["scenarios"]:
-        runs = [r for r in scenario["runs"] if r["status"] == "ok" and r["timeline"].get("t_s")]
+        # .get: documents written before --warmup existed have no such key.
+        runs = [
+            r
+            for r in scenario["runs"]
+            if r["status"] == "ok" and not r.get("warmup") and r["timeline"].get("t_s")
+        ]
         if not runs:
             continue
         runs.sort(key=lambda r: r["peak_rss_bytes"])
         run = runs[len(runs) // 2]
         t = run["timeline"]["t_s"]
+        durations.append(max(t[-1], 1e-3))
         label = f"{scenario['approach']} (peak {run['peak_rss_bytes'] / MB:.0f} MB)"
         ax_rss.plot(t, [v / MB for v in run["timeline"]["rss_bytes"]], label=label)
         ax_pss.plot(t, [v / MB for v in run["timeline"]["pss_bytes"]], label=scenario["approach"])
@@ -200,14 +209,29 @@ def plot_results(document: dict[str, Any], path: Path) -> None:
     ax_rss.set_ylabel("Worker tree RSS (MB)")
     ax_pss.set_ylabel("Worker tree PSS (MB)")
     ax_pss.set_xlabel("Time since task start (s)")
+    if durations and max(durations) > 10 * min(durations):
+        # A sequential run can last 40x a concurrent one: on a linear axis the concurrent
+        # approaches would be a vertical line at 0. Linear up to 1 s, logarithmic beyond.
+        ax_pss.set_xscale("symlog", linthresh=1.0)
+        ax_pss.set_xlabel("Time since task start (s; linear to 1 s, logarithmic beyond)")
     for ax in (ax_rss, ax_pss):
         ax.axvline(0, color="grey", linewidth=0.8, linestyle=":")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # no line at all when every run failed
+            ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def command_line() -> list[str]:
-    return ["membench", *sys.argv[1:]]
+    """The command as typed, with any broker password replaced (results.json gets shared)."""
+    from membench.loadgen.broker import redact
+
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg.startswith("--broker="):
+            args[i] = "--broker=" + redact(arg.removeprefix("--broker="))
+        elif i > 0 and args[i - 1] == "--broker":
+            args[i] = redact(arg)
+    return ["membench", *args]

@@ -35,6 +35,7 @@ class RunConfig:
     payload: str
     reuse_worker: bool = False
     sample_interval: float = 0.05
+    warmup: int = 0  # extra runs per scenario before the measured ones, not in the summary
 
     def params(self, scenario: Scenario) -> BatchParams:
         return BatchParams.validate(
@@ -62,8 +63,9 @@ class RunConfig:
 @dataclass
 class RunResult:
     scenario: str
-    run: int
+    run: int  # 1-based, counted separately for warmup and measured runs
     status: str = "ok"  # ok | failed
+    warmup: bool = False  # a warmup run: recorded, never in the summary
     reason: str = ""
     worker_ready_s: float | None = None
     duration_s: float | None = None  # task wall time, measured inside the task
@@ -92,11 +94,15 @@ class ScenarioResult:
     approach: str
     runs: list[RunResult] = field(default_factory=list)
 
+    def measured_runs(self) -> list[RunResult]:
+        return [r for r in self.runs if not r.warmup]
+
     def ok_runs(self) -> list[RunResult]:
-        return [r for r in self.runs if r.status == "ok"]
+        """Successful measured runs: what the summary and the table count."""
+        return [r for r in self.measured_runs() if r.status == "ok"]
 
     def summary(self) -> dict[str, dict[str, float] | None]:
-        """Median, min, max and standard deviation of each figure over successful runs."""
+        """Median, min, max and standard deviation of each figure over successful measured runs."""
         keys = (
             "peak_rss_bytes",
             "peak_pss_bytes",
@@ -166,6 +172,7 @@ class Runner:
         self.workdir = Path(self._workdir.name)
         self._worker: WorkerProcess | None = None
         self._sampler: TreeSampler | None = None
+        self._in_flight: Any = None  # the AsyncResult of the task last sent
         from membench.workers.app import app
 
         app.conf.broker_url = broker_url
@@ -181,17 +188,24 @@ class Runner:
                     scenario, scenario.approach(params.subtasks, params.size_mb)
                 )
                 results.append(result)
-                for run in range(1, self.config.runs + 1):
+                # Warmup runs go first and the same way as measured ones (on the same worker
+                # with --reuse-worker), so the measured runs start from a warmed machine.
+                plan = [(run, True) for run in range(1, self.config.warmup + 1)]
+                plan += [(run, False) for run in range(1, self.config.runs + 1)]
+                for run, warmup in plan:
                     self.progress(
                         "run-start",
-                        {"scenario": scenario.name, "index": index, "run": run},
+                        {"scenario": scenario.name, "index": index, "run": run, "warmup": warmup},
                     )
-                    outcome = self._one_run(scenario, params, run)
+                    outcome = self._one_run(scenario, params, run, warmup)
                     result.runs.append(outcome)
                     self.progress("run-end", {"scenario": scenario.name, "result": outcome})
                     if not self.config.reuse_worker or outcome.status != "ok":
                         self._stop_worker()
                 self._stop_worker()
+        except BaseException:
+            self._abandon_in_flight()
+            raise
         finally:
             self._stop_worker()
             self._workdir.cleanup()
@@ -211,6 +225,16 @@ class Runner:
         worker.wait_ready(self.app)
         return worker
 
+    def _abandon_in_flight(self) -> None:
+        """Interrupted: kill the worker now (a warm stop waits for its task) and stop listening for
+        the task's result while the broker is up (Celery would otherwise retry ~20 s at exit)."""
+        if self._worker is not None:
+            self._worker.abandon()
+        if self._in_flight is not None:
+            with contextlib.suppress(Exception):
+                self.app.backend.remove_pending_result(self._in_flight)
+            self._in_flight = None
+
     def _stop_worker(self) -> None:
         if self._sampler is not None:
             self._sampler.stop()
@@ -219,8 +243,10 @@ class Runner:
             self._worker.stop()
             self._worker = None
 
-    def _one_run(self, scenario: Scenario, params: BatchParams, run: int) -> RunResult:
-        result = RunResult(scenario=scenario.name, run=run)
+    def _one_run(
+        self, scenario: Scenario, params: BatchParams, run: int, warmup: bool = False
+    ) -> RunResult:
+        result = RunResult(scenario=scenario.name, run=run, warmup=warmup)
         try:
             worker = self._worker or self._start_worker(scenario)
         except WorkerFailed as exc:
@@ -238,6 +264,7 @@ class Runner:
         async_result = self.app.send_task(
             "membench.process_batch", kwargs=params.as_kwargs(), queue=worker.queue
         )
+        self._in_flight = async_result
         deadline = time.monotonic() + self.config.deadline_seconds(scenario)
         report: dict[str, Any] | None = None
         while report is None:
@@ -258,6 +285,7 @@ class Runner:
                     {
                         "scenario": scenario.name,
                         "run": run,
+                        "warmup": warmup,
                         "elapsed": time.time() - sent_at,
                         "expected": self.config.ideal_seconds(scenario),
                         "rss": latest.rss if latest else 0,
@@ -291,9 +319,11 @@ class Runner:
         result.max_os_threads = report["max_os_threads"]
         result.executing_pid = report["pid"]
         result.sampler = sampler.stats()
-        # A second of idle worker before the task, never its start-up ramp.
+        # Up to a second of idle worker before the task (never its start-up ramp), led by the
+        # baseline read just before sending, so the timeline starts from the idle worker.
         preroll = max(started - 1.0, worker.ready_at or started)
-        result.timeline = _timeline(sampler.between(preroll, received_at), started)
+        samples = [s for s in sampler.between(preroll, received_at) if s.t > baseline.t]
+        result.timeline = _timeline([baseline, *samples], started)
         if result.subtasks_done != params.subtasks:
             result.status = "failed"
             result.reason = f"{result.subtasks_done} of {params.subtasks} subtasks done"

@@ -218,7 +218,9 @@ def _start_grafana(stack: Stack, prometheus_url: str) -> None:
     service = stack.add("grafana", argv, env, f"http://127.0.0.1:{port}/api/health")
     service.url = f"http://127.0.0.1:{port}/api/health"
     if not os.environ.get("GRAFANA_ADMIN_PASSWORD"):
-        (stack.directory / "grafana-admin-password").write_text(password + "\n")
+        secret = stack.directory / "grafana-admin-password"
+        secret.touch(mode=0o600)  # before writing: never readable by other local users
+        secret.write_text(password + "\n")
 
 
 def summary(stack: Stack, prometheus_url: str | None) -> str:
