@@ -167,10 +167,11 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
-    output = _writable_dir("--output", Path(args.output))
     broker = _broker_url(args)
     if broker:
         _check_broker(broker)
+    # Last of the checks: it creates the directory, which must not happen for refused input.
+    output = _writable_dir("--output", Path(args.output))
 
     from membench.loadgen.broker import EmbeddedRedis, redact
     from membench.loadgen.report import (

@@ -213,3 +213,34 @@ def test_stack_up_refuses_bad_input_before_starting_anything(tmp_path: Path) -> 
     assert result.returncode == 1 and "no running stack" in result.stderr
     assert len(psutil.Process().children(recursive=True)) == before
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stack_up_stops_every_process_on_a_signal(sig: signal.Signals, tmp_path: Path) -> None:
+    schedule = tmp_path / "fast.toml"
+    schedule.write_text(FAST_SCHEDULE)
+    proc = subprocess.Popen(
+        [
+            *stack.MEMBENCH_COMMAND,
+            *("stack", "up", "--dir", str(tmp_path / "run"), "--schedule", str(schedule)),
+            *("--scenarios", "gevent_greenlets"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        state_file = tmp_path / "run" / stack.STATE_FILE
+        wait_for(lambda: state_file.exists() or proc.poll() is not None, timeout=120, what="up")
+        assert proc.poll() is None
+        started = psutil.Process(proc.pid).children(recursive=True)
+        assert len(started) >= 4  # redis, worker, loadgen, flower (+ prometheus)
+        proc.send_signal(sig)
+        proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(started, timeout=1)
+        assert not alive, [(p.pid, p.name()) for p in alive]
+        assert not state_file.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

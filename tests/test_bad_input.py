@@ -1,0 +1,215 @@
+"""Bad input across the CLI, schedule files and task parameters: one line naming what is wrong,
+exit code 2, nothing started, no file written."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import membench
+
+GOOD_SCHEDULE = """
+[defaults]
+subtasks = 2
+size_mb = 1.0
+hold_s = 0.1
+workers = 2
+period_s = 5
+[scenarios.gevent_threads]
+"""
+
+# (id, argv, files to create, environment, what the one line must name)
+CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
+    ("run subtasks zero", ["run", "--subtasks", "0"], {}, {}, "--subtasks"),
+    ("run subtasks text", ["run", "--subtasks", "x"], {}, {}, "--subtasks"),
+    ("run subtasks huge", ["run", "--subtasks", "100000000"], {}, {}, "--subtasks"),
+    ("run size negative", ["run", "--size", "-1"], {}, {}, "--size"),
+    ("run size nan", ["run", "--size", "nan"], {}, {}, "--size"),
+    ("run size huge", ["run", "--size", "1e12"], {}, {}, "--size"),
+    ("run time negative", ["run", "--time", "-0.5"], {}, {}, "--time"),
+    ("run time text", ["run", "--time", "soon"], {}, {}, "--time"),
+    ("run time inf", ["run", "--time", "inf"], {}, {}, "--time"),
+    ("run workers zero", ["run", "--workers", "0"], {}, {}, "--workers"),
+    ("run concurrency zero", ["run", "--concurrency", "0"], {}, {}, "--concurrency"),
+    ("run runs zero", ["run", "--runs", "0"], {}, {}, "--runs"),
+    ("run warmup negative", ["run", "--warmup", "-1"], {}, {}, "--warmup"),
+    ("run unknown scenario", ["run", "--scenarios", "prefork_threads,nope"], {}, {}, "--scenarios"),
+    ("run unknown payload", ["run", "--payload", "pickle"], {}, {}, "--payload"),
+    ("run broker unreachable", ["run", "--broker", "redis://127.0.0.1:1/0"], {}, {}, "--broker"),
+    ("run broker not redis", ["run", "--broker", "amqp://127.0.0.1//"], {}, {}, "--broker"),
+    (
+        "run over memory",
+        ["run", "--size", "60000", "--workers", "8", "--subtasks", "8"],
+        {},
+        {},
+        "--size",
+    ),
+    ("run output unwritable", ["run", "--output", "{tmp}/file/sub"], {"file": ""}, {}, "--output"),
+    ("worker unknown scenario", ["worker", "nope"], {}, {}, "SCENARIO"),
+    (
+        "worker concurrency zero",
+        ["worker", "gevent_threads", "--concurrency", "0"],
+        {},
+        {},
+        "--concurrency",
+    ),
+    (
+        "worker port range",
+        ["worker", "gevent_threads", "--metrics-port", "70000"],
+        {},
+        {},
+        "--metrics-port",
+    ),
+    (
+        "worker port in use",
+        ["worker", "gevent_threads", "--metrics-port", "{busy}"],
+        {},
+        {},
+        "in use",
+    ),
+    (
+        "worker targets dir is a file",
+        ["worker", "gevent_threads"],
+        {"targets": ""},
+        {"MEMBENCH_TARGETS_DIR": "{tmp}/targets"},
+        "MEMBENCH_TARGETS_DIR",
+    ),
+    (
+        "loadgen missing schedule",
+        ["loadgen", "--schedule", "{tmp}/none.toml"],
+        {},
+        {},
+        "--schedule",
+    ),
+    (
+        "loadgen malformed toml",
+        ["loadgen", "--schedule", "{tmp}/s.toml"],
+        {"s.toml": "[defaults\nx="},
+        {},
+        "s.toml",
+    ),
+    (
+        "loadgen unknown scenario",
+        ["loadgen", "--schedule", "{tmp}/s.toml"],
+        {"s.toml": GOOD_SCHEDULE + "[scenarios.nope]\n"},
+        {},
+        "nope",
+    ),
+    (
+        "loadgen period nan",
+        ["loadgen", "--schedule", "{tmp}/s.toml"],
+        {"s.toml": GOOD_SCHEDULE.replace("period_s = 5", "period_s = nan")},
+        {},
+        "period_s",
+    ),
+    (
+        "loadgen jitter over period",
+        ["loadgen", "--schedule", "{tmp}/s.toml"],
+        {"s.toml": GOOD_SCHEDULE + "jitter_s = 9\n"},
+        {},
+        "jitter_s",
+    ),
+    (
+        "task param: size negative",
+        ["loadgen", "--schedule", "{tmp}/s.toml"],
+        {"s.toml": GOOD_SCHEDULE.replace("size_mb = 1.0", "size_mb = -1.0")},
+        {},
+        "size_mb",
+    ),
+    (
+        "task param: subtasks zero",
+        ["loadgen", "--schedule", "{tmp}/s.toml"],
+        {"s.toml": GOOD_SCHEDULE.replace("subtasks = 2", "subtasks = 0")},
+        {},
+        "subtasks",
+    ),
+    (
+        "task param: unknown payload",
+        ["loadgen", "--schedule", "{tmp}/s.toml"],
+        {"s.toml": GOOD_SCHEDULE + 'payload = "pickle"\n'},
+        {},
+        "payload",
+    ),
+    (
+        "task param: unknown key",
+        ["loadgen", "--schedule", "{tmp}/s.toml"],
+        {"s.toml": GOOD_SCHEDULE + "evil = 1\n"},
+        {},
+        "evil",
+    ),
+    (
+        "stack missing schedule",
+        ["stack", "up", "--dir", "{tmp}/st", "--schedule", "{tmp}/no"],
+        {},
+        {},
+        "--schedule",
+    ),
+    (
+        "stack unknown scenario",
+        ["stack", "up", "--dir", "{tmp}/st", "--scenarios", "nope"],
+        {},
+        {},
+        "--scenarios",
+    ),
+    (
+        "stack duration negative",
+        ["stack", "up", "--dir", "{tmp}/st", "--duration", "-1"],
+        {},
+        {},
+        "--duration",
+    ),
+]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+def test_the_table_covers_cli_schedule_and_task_parameters() -> None:
+    assert len(CASES) >= 20
+    kinds = {case_id.split()[0] for case_id, *_ in CASES}
+    assert {"run", "worker", "loadgen", "stack", "task"} <= kinds
+
+
+@pytest.mark.parametrize(
+    ("argv", "files", "env", "named"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_is_one_line_exit_2_and_starts_nothing(
+    argv: list[str],
+    files: dict[str, str],
+    env: dict[str, str],
+    named: str,
+    tmp_path: Path,
+    busy_port: int,
+) -> None:
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    before_files = sorted(os.listdir(tmp_path))
+    before_children = len(psutil.Process().children(recursive=True))
+
+    def fill(text: str) -> str:
+        return text.replace("{tmp}", str(tmp_path)).replace("{busy}", str(busy_port))
+
+    args = [fill(a) for a in argv]
+    if args[0] == "run" and "--output" not in args:
+        args += ["--output", str(tmp_path / "out")]
+    environment = {**os.environ, **{k: fill(v) for k, v in env.items()}}
+    environment.pop("MEMBENCH_BROKER_URL", None)
+    result = membench(*args, env=environment, timeout=60)
+
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0], lines[0]
+    assert result.stdout == ""
+    assert len(psutil.Process().children(recursive=True)) == before_children
+    # Nothing written, not even half a file.
+    assert sorted(os.listdir(tmp_path)) == before_files
