@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
-from celery import Celery
+from billiard.einfo import ExceptionWithTraceback
+from celery import Celery, Task
+from celery.utils.saferepr import saferepr
+from celery.utils.serialization import get_pickled_exception
+from celery.worker.request import Request
+from celery.worker.state import task_ready
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
@@ -13,7 +20,42 @@ def broker_url_from_env() -> str:
     return os.environ.get("MEMBENCH_BROKER_URL", DEFAULT_BROKER_URL)
 
 
-app = Celery("membench", include=["membench.workers.tasks"])
+log = logging.getLogger("membench.workers")
+
+
+class MembenchRequest(Request):
+    """Celery stops the whole worker when a task raises MemoryError; here only that task fails."""
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        if not (return_ok and isinstance(exc, MemoryError)):
+            return super().on_failure(exc_info, send_failed_event, return_ok)
+        # The process that ran the task stored the failure and counted it (task_failure); the
+        # allocation that failed was never made, so the worker can take the next task.
+        task_ready(self)
+        if self.task.acks_late:
+            self.acknowledge()
+        if send_failed_event:
+            self.send_event(
+                "task-failed",
+                exception=saferepr(get_pickled_exception(exc_info.exception)),
+                traceback=exc_info.traceback,
+            )
+        log.warning("Task %s[%s] ran out of memory; the worker goes on", self.name, self.id)
+        return None
+
+
+class MembenchTask(Task):
+    """Tasks whose MemoryError fails the task only (see MembenchRequest)."""
+
+    Request = MembenchRequest
+
+
+app = Celery("membench", include=["membench.workers.tasks"], task_cls=MembenchTask)
 app.conf.update(
     broker_url=broker_url_from_env(),
     result_backend=broker_url_from_env(),
