@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from membench.exporter import names
 from membench.loadgen.workerproc import WorkerProcess, read_targets
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,3 +68,15 @@ def membench(*args: str, timeout: float = 600, **kwargs: Any) -> subprocess.Comp
         timeout=timeout,
         **kwargs,
     )
+
+
+def executing_address(worker: WorkerProcess) -> str:
+    """The exporter of the process that runs tasks: the pool child (prefork) or the main one."""
+    role = names.ROLE_CHILD if worker.scenario.pool == "prefork" else names.ROLE_MAIN
+    (address,) = exporter_addresses(worker)[role]
+    return address
+
+
+def task_runs(address: str, outcome: str) -> float:
+    """membench_task_runs_total{outcome} as an exporter shows it now."""
+    return value(scrape(address), names.TASK_RUNS_TOTAL, outcome=outcome)

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 import redis
-from helpers import REPO, exporter_addresses, scrape, value
+from helpers import REPO, executing_address, exporter_addresses, scrape, task_runs, value
 from kombu import Connection, Producer
 
 from membench.exporter import names
@@ -56,18 +56,6 @@ def _stored_meta(redis_url: str, task_id: str) -> dict[str, Any] | None:
     finally:
         client.close()
     return None if raw is None else json.loads(raw)
-
-
-def _executing_address(worker: WorkerProcess) -> str:
-    """The exporter of the process that runs tasks: the pool child (prefork) or the main one."""
-    role = names.ROLE_CHILD if worker.scenario.pool == "prefork" else names.ROLE_MAIN
-    (address,) = exporter_addresses(worker)[role]
-    return address
-
-
-def _runs(address: str, outcome: str) -> float:
-    """membench_task_runs_total{outcome} as an exporter shows it now."""
-    return value(scrape(address), names.TASK_RUNS_TOTAL, outcome=outcome)
 
 
 def _gone(pid: int) -> bool:
@@ -206,7 +194,7 @@ def test_pickle_message_is_refused_and_never_deserialized(
         assert client.llen(worker.queue) == 0  # discarded, not left to be redelivered
     finally:
         client.close()
-    text = scrape(_executing_address(worker))
+    text = scrape(executing_address(worker))
     assert value(text, names.TASK_RUNS_TOTAL, outcome="success") == 1
     assert value(text, names.TASK_RUNS_TOTAL, outcome="failure") == 0
 
@@ -227,8 +215,8 @@ def test_bad_parameters_are_rejected_counted_and_the_worker_goes_on(
     scenario: str, start_worker: StartWorker, celery_app: Any, redis_url: str
 ) -> None:
     worker = start_worker(scenario)
-    address = _executing_address(worker)
-    assert _runs(address, "rejected") == 0
+    address = executing_address(worker)
+    assert task_runs(address, "rejected") == 0
     for count, (params, field) in enumerate(BAD_PARAMETERS, start=1):
         result = _send(celery_app, worker, **params)
         error = result.get(timeout=60, propagate=False)
@@ -239,11 +227,11 @@ def test_bad_parameters_are_rejected_counted_and_the_worker_goes_on(
         # The client rebuilds the worker's exception: type and field survive the JSON backend.
         assert isinstance(error, InvalidParameter), repr(error)
         assert error.field == field
-        wait_for(lambda n=count: _runs(address, "rejected") == n, 10, what=f"{count} rejected")
-    assert _runs(address, "failure") == 0 and _runs(address, "success") == 0
+        wait_for(lambda n=count: task_runs(address, "rejected") == n, 10, what=f"{count} rejected")
+    assert task_runs(address, "failure") == 0 and task_runs(address, "success") == 0
     report = _send(celery_app, worker, **GOOD).get(timeout=60)
     assert report["subtasks_done"] == GOOD["subtasks"]
-    wait_for(lambda: _runs(address, "success") == 1, 10, what="the good task counted")
+    wait_for(lambda: task_runs(address, "success") == 1, 10, what="the good task counted")
     assert worker.alive()
 
 
@@ -300,7 +288,7 @@ def test_exporter_survives_rapid_scrapes_garbage_and_stalled_clients(
     start_worker: StartWorker,
 ) -> None:
     worker = start_worker("gevent_greenlets")
-    address = _executing_address(worker)
+    address = executing_address(worker)
     assert address.startswith("127.0.0.1:")
     assert _listening(worker.pid) == [address]
 
@@ -474,12 +462,12 @@ def test_child_killed_mid_task_is_counted_lost_and_its_replacement_exports(
 ) -> None:
     worker = start_worker("prefork_sequential")
     main = exporter_addresses(worker)[names.ROLE_MAIN][0]
-    child = _executing_address(worker)
+    child = executing_address(worker)
     (child_pid,) = [p for p in worker.tree() if p != worker.pid]
     result = _send(celery_app, worker, **{**GOOD, "subtasks": 1, "hold_s": 120})
     wait_for(lambda: value(scrape(child), names.SUBTASKS_IN_PROGRESS) == 1, 30, what="task running")
     os.kill(child_pid, signal.SIGKILL)
-    wait_for(lambda: _runs(main, "lost") == 1, 30, what="the lost run counted")
+    wait_for(lambda: task_runs(main, "lost") == 1, 30, what="the lost run counted")
     assert result.get(timeout=30, propagate=False) is not None
     assert result.state == "FAILURE"
     stored = _stored_meta(redis_url, result.id)
@@ -501,5 +489,5 @@ def test_child_killed_mid_task_is_counted_lost_and_its_replacement_exports(
     assert value(text, names.TASK_RUNS_TOTAL, outcome="lost") == 0
     report = _send(celery_app, worker, **GOOD).get(timeout=60)
     assert report["pid"] != child_pid
-    wait_for(lambda: _runs(new_child, "success") == 1, 10, what="the replacement's success")
-    assert _runs(main, "lost") == 1
+    wait_for(lambda: task_runs(new_child, "success") == 1, 10, what="the replacement's success")
+    assert task_runs(main, "lost") == 1

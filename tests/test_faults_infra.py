@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import exporter_addresses, require_binary, scrape, value
+from helpers import executing_address, exporter_addresses, require_binary, scrape, task_runs
 
 from membench.exporter import names
 from membench.loadgen import stack
@@ -74,18 +74,6 @@ def _start_redis(port: int, workdir: Path) -> Any:
 
     wait_for(answers, 10, what=f"redis-server on port {port}")
     return proc
-
-
-def _executing_address(worker: WorkerProcess) -> str:
-    """The exporter of the process that runs tasks: the pool child (prefork) or the main one."""
-    role = names.ROLE_CHILD if worker.scenario.pool == "prefork" else names.ROLE_MAIN
-    (address,) = exporter_addresses(worker)[role]
-    return address
-
-
-def _runs(address: str, outcome: str) -> float:
-    """membench_task_runs_total{outcome} as an exporter shows it now."""
-    return value(scrape(address), names.TASK_RUNS_TOTAL, outcome=outcome)
 
 
 def _log_errors(worker: WorkerProcess) -> list[str]:
@@ -387,7 +375,7 @@ def test_task_out_of_memory_is_recorded_as_a_memory_error_and_the_worker_goes_on
 ) -> None:
     worker = start_worker(scenario)
     main = exporter_addresses(worker)[names.ROLE_MAIN][0]
-    address = _executing_address(worker)
+    address = executing_address(worker)
     tree = sorted(worker.tree())
     # The process that runs tasks: the pool child (prefork) or the worker itself (gevent).
     (executing,) = [p for p in tree if p != worker.pid] or [worker.pid]
@@ -405,15 +393,15 @@ def test_task_out_of_memory_is_recorded_as_a_memory_error_and_the_worker_goes_on
     assert big.state == "FAILURE" and isinstance(error, MemoryError), repr(error)
     stored = _stored_meta(redis_url, big.id)
     assert stored is not None and stored["result"]["exc_type"] == "MemoryError", stored
-    wait_for(lambda: _runs(address, "failure") == 1, 10, what="the failure counted")
-    assert _runs(address, "success") == 0 and _runs(main, "lost") == 0
+    wait_for(lambda: task_runs(address, "failure") == 1, 10, what="the failure counted")
+    assert task_runs(address, "success") == 0 and task_runs(main, "lost") == 0
 
     # The same process, still under its limit, runs a small task next.
     report = send(**SMALL).get(timeout=60)
     assert report["pid"] == executing and report["subtasks_done"] == SMALL["subtasks"]
-    wait_for(lambda: _runs(address, "success") == 1, 10, what="the next task counted")
+    wait_for(lambda: task_runs(address, "success") == 1, 10, what="the next task counted")
     assert worker.alive() and sorted(worker.tree()) == tree
-    assert _runs(address, "failure") == 1 and _runs(main, "lost") == 0
+    assert task_runs(address, "failure") == 1 and task_runs(main, "lost") == 0
     log = worker.log_path.read_text(errors="replace")
     assert f"Task membench.process_batch[{big.id}] ran out of memory; the worker goes on" in log
     assert "Unrecoverable error" not in log
