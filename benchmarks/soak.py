@@ -1,0 +1,477 @@
+"""Soak test: run `membench stack up` on a compressed schedule and measure growth over time.
+
+Usage::
+
+    python benchmarks/soak.py --minutes 30 --output docs/results/soak.json
+
+Starts `membench stack up` (needs the `prometheus` binary on PATH) in a temporary directory with
+a schedule it writes: all four scenarios, small tasks, fired every few seconds. It polls the
+stack's Prometheus HTTP API every `--interval` seconds, then stops the stack with SIGTERM to the
+`stack up` process, checks that every pid listed in stack.json is gone, prints a table and writes
+JSON. Ctrl-C stops the stack too (and writes what was measured, with "complete": false).
+
+Figures (details in docs/soak.md):
+
+- runs per scenario: fired/success/failure/timeout (membench_loadgen_runs_total) and skipped
+  (membench_loadgen_skipped_total), the counters' values at the last poll;
+- idle-baseline growth per approach: least-squares slope, in MB/hour, of the polled series
+  `min_over_time(scenario:membench_tree_rss_bytes:sum[5m])` (tree RSS floor over 5 min), computed
+  here because the rules' 15 min window is long next to a 30 min soak;
+- main-process RSS (membench_process_rss_bytes{role="main"}) first vs last poll per scenario;
+- Prometheus series count count({__name__=~"membench_.*"}) at the first and last poll;
+- the machine.
+
+Standard library only (plus the installed `membench` for its stack command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCENARIOS = ("prefork_threads", "prefork_sequential", "gevent_threads", "gevent_greenlets")
+MB = 1024 * 1024
+SCHEDULE = """\
+# Written by benchmarks/soak.py: a compressed soak schedule (small tasks, short period).
+[defaults]
+subtasks = {subtasks}
+size_mb = {size_mb}
+hold_s = {hold_s}
+workers = {workers}
+payload = "bytes"
+period_s = {period_s}
+jitter_s = {jitter_s}
+
+[scenarios.prefork_threads]
+
+[scenarios.prefork_sequential]
+
+[scenarios.gevent_threads]
+
+[scenarios.gevent_greenlets]
+"""
+BASELINE_QUERY = "min_over_time(scenario:membench_tree_rss_bytes:sum[5m])"
+QUERIES = {
+    "baseline_min5m": BASELINE_QUERY,
+    "baseline_min15m_rule": "scenario:membench_tree_rss_bytes:min15m",
+    "main_rss": 'membench_process_rss_bytes{role="main"}',
+    "tree_rss": "scenario:membench_tree_rss_bytes:sum",
+    "runs": "sum by (scenario, outcome) (membench_loadgen_runs_total)",
+    "skipped": "sum by (scenario) (membench_loadgen_skipped_total)",
+    "series": 'count({__name__=~"membench_.*"})',
+}
+
+
+class SoakError(Exception):
+    """The soak cannot go on; the message says why in one line."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM to this script."""
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def machine() -> dict[str, Any]:
+    """The runner's machine block (cores, memory, kernel, versions) plus Prometheus and load."""
+    from membench.loadgen.report import machine_info
+
+    prometheus_version = subprocess.run(
+        ["prometheus", "--version"], capture_output=True, text=True, check=False
+    )
+    first_line = (prometheus_version.stdout or prometheus_version.stderr).splitlines()[:1]
+    return {
+        **machine_info(),
+        "prometheus_client": metadata.version("prometheus-client"),
+        "prometheus": first_line[0] if first_line else None,
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured and the files that differ from it (editable installs run the tree)."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.rstrip("\n") if done.returncode == 0 else ""
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": [line[3:] for line in git("status", "--porcelain").splitlines()],
+    }
+
+
+def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
+    """Instant query; the result vector (labels + float value)."""
+    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.load(response)
+    if body.get("status") != "success":
+        raise SoakError(f"query {promql!r} failed: {body}")
+    return [
+        {"labels": item["metric"], "value": float(item["value"][1])}
+        for item in body["data"]["result"]
+    ]
+
+
+def poll(prometheus_url: str, started: float) -> dict[str, Any]:
+    """One poll: every query of QUERIES, reduced to plain dicts keyed by scenario."""
+    now = time.time()
+    raw = {name: query(prometheus_url, promql) for name, promql in QUERIES.items()}
+    by_scenario = {
+        name: {item["labels"].get("scenario", ""): item["value"] for item in raw[name]}
+        for name in ("baseline_min5m", "baseline_min15m_rule", "main_rss", "tree_rss", "skipped")
+    }
+    runs: dict[str, dict[str, float]] = {}
+    for item in raw["runs"]:
+        runs.setdefault(item["labels"]["scenario"], {})[item["labels"]["outcome"]] = item["value"]
+    return {
+        "t": round(now - started, 3),
+        "time": now,
+        **by_scenario,
+        "runs": runs,
+        "series": raw["series"][0]["value"] if raw["series"] else None,
+    }
+
+
+def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, bytes) in bytes per hour; None under 3 points."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
+    return cov / var * 3600
+
+
+def summarise(polls: list[dict[str, Any]], skip_s: float) -> dict[str, Any]:
+    """Per-scenario figures from the polled series."""
+    result: dict[str, Any] = {}
+    if not polls:
+        return result
+    first, last = polls[0], polls[-1]
+    for scenario in SCENARIOS:
+        series = [
+            (p["t"], p["baseline_min5m"][scenario])
+            for p in polls
+            if scenario in p["baseline_min5m"]
+        ]
+        late = [(t, v) for t, v in series if t >= skip_s]
+        runs = last["runs"].get(scenario, {})
+        success, failure, timeout = (int(runs.get(k, 0)) for k in ("success", "failure", "timeout"))
+        main_first = first["main_rss"].get(scenario)
+        main_last = last["main_rss"].get(scenario)
+        span_h = (last["t"] - first["t"]) / 3600
+        main_delta = main_last - main_first if None not in (main_first, main_last) else None
+        all_slope = slope_per_hour(series)
+        late_slope = slope_per_hour(late)
+        result[scenario] = {
+            "runs": {
+                "fired": success + failure + timeout,
+                "success": success,
+                "failure": failure,
+                "timeout": timeout,
+                "skipped": int(last["skipped"].get(scenario, 0)),
+            },
+            "baseline": {
+                "query": BASELINE_QUERY,
+                "first_bytes": series[0][1] if series else None,
+                "last_bytes": series[-1][1] if series else None,
+                "slope_mb_per_hour": None if all_slope is None else all_slope / MB,
+                "slope_after_warmup_mb_per_hour": None if late_slope is None else late_slope / MB,
+                "warmup_skipped_s": skip_s,
+                "points": len(series),
+                "min15m_rule_last_bytes": last["baseline_min15m_rule"].get(scenario),
+            },
+            "main_rss": {
+                "first_bytes": main_first,
+                "last_bytes": main_last,
+                "delta_mb": None if main_delta is None else main_delta / MB,
+                "mb_per_hour": None
+                if main_delta is None or not span_h
+                else main_delta / MB / span_h,
+                "runs_tasks": scenario.startswith("gevent"),
+            },
+        }
+    return result
+
+
+def _fmt(value: float | None, spec: str = "8.2f") -> str:
+    return f"{value:{spec}}" if value is not None else f"{'-':>{len(format(0.0, spec))}}"
+
+
+def table(summary: dict[str, Any], polls: list[dict[str, Any]], minutes: float) -> str:
+    lines = [
+        f"SOAK RESULTS ({minutes:g} min requested, {polls[-1]['t'] / 60:.1f} min polled, "
+        f"{len(polls)} polls)"
+        if polls
+        else "SOAK RESULTS (no polls)",
+        "",
+        f"{'scenario':<20}{'fired':>7}{'success':>9}{'failure':>9}{'timeout':>9}{'skipped':>9}",
+    ]
+    for scenario, figures in summary.items():
+        r = figures["runs"]
+        lines.append(
+            f"{scenario:<20}{r['fired']:>7}{r['success']:>9}{r['failure']:>9}"
+            f"{r['timeout']:>9}{r['skipped']:>9}"
+        )
+    lines += [
+        "",
+        "idle baseline = min_over_time(tree RSS [5m]); slope = least squares over the polls (MB/h)",
+        'main RSS = membench_process_rss_bytes{role="main"}, first vs last poll (MB)',
+        "",
+        f"{'scenario':<20}{'base first':>11}{'base last':>11}{'slope/h':>9}{'slope/h*':>10}"
+        f"{'main first':>12}{'main last':>11}{'delta':>8}{'delta/h':>9}",
+    ]
+    for scenario, figures in summary.items():
+        b, m = figures["baseline"], figures["main_rss"]
+        lines.append(
+            f"{scenario:<20}"
+            f"{_fmt(b['first_bytes'] and b['first_bytes'] / MB, '11.2f')}"
+            f"{_fmt(b['last_bytes'] and b['last_bytes'] / MB, '11.2f')}"
+            f"{_fmt(b['slope_mb_per_hour'], '9.2f')}"
+            f"{_fmt(b['slope_after_warmup_mb_per_hour'], '10.2f')}"
+            f"{_fmt(m['first_bytes'] and m['first_bytes'] / MB, '12.2f')}"
+            f"{_fmt(m['last_bytes'] and m['last_bytes'] / MB, '11.2f')}"
+            f"{_fmt(m['delta_mb'], '8.2f')}"
+            f"{_fmt(m['mb_per_hour'], '9.2f')}"
+        )
+    if polls:
+        skip = next(iter(summary.values()))["baseline"]["warmup_skipped_s"] if summary else 0
+        lines += [
+            f"slope/h*: the same slope over polls after the first {skip:g} s (warm-up excluded)",
+            "prefork main processes run no task: their growth is exporter + Celery overhead;",
+            "gevent main processes run the tasks, so theirs includes the task's leftovers.",
+            "",
+            f'Prometheus series count({{__name__=~"membench_.*"}}): '
+            f"start {_fmt(polls[0]['series'], '.0f')}, end {_fmt(polls[-1]['series'], '.0f')}",
+        ]
+    return "\n".join(lines)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while /proc/PID exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def stop_stack(proc: subprocess.Popen[bytes], state: dict[str, Any] | None) -> dict[str, Any]:
+    """SIGTERM the `stack up` process, wait for it, then check every pid of stack.json is gone."""
+    began = time.monotonic()
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    pids: dict[str, int] = {}
+    if state:
+        pids["stack-up"] = int(state["pid"])
+        pids.update({name: int(s["pid"]) for name, s in state.get("services", {}).items()})
+    deadline = time.monotonic() + 10
+    while any(pid_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = {name: pid for name, pid in pids.items() if pid_alive(pid)}
+    return {
+        "stack_up_exit_code": proc.returncode,
+        "stop_seconds": round(time.monotonic() - began, 2),
+        "pids_checked": pids,
+        "pids_still_alive": alive,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="soak length (default 30)")
+    parser.add_argument("--output", type=Path, default=Path("soak.json"), help="JSON file")
+    parser.add_argument("--interval", type=float, default=30.0, help="poll every S seconds")
+    parser.add_argument("--period", type=float, default=6.0, help="schedule period_s")
+    parser.add_argument("--jitter", type=float, default=1.0, help="schedule jitter_s")
+    parser.add_argument("--subtasks", type=int, default=8)
+    parser.add_argument("--size-mb", type=float, default=4.0)
+    parser.add_argument("--hold-s", type=float, default=0.2)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--keep-dir", action="store_true", help="keep the stack dir and logs")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0 or args.interval <= 0:
+        parser.error("--minutes and --interval must be > 0")
+    if shutil.which("prometheus") is None:
+        print(
+            "soak: error: the `prometheus` binary is not on PATH; the soak reads every figure "
+            "from it (apt-get install --no-install-recommends prometheus)",
+            file=sys.stderr,
+        )
+        return 2
+
+    directory = Path(tempfile.mkdtemp(prefix="membench-soak-"))
+    stack_dir = directory / "stack"
+    schedule_params = {
+        "subtasks": args.subtasks,
+        "size_mb": args.size_mb,
+        "hold_s": args.hold_s,
+        "workers": args.workers,
+        "period_s": args.period,
+        "jitter_s": args.jitter,
+    }
+    schedule = directory / "schedule.toml"
+    schedule.write_text(SCHEDULE.format(**schedule_params))
+    command = [sys.executable, "-m", "membench.loadgen.cli", "stack", "up"]
+    command += ["--dir", str(stack_dir), "--schedule", str(schedule)]
+    stack_log = directory / "stack-up.log"
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    info = machine()
+    git_info = git_state()
+    print(f"soak: starting the stack in {stack_dir} (log {stack_log})", file=sys.stderr)
+    with stack_log.open("wb") as log:
+        # Own session: a terminal Ctrl-C reaches this script only, which then stops the stack.
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    state: dict[str, Any] | None = None
+    polls: list[dict[str, Any]] = []
+    complete = False
+    error: str | None = None
+    started = time.time()
+    stop_info: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 180
+        state_file = stack_dir / "stack.json"
+        while not state_file.exists():
+            if proc.poll() is not None:
+                tail = stack_log.read_text(errors="replace")[-2000:]
+                raise SoakError(f"`membench stack up` exited with {proc.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise SoakError(f"no {state_file} after 180 s; see {stack_log}")
+            time.sleep(0.5)
+        state = json.loads(state_file.read_text())
+        prometheus_url = state.get("prometheus_url")
+        if not prometheus_url:
+            raise SoakError("stack.json has no prometheus_url: Prometheus did not start")
+        print(f"soak: stack up, Prometheus at {prometheus_url}", file=sys.stderr)
+        # Wait until Prometheus has scraped every worker's main process and the rules ran once.
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                first = poll(prometheus_url, time.time())
+                if all(s in first["main_rss"] and s in first["baseline_min5m"] for s in SCENARIOS):
+                    break
+            except (OSError, SoakError):
+                pass
+            if time.monotonic() > deadline:
+                raise SoakError(f"Prometheus at {prometheus_url} has no data for every scenario")
+            time.sleep(2)
+        started = time.time()
+        end = started + args.minutes * 60
+        next_poll = started
+        while True:
+            if proc.poll() is not None:
+                raise SoakError(
+                    f"`membench stack up` exited early ({proc.returncode}); see {stack_log}"
+                )
+            now = time.time()
+            if now >= next_poll or now >= end:
+                polls.append(poll(prometheus_url, started))
+                p = polls[-1]
+                done = sum(sum(r.values()) for r in p["runs"].values())
+                print(
+                    f"soak: t={p['t']:7.0f}s series={p['series']:.0f} runs={done:.0f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                next_poll += args.interval
+                if now >= end:
+                    break
+            time.sleep(max(0.0, min(next_poll, end) - time.time()))
+        complete = True
+    except Interrupted as exc:
+        error = f"interrupted by {exc}"
+        print(f"soak: {error}: stopping the stack", file=sys.stderr)
+    except SoakError as exc:
+        error = str(exc)
+        print(f"soak: error: {error}", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("soak: stopping the stack (SIGTERM to `stack up`)", file=sys.stderr, flush=True)
+        stop_info = stop_stack(proc, state)
+    loadgen_summary = ""
+    loadgen_log = stack_dir / "logs" / "loadgen.log"
+    if loadgen_log.exists():
+        text = loadgen_log.read_text(errors="replace")
+        start = text.rfind("scenario ")
+        loadgen_summary = text[start:].strip() if start >= 0 else ""
+
+    skip_s = 300.0 if args.minutes >= 15 else 0.0
+    summary = summarise(polls, skip_s)
+    report = table(summary, polls, args.minutes)
+    print(report)
+    if stop_info["pids_still_alive"]:
+        print(f"soak: WARNING: still alive after stop: {stop_info['pids_still_alive']}")
+    else:
+        print(
+            f"soak: stack stopped in {stop_info['stop_seconds']} s; all "
+            f"{len(stop_info['pids_checked'])} pids of stack.json are gone"
+        )
+    result = {
+        "schema": "membench-soak/1",
+        "complete": complete,
+        "error": error,
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
+        "minutes_requested": args.minutes,
+        "minutes_polled": polls[-1]["t"] / 60 if polls else 0,
+        "poll_interval_s": args.interval,
+        "started_at": started,
+        "schedule": schedule_params,
+        "stack_command": command,
+        "machine": info,
+        "git": git_info,
+        "series_count": {
+            "start": polls[0]["series"] if polls else None,
+            "end": polls[-1]["series"] if polls else None,
+        },
+        "scenarios": summary,
+        "stop": stop_info,
+        "loadgen_summary": loadgen_summary,
+        "table": report,
+        "polls": polls,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"soak: wrote {args.output}", file=sys.stderr)
+    if args.keep_dir:
+        print(f"soak: kept {directory}", file=sys.stderr)
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
+    if error and error.startswith("interrupted"):
+        return 130
+    return 0 if complete and not stop_info["pids_still_alive"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
