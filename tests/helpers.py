@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from membench.exporter import names
@@ -80,3 +82,13 @@ def executing_address(worker: WorkerProcess) -> str:
 def task_runs(address: str, outcome: str) -> float:
     """membench_task_runs_total{outcome} as an exporter shows it now."""
     return value(scrape(address), names.TASK_RUNS_TOTAL, outcome=outcome)
+
+
+def stored_meta(redis_url: str, task_id: str) -> dict[str, Any] | None:
+    """The result backend's raw JSON for a task, or None when nothing was stored."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        raw = client.get(f"celery-task-meta-{task_id}")
+    finally:
+        client.close()
+    return None if raw is None else json.loads(raw)

@@ -21,7 +21,15 @@ from typing import Any
 import psutil
 import pytest
 import redis
-from helpers import REPO, executing_address, exporter_addresses, scrape, task_runs, value
+from helpers import (
+    REPO,
+    executing_address,
+    exporter_addresses,
+    scrape,
+    stored_meta,
+    task_runs,
+    value,
+)
 from kombu import Connection, Producer
 
 from membench.exporter import names
@@ -46,16 +54,6 @@ def _send(app: Any, worker: WorkerProcess, **params: Any) -> Any:
     """Send process_batch straight to the worker's queue, unvalidated, as any client could."""
     kwargs = {"strategy": worker.scenario.strategy, **params}
     return app.send_task("membench.process_batch", kwargs=kwargs, queue=worker.queue)
-
-
-def _stored_meta(redis_url: str, task_id: str) -> dict[str, Any] | None:
-    """The result backend's raw JSON for a task, or None when nothing was stored."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        raw = client.get(f"celery-task-meta-{task_id}")
-    finally:
-        client.close()
-    return None if raw is None else json.loads(raw)
 
 
 def _gone(pid: int) -> bool:
@@ -186,7 +184,7 @@ def test_pickle_message_is_refused_and_never_deserialized(
     report = _send(celery_app, worker, **GOOD).get(timeout=60)
     assert report["subtasks_done"] == GOOD["subtasks"]
     assert not marker.exists(), "the pickle payload was deserialized"
-    assert _stored_meta(redis_url, task_id) is None  # never ran: no result, not even a failure
+    assert stored_meta(redis_url, task_id) is None  # never ran: no result, not even a failure
     assert worker.alive()
     wait_for(lambda: REFUSED_PICKLE in worker.log_path.read_text(), 10, what="the refusal logged")
     client = redis.Redis.from_url(redis_url)
@@ -221,7 +219,7 @@ def test_bad_parameters_are_rejected_counted_and_the_worker_goes_on(
         result = _send(celery_app, worker, **params)
         error = result.get(timeout=60, propagate=False)
         assert result.state == "FAILURE"
-        stored = _stored_meta(redis_url, result.id)
+        stored = stored_meta(redis_url, result.id)
         assert stored is not None
         assert stored["result"]["exc_type"] == "InvalidParameter", stored
         # The client rebuilds the worker's exception: type and field survive the JSON backend.
@@ -470,7 +468,7 @@ def test_child_killed_mid_task_is_counted_lost_and_its_replacement_exports(
     wait_for(lambda: task_runs(main, "lost") == 1, 30, what="the lost run counted")
     assert result.get(timeout=30, propagate=False) is not None
     assert result.state == "FAILURE"
-    stored = _stored_meta(redis_url, result.id)
+    stored = stored_meta(redis_url, result.id)
     assert stored is not None and stored["result"]["exc_type"] == "WorkerLostError", stored
     text = scrape(main)
     for outcome in ("success", "failure", "rejected"):

@@ -18,8 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-from helpers import executing_address, exporter_addresses, require_binary, scrape, task_runs
+from helpers import (
+    executing_address,
+    exporter_addresses,
+    require_binary,
+    scrape,
+    stored_meta,
+    task_runs,
+)
 
 from membench.exporter import names
 from membench.loadgen import stack
@@ -359,16 +365,6 @@ def _vm_size(pid: int) -> int:
     raise AssertionError(f"no VmSize for {pid}")
 
 
-def _stored_meta(redis_url: str, task_id: str) -> dict[str, Any] | None:
-    """The result backend's raw JSON for a task, or None when nothing was stored."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        raw = client.get(f"celery-task-meta-{task_id}")
-    finally:
-        client.close()
-    return None if raw is None else json.loads(raw)
-
-
 @pytest.mark.parametrize("scenario", ["prefork_sequential", "gevent_greenlets"])
 def test_task_out_of_memory_is_recorded_as_a_memory_error_and_the_worker_goes_on(
     scenario: str, start_worker: StartWorker, celery_app: Any, redis_url: str
@@ -391,7 +387,7 @@ def test_task_out_of_memory_is_recorded_as_a_memory_error_and_the_worker_goes_on
     big = send(**{**SMALL, "subtasks": 1, "size_mb": 4 * HEADROOM / 2**20})
     error = big.get(timeout=60, propagate=False)
     assert big.state == "FAILURE" and isinstance(error, MemoryError), repr(error)
-    stored = _stored_meta(redis_url, big.id)
+    stored = stored_meta(redis_url, big.id)
     assert stored is not None and stored["result"]["exc_type"] == "MemoryError", stored
     wait_for(lambda: task_runs(address, "failure") == 1, 10, what="the failure counted")
     assert task_runs(address, "success") == 0 and task_runs(main, "lost") == 0
