@@ -46,6 +46,12 @@ def read_status_memory(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> 
     return fields["VmRSS"], fields["VmHWM"]
 
 
+def read_meminfo(proc_root: Path = PROC_ROOT) -> dict[str, int]:
+    """System memory (/proc/meminfo: MemTotal, MemAvailable, ...) in bytes."""
+    text = (proc_root / "meminfo").read_text()
+    return _parse_kib_fields(text, {"MemTotal", "MemAvailable", "SwapTotal", "SwapFree"})
+
+
 def read_smaps_rollup(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> dict[str, int]:
     """Return the smaps_rollup totals (Rss, Pss, Private_*, Swap, ...) in bytes."""
     text = (proc_root / str(pid) / "smaps_rollup").read_text()

@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from membench.exporter.procfs import read_meminfo
+from membench.workers.scenarios import SCENARIOS
+
 EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FIELD_FLAGS = {
     "subtasks": "--subtasks",
@@ -38,14 +41,6 @@ def _positive_int(flag: str, value: int, high: int = 1_000_000) -> int:
     if not 1 <= value <= high:
         raise UsageError(f"{flag}: must be between 1 and {high}, got {value}")
     return value
-
-
-def _mem_available() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _writable_dir(flag: str, path: Path) -> Path:
@@ -103,7 +98,7 @@ def _run_config(args: argparse.Namespace) -> Any:
     except InvalidParameter as exc:
         raise UsageError(f"{FIELD_FLAGS.get(exc.field, exc.field)}: {exc.message}") from None
     held = max(p.held_at_once() * p.size_bytes for p in planned)
-    available = _mem_available()
+    available = read_meminfo()["MemAvailable"]
     if held > 0.8 * available and not args.force:
         raise UsageError(
             f"--size/--workers: the run would hold {held / 2**20:.0f} MB of live data at once, "
@@ -346,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--scenarios",
-        default="prefork_threads,prefork_sequential,gevent_threads,gevent_greenlets",
+        default=",".join(SCENARIOS),
         help="comma list of scenarios (default: all four)",
     )
     run.add_argument(
@@ -417,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stack.add_argument(
         "--scenarios",
-        default="prefork_threads,prefork_sequential,gevent_threads,gevent_greenlets",
+        default=",".join(SCENARIOS),
         help="workers to start (default: all four)",
     )
     stack.add_argument("--duration", type=float, help="stop after this many seconds")

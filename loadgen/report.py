@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from membench.exporter.procfs import read_meminfo
 from membench.loadgen.runner import MB, RunConfig, ScenarioResult
 
 RESULTS_FILE = "results.json"
@@ -26,15 +27,10 @@ def _version(dist: str) -> str | None:
 
 
 def machine_info() -> dict[str, Any]:
-    mem_total = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_total = int(line.split()[1]) * 1024
     libc, libc_version = platform.libc_ver()
     return {
         "cores": os.cpu_count(),
-        "memory_bytes": mem_total,
+        "memory_bytes": read_meminfo()["MemTotal"],
         "kernel": platform.release(),
         "machine": platform.machine(),
         "libc": f"{libc} {libc_version}".strip(),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from membench.exporter.server import write_target
 from membench.loadgen.processes import free_port, spawn, stop, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,11 +80,6 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def _write_target(targets: Path, job: str, address: str) -> None:
-    (targets / job).mkdir(parents=True, exist_ok=True)
-    (targets / job / "local.json").write_text(json.dumps([{"targets": [address]}]))
 
 
 def _prepare_prometheus_dir(directory: Path) -> Path:
@@ -148,12 +144,12 @@ def start_stack(
         }
         for name, argv in service_commands(schedule, scenarios, loadgen_port, flower_port).items():
             stack.add(name, argv, env, urls.get(name, ""))
-        _write_target(targets, "flower", f"127.0.0.1:{flower_port}")
+        write_target(targets / "flower", f"127.0.0.1:{flower_port}", {})
         prometheus_url = None
         if shutil.which("prometheus"):
             port = free_port()
             prometheus_url = f"http://127.0.0.1:{port}"
-            _write_target(targets, "prometheus", f"127.0.0.1:{port}")
+            write_target(targets / "prometheus", f"127.0.0.1:{port}", {})
             stack.add(
                 "prometheus",
                 [
@@ -215,8 +211,7 @@ def _start_grafana(stack: Stack, prometheus_url: str) -> None:
         MEMBENCH_GRAFANA_DASHBOARDS_DIR=str(REPO / "grafana" / "dashboards"),
     )
     argv = ["grafana-server"] + ([f"--homepath={home}"] if home.is_dir() else [])
-    service = stack.add("grafana", argv, env, f"http://127.0.0.1:{port}/api/health")
-    service.url = f"http://127.0.0.1:{port}/api/health"
+    stack.add("grafana", argv, env, f"http://127.0.0.1:{port}/api/health")
     if not os.environ.get("GRAFANA_ADMIN_PASSWORD"):
         secret = stack.directory / "grafana-admin-password"
         secret.touch(mode=0o600)  # before writing: never readable by other local users
