@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from membench.exporter.procfs import read_meminfo
-from membench.workers.scenarios import SCENARIOS
+from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FIELD_FLAGS = {
@@ -67,6 +67,57 @@ def _check_broker(url: str) -> None:
         raise UsageError(f"--broker: {exc}") from None
 
 
+# ---- worker options (run and worker) ------------------------------------------------------------
+
+
+def _worker_options(args: argparse.Namespace, scenarios: list[Any]) -> Any:
+    from membench.loadgen.workerproc import WorkerOptions
+
+    for flag, value in (
+        ("--max-tasks-per-child", args.max_tasks_per_child),
+        ("--max-memory-per-child", args.max_memory_per_child),
+    ):
+        if value is None:
+            continue
+        _positive_int(flag, value, 1_000_000_000)
+        if not any(s.pool == "prefork" for s in scenarios):
+            raise UsageError(f"{flag}: recycles prefork children; no prefork scenario selected")
+    _malloc_env(args.malloc)
+    return WorkerOptions(args.malloc, args.max_tasks_per_child, args.max_memory_per_child)
+
+
+def _malloc_env(name: str) -> dict[str, str]:
+    from membench.workers.allocator import AllocatorUnavailable, allocator_env
+
+    try:
+        return allocator_env(name)
+    except AllocatorUnavailable as exc:
+        raise UsageError(f"--malloc: {exc}") from None
+
+
+def _add_worker_options(parser: argparse.ArgumentParser) -> None:
+    from membench.workers.allocator import ALLOCATORS
+
+    parser.add_argument(
+        "--malloc",
+        default="glibc",
+        choices=ALLOCATORS,
+        help="the worker's allocator: glibc; arena2 (MALLOC_ARENA_MAX=2); jemalloc (LD_PRELOAD "
+        "of libjemalloc.so.2); applied to the worker process only (default: glibc)",
+    )
+    parser.add_argument(
+        "--max-tasks-per-child",
+        type=int,
+        help="prefork: replace a child after this many tasks (celery's flag)",
+    )
+    parser.add_argument(
+        "--max-memory-per-child",
+        type=int,
+        metavar="KIB",
+        help="prefork: replace a child after a task leaves it above this resident KiB",
+    )
+
+
 # ---- membench run -------------------------------------------------------------------------------
 
 
@@ -92,6 +143,9 @@ def _run_config(args: argparse.Namespace) -> Any:
         payload=args.payload,
         reuse_worker=args.reuse_worker,
         warmup=args.warmup,
+        options=_worker_options(args, scenarios),
+        malloc_trim=args.malloc_trim,
+        targets_dir=Path(args.targets_dir).resolve() if args.targets_dir else None,
     )
     try:
         planned = [config.params(s) for s in scenarios]
@@ -160,19 +214,48 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
+def _run_plans(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """(label, RunConfig) per combination of --matrix (one unlabelled plan without it); every
+    combination is validated before anything starts."""
+    from membench.loadgen.matrix import MATRIX_FLAGS, MatrixError, parse_matrix
+
+    if not args.matrix:
+        return [("", _run_config(args))]
+    try:
+        combinations = parse_matrix(args.matrix)
+    except MatrixError as exc:
+        raise UsageError(f"--matrix: {exc}") from None
+    plans = []
+    for combination in combinations:
+        overridden = argparse.Namespace(**vars(args))
+        for axis, value in combination.items():
+            setattr(overridden, MATRIX_FLAGS[axis].dest, value)
+        label = " ".join(f"{axis}={value}" for axis, value in combination.items())
+        try:
+            plans.append((label, _run_config(overridden)))
+        except UsageError as exc:
+            raise UsageError(f"--matrix {label}: {exc}") from None
+    return plans
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _run_config(args)
+    plans = _run_plans(args)
     broker = _broker_url(args)
     if broker:
         _check_broker(broker)
+    if args.targets_dir:
+        _writable_dir("--targets-dir", Path(args.targets_dir))
     # Last of the checks: it creates the directory, which must not happen for refused input.
     output = _writable_dir("--output", Path(args.output))
 
     from membench.loadgen.broker import EmbeddedRedis, redact
+    from membench.loadgen.matrix import combination_dir
     from membench.loadgen.report import (
+        MATRIX_FILE,
         PLOT_FILE,
         RESULTS_FILE,
         command_line,
+        format_matrix_summary,
         format_table,
         plot_results,
         results_document,
@@ -181,18 +264,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     from membench.loadgen.runner import Interrupted, Runner, ScenarioResult
 
     signal.signal(signal.SIGTERM, _raise_interrupted)
-    started_at = time.time()
-    results: list[ScenarioResult] = []
-    complete = False
+    done: list[tuple[str, dict[str, Any], Path]] = []
     embedded: EmbeddedRedis | None = None
+    complete = False
+
+    def write(label: str, config: Any, results: list[ScenarioResult], started_at: float) -> None:
+        where = combination_dir(output, label)
+        where.mkdir(parents=True, exist_ok=True)
+        document = results_document(
+            config,
+            results,
+            broker="embedded" if embedded else redact(broker or ""),
+            command=command_line(),
+            started_at=started_at,
+            complete=complete,
+        )
+        write_json_atomic(where / RESULTS_FILE, document)
+        plot_results(document, where / PLOT_FILE)
+        if label:
+            print(f"\n{label}")
+        print(format_table(results, config.runs, config.warmup))
+        print(f"\nWrote {where / RESULTS_FILE} and {where / PLOT_FILE}")
+        done.append((label, document, where))
+
     try:
         if broker is None:
             embedded = EmbeddedRedis()
             broker = embedded.start()
             print(f"membench: embedded redis-server at {broker}", file=sys.stderr)
-        progress = _Progress(len(config.scenarios), config.runs, warmup=config.warmup)
-        Runner(config, broker, progress).run(results)
-        complete = True
+        for number, (label, config) in enumerate(plans, 1):
+            if label:
+                print(f"membench: [{number}/{len(plans)}] {label}", file=sys.stderr)
+            results: list[ScenarioResult] = []
+            started_at = time.time()
+            progress = _Progress(len(config.scenarios), config.runs, warmup=config.warmup)
+            try:
+                Runner(config, broker, progress).run(results)
+            except BaseException:
+                write(label, config, results, started_at)
+                raise
+            if number == len(plans):
+                complete = True
+            write(label, config, results, started_at)
     except (KeyboardInterrupt, Interrupted) as exc:
         print(
             f"\nmembench: interrupted ({str(exc) or 'SIGINT'}); stopped every process",
@@ -201,22 +314,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if embedded is not None:
             embedded.stop()
-    document = results_document(
-        config,
-        results,
-        broker="embedded" if embedded else redact(broker or ""),
-        command=command_line(),
-        started_at=started_at,
-        complete=complete,
-    )
-    write_json_atomic(output / RESULTS_FILE, document)
-    plot_results(document, output / PLOT_FILE)
-    print(format_table(results, config.runs, config.warmup))
-    print(f"\nWrote {output / RESULTS_FILE} and {output / PLOT_FILE}")
+    if len(plans) > 1:
+        summary = {"complete": complete, "command": command_line(), "combinations": []}
+        for label, document, where in done:
+            entry = {"label": label, "results": str((where / RESULTS_FILE).relative_to(output))}
+            figures = [
+                {k: scenario[k] for k in ("scenario", "approach", "summary")}
+                for scenario in document["scenarios"]
+            ]
+            summary["combinations"].append(entry | {"scenarios": figures})
+        write_json_atomic(output / MATRIX_FILE, summary)
+        print("\n" + format_matrix_summary(summary["combinations"]))
+        print(f"\nWrote {output / MATRIX_FILE}")
     if not complete:
         print("membench: results are INCOMPLETE (interrupted)", file=sys.stderr)
         return EXIT_INTERRUPTED
-    failed = [r for s in results for r in s.runs if r.status != "ok"]
+    failed = [
+        r for _, doc, _ in done for s in doc["scenarios"] for r in s["runs"] if r["status"] != "ok"
+    ]
     if failed:
         print(f"membench: {len(failed)} run(s) failed", file=sys.stderr)
         return EXIT_FAILED_RUNS
@@ -249,6 +364,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     targets = os.environ.get("MEMBENCH_TARGETS_DIR")
     if targets and Path(targets).exists() and not Path(targets).is_dir():
         raise UsageError(f"MEMBENCH_TARGETS_DIR: {targets} is not a directory")
+    options = _worker_options(args, [scenario])
+    malloc_env = _malloc_env(options.malloc)
     broker = _broker_url(args)
     if broker and args.check_broker:
         _check_broker(broker)
@@ -258,6 +375,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         MEMBENCH_SCENARIO=scenario.name,
         MEMBENCH_METRICS_HOST=args.metrics_host,
         MEMBENCH_METRICS_PORT=str(args.metrics_port),
+        **malloc_env,
     )
     if broker:
         env["MEMBENCH_BROKER_URL"] = broker
@@ -267,6 +385,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         args.queue or f"membench.{scenario.name}",
         args.hostname or f"membench-{scenario.name}@%h",
         args.loglevel,
+        options,
     )
     sys.stdout.flush()
     sys.stderr.flush()
@@ -341,13 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help="comma list of scenarios (default: all four)",
+        default=",".join(SEED_SCENARIOS),
+        help=f"comma list of scenarios or `all` (default: the seed's four; all: "
+        f"{', '.join(SCENARIOS)})",
     )
     run.add_argument(
         "--payload",
         default="bytes",
-        help="bytes: one buffer per subtask; records: ~1 KB str objects (default: bytes)",
+        help="bytes: one buffer per subtask; records: ~1 KB str objects; dicts: JSON-like "
+        "nested dicts (default: bytes)",
     )
     run.add_argument("--output", default=".", help="directory for results.json and the plot")
     run.add_argument("--broker", help="Redis URL to use instead of an embedded redis-server")
@@ -358,6 +479,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--force", action="store_true", help="run even if the data exceeds 80%% of MemAvailable"
+    )
+    _add_worker_options(run)
+    run.add_argument(
+        "--malloc-trim",
+        action="store_true",
+        help="after each run, have the worker gc and malloc_trim(0) (jemalloc: purge), then "
+        "measure what it still holds",
+    )
+    run.add_argument(
+        "--targets-dir",
+        metavar="DIR",
+        help="write the workers' Prometheus file_sd targets here (to watch a run live)",
+    )
+    run.add_argument(
+        "--matrix",
+        nargs="+",
+        metavar="AXIS=V1,V2",
+        help="run every combination, e.g. malloc=glibc,arena2,jemalloc payload=bytes,records; "
+        "axes: malloc, payload, workers, size, subtasks, time, concurrency",
     )
     run.set_defaults(handler=cmd_run)
 
@@ -383,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--queue", help="queue to consume (default: membench.SCENARIO)")
     worker.add_argument("--hostname", help="celery node name (default: membench-SCENARIO@%%h)")
     worker.add_argument("--loglevel", default="INFO")
+    _add_worker_options(worker)
     worker.add_argument(
         "--no-check-broker",
         dest="check_broker",
@@ -412,8 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stack.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help="workers to start (default: all four)",
+        default=",".join(SEED_SCENARIOS),
+        help="workers to start (default: the seed's four)",
     )
     stack.add_argument("--duration", type=float, help="stop after this many seconds")
     stack.set_defaults(handler=cmd_stack)

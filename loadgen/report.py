@@ -15,6 +15,7 @@ from membench.exporter.procfs import read_meminfo
 from membench.loadgen.runner import MB, RunConfig, ScenarioResult
 
 RESULTS_FILE = "results.json"
+MATRIX_FILE = "matrix.json"
 PLOT_FILE = "memory_comparison.png"
 SCHEMA_VERSION = 1
 
@@ -86,22 +87,36 @@ def format_table(results: list[ScenarioResult], runs: int, warmup: int = 0) -> s
             f"{_seconds(_median(summary, 'duration_s')):>20}"
         )
     lines.append(rule)
-    detail_header = (
-        f"{'Approach':<38}{'Baseline':>10}{'Peak PSS':>10}{'VmHWM':>9}{'Retained':>10}"
-        f"{'Peak min-max':>16}{'Time min-max':>14}  Runs"
+    breakdown = (
+        ("Baseline", "baseline_rss_bytes"),
+        ("Floor", "floor_bytes"),
+        ("Excess", "excess_rss_bytes"),
+        ("Peak PSS", "peak_pss_bytes"),
+        ("Exc. PSS", "excess_pss_bytes"),
+        ("VmHWM", "task_peak_rss_bytes"),
+        ("HWM sum", "tree_hwm_sum_bytes"),
+        ("Retained", "retained_rss_bytes"),
+        ("Trimmed", "trimmed_rss_bytes"),
     )
-    lines += ["", detail_header, "-" * len(detail_header)]
+    header = f"{'Memory (MB, medians)':<38}" + "".join(f"{name:>10}" for name, _ in breakdown)
+    lines += ["", header, "-" * len(header)]
+    for result in ordered:
+        summary = result.summary()
+        cells = "".join(f"{_mb(_median(summary, key)):>10}" for _, key in breakdown)
+        lines.append(f"{result.approach:<38}{cells}")
+    spread_header = (
+        f"{'Spread over runs':<38}{'Peak min-max':>16}{'sd':>7}{'Time min-max':>14}{'sd':>7}  Runs"
+    )
+    lines += ["", spread_header, "-" * len(spread_header)]
     failures = []
     for result in ordered:
         summary = result.summary()
-        duration = summary.get("duration_s")
+        peak, duration = summary.get("peak_rss_bytes"), summary.get("duration_s")
         time_range = f"{duration['min']:.2f}-{duration['max']:.2f}" if duration else "-"
         lines.append(
-            f"{result.approach:<38}{_mb(_median(summary, 'baseline_rss_bytes')):>10}"
-            f"{_mb(_median(summary, 'peak_pss_bytes')):>10}"
-            f"{_mb(_median(summary, 'task_peak_rss_bytes')):>9}"
-            f"{_mb(_median(summary, 'retained_rss_bytes')):>10}"
-            f"{_range_mb(summary.get('peak_rss_bytes')):>16}{time_range:>14}"
+            f"{result.approach:<38}{_range_mb(peak):>16}"
+            f"{_mb(peak['stdev'] if peak else None):>7}{time_range:>14}"
+            f"{_seconds(duration['stdev'] if duration else None):>7}"
             f"  {len(result.ok_runs())}/{len(result.measured_runs())} ok"
         )
         failures += [
@@ -114,9 +129,13 @@ def format_table(results: list[ScenarioResult], runs: int, warmup: int = 0) -> s
     lines.append(
         f"\nMB (2^20 bytes); medians over {runs} run(s){warmed}, each on a fresh worker unless "
         "--reuse-worker.\nPeak Memory: sampled peak of the worker tree's summed RSS (parent + "
-        "pool children), as the seed measured.\nBaseline: tree RSS before the task. Peak PSS: "
-        "the same peak without double-counting shared pages.\nVmHWM: exact kernel peak of the "
-        "process that ran the task. Retained: tree RSS once the result is back."
+        "pool children), as the seed measured.\nBaseline: tree RSS before the task. Floor: live "
+        "data the approach must hold at once (min(workers, subtasks) x size; 1 x size when "
+        "sequential).\nExcess: peak - baseline - floor, what the allocator and interpreter add. "
+        "PSS: the same without double-counting pages\nprefork's parent and child share. VmHWM: "
+        "exact kernel peak of the process that ran the task; HWM sum: summed over the tree.\n"
+        "Retained: tree RSS once the result is back. Trimmed: retained after gc + malloc_trim "
+        "(--malloc-trim)."
     )
     return "\n".join(lines)
 
@@ -147,6 +166,10 @@ def results_document(
             "payload": config.payload,
             "scenarios": [s.name for s in config.scenarios],
             "reuse_worker": config.reuse_worker,
+            "malloc": config.options.malloc,
+            "max_tasks_per_child": config.options.max_tasks_per_child,
+            "max_memory_per_child_kib": config.options.max_memory_per_child_kib,
+            "malloc_trim": config.malloc_trim,
             "sample_interval_s": config.sample_interval,
             "broker": broker,
         },
@@ -163,6 +186,27 @@ def results_document(
             for r in results
         ],
     }
+
+
+def format_matrix_summary(combinations: list[dict[str, Any]]) -> str:
+    """One line per combination and approach: the figures that tell combinations apart."""
+    header = (
+        f"{'Combination':<34}{'Approach':<38}{'Peak':>9}{'Excess':>9}{'Retained':>10}"
+        f"{'Trimmed':>9}{'Time (s)':>10}"
+    )
+    lines = ["MATRIX SUMMARY (MB, medians)", header, "-" * len(header)]
+    for combination in combinations:
+        for scenario in combination["scenarios"]:
+            summary = scenario["summary"]
+            lines.append(
+                f"{combination['label']:<34}{scenario['approach']:<38}"
+                f"{_mb(_median(summary, 'peak_rss_bytes')):>9}"
+                f"{_mb(_median(summary, 'excess_rss_bytes')):>9}"
+                f"{_mb(_median(summary, 'retained_rss_bytes')):>10}"
+                f"{_mb(_median(summary, 'trimmed_rss_bytes')):>9}"
+                f"{_seconds(_median(summary, 'duration_s')):>10}"
+            )
+    return "\n".join(lines)
 
 
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:

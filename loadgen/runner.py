@@ -16,7 +16,7 @@ from celery.exceptions import TimeoutError as ResultTimeout
 
 from membench.exporter.procfs import read_status_memory, reset_peak_rss
 from membench.loadgen.sampler import TreeMemory, TreeSampler, read_tree_memory
-from membench.loadgen.workerproc import WorkerFailed, WorkerProcess
+from membench.loadgen.workerproc import WorkerFailed, WorkerOptions, WorkerProcess
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
 
@@ -36,6 +36,9 @@ class RunConfig:
     reuse_worker: bool = False
     sample_interval: float = 0.05
     warmup: int = 0  # extra runs per scenario before the measured ones, not in the summary
+    options: WorkerOptions = field(default_factory=WorkerOptions)
+    malloc_trim: bool = False  # after each run, release free memory and measure again
+    targets_dir: Path | None = None  # file_sd directory a Prometheus watches; else private
 
     def params(self, scenario: Scenario) -> BatchParams:
         return BatchParams.validate(
@@ -79,6 +82,13 @@ class RunResult:
     tree_hwm_sum_bytes: int | None = None  # sum over the tree of each process's VmHWM
     retained_rss_bytes: int | None = None  # tree RSS once the result is back
     retained_pss_bytes: int | None = None
+    floor_bytes: int | None = None  # live data the scenario must hold at once
+    excess_rss_bytes: int | None = None  # peak - baseline - floor: allocator + interpreter cost
+    excess_pss_bytes: int | None = None
+    trimmed_rss_bytes: int | None = None  # retained after gc + malloc_trim (--malloc-trim)
+    trimmed_pss_bytes: int | None = None
+    trim_method: str | None = None
+    allocator: str | None = None  # what the executing process really used (from its mappings)
     subtasks_done: int | None = None
     digest: str | None = None
     max_os_threads: int | None = None
@@ -112,6 +122,11 @@ class ScenarioResult:
             "tree_hwm_sum_bytes",
             "retained_rss_bytes",
             "retained_pss_bytes",
+            "floor_bytes",
+            "excess_rss_bytes",
+            "excess_pss_bytes",
+            "trimmed_rss_bytes",
+            "trimmed_pss_bytes",
             "duration_s",
             "round_trip_s",
             "worker_ready_s",
@@ -218,12 +233,34 @@ class Runner:
             self.broker_url,
             self.workdir,
             secrets.token_hex(4),
+            options=self.config.options,
+            targets_dir=self.config.targets_dir,
         )
         self._worker = worker
         worker.start()
         self._sampler = TreeSampler(worker.pid, self.config.sample_interval).start()
         worker.wait_ready(self.app)
         return worker
+
+    def _release_free_memory(self, worker: WorkerProcess, result: RunResult) -> None:
+        """Ask the worker to return free memory to the kernel, then measure what it still holds.
+        The release task goes to the run's queue: with -c 1 it runs where the batch ran."""
+        release = self.app.send_task("membench.release_free_memory", queue=worker.queue)
+        self._in_flight = release
+        try:
+            reply = release.get(timeout=30)
+        except Exception as exc:  # any failure is reported in the run
+            result.status, result.reason = "failed", f"release of free memory failed: {exc!r}"
+            return
+        finally:
+            self._in_flight = None
+        trimmed = read_tree_memory(worker.pid)
+        result.trimmed_rss_bytes, result.trimmed_pss_bytes = trimmed.rss, trimmed.pss
+        result.trim_method = reply["method"]
+        if reply["pid"] != result.executing_pid:
+            result.trim_method += (
+                f" (in pid {reply['pid']}, the task ran in {result.executing_pid})"
+            )
 
     def _abandon_in_flight(self) -> None:
         """Interrupted: kill the worker now (a warm stop waits for its task) and stop listening for
@@ -318,12 +355,18 @@ class Runner:
         result.digest = report["digest"]
         result.max_os_threads = report["max_os_threads"]
         result.executing_pid = report["pid"]
+        result.allocator = report["allocator"]
+        result.floor_bytes = params.held_at_once() * params.size_bytes
+        result.excess_rss_bytes = result.peak_rss_bytes - baseline.rss - result.floor_bytes
+        result.excess_pss_bytes = result.peak_pss_bytes - baseline.pss - result.floor_bytes
         result.sampler = sampler.stats()
         # Up to a second of idle worker before the task (never its start-up ramp), led by the
         # baseline read just before sending, so the timeline starts from the idle worker.
         preroll = max(started - 1.0, worker.ready_at or started)
         samples = [s for s in sampler.between(preroll, received_at) if s.t > baseline.t]
         result.timeline = _timeline([baseline, *samples], started)
+        if self.config.malloc_trim:
+            self._release_free_memory(worker, result)
         if result.subtasks_done != params.subtasks:
             result.status = "failed"
             result.reason = f"{result.subtasks_done} of {params.subtasks} subtasks done"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,42 @@ class WorkerFailed(Exception):
 GEVENT_PREFETCH_ARGS = {"gevent": ["--prefetch-multiplier", "2"]}
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker is started beyond its scenario: allocator and prefork child recycling."""
+
+    malloc: str = "glibc"  # glibc | arena2 | jemalloc (membench.workers.allocator)
+    max_tasks_per_child: int | None = None  # prefork only
+    max_memory_per_child_kib: int | None = None  # prefork only
+
+    def recycles(self) -> bool:
+        return bool(self.max_tasks_per_child or self.max_memory_per_child_kib)
+
+    def worker_flags(self, scenario: Scenario) -> list[str]:
+        """The `membench worker` flags for these options (recycling only where the pool forks)."""
+        flags = ["--malloc", self.malloc]
+        if scenario.pool == "prefork" and self.max_tasks_per_child:
+            flags += ["--max-tasks-per-child", str(self.max_tasks_per_child)]
+        if scenario.pool == "prefork" and self.max_memory_per_child_kib:
+            flags += ["--max-memory-per-child", str(self.max_memory_per_child_kib)]
+        return flags
+
+
 def celery_worker_argv(
-    scenario: Scenario, concurrency: int, queue: str, hostname: str, loglevel: str = "INFO"
+    scenario: Scenario,
+    concurrency: int,
+    queue: str,
+    hostname: str,
+    loglevel: str = "INFO",
+    options: WorkerOptions | None = None,
 ) -> list[str]:
     """The celery command `membench worker` execs. `python -m celery` applies gevent's
     monkey-patching when it sees `-P gevent`, before the app is imported."""
+    recycling: list[str] = []
+    if options is not None and options.max_tasks_per_child:
+        recycling += ["--max-tasks-per-child", str(options.max_tasks_per_child)]
+    if options is not None and options.max_memory_per_child_kib:
+        recycling += ["--max-memory-per-child", str(options.max_memory_per_child_kib)]
     return [
         sys.executable,
         "-m",
@@ -57,6 +89,7 @@ def celery_worker_argv(
         "-l",
         loglevel,
         *GEVENT_PREFETCH_ARGS.get(scenario.pool, []),
+        *recycling,
     ]
 
 
@@ -86,12 +119,16 @@ class WorkerProcess:
         workdir: Path,
         token: str,
         extra_env: dict[str, str] | None = None,
+        options: WorkerOptions | None = None,
+        targets_dir: Path | None = None,
     ) -> None:
         self.scenario = scenario
+        self.options = options or WorkerOptions()
         self.concurrency = concurrency
         self.queue = f"membench.{scenario.name}.{token}"
         self.hostname = f"membench-{scenario.name}-{token}@%h"
-        self.targets_dir = workdir / f"targets-{token}"
+        # Its own directory unless given one a Prometheus watches (`membench run --targets-dir`).
+        self.targets_dir = targets_dir or workdir / f"targets-{token}"
         self.log_path = workdir / f"worker-{scenario.name}-{token}.log"
         self._broker_url = broker_url
         self._extra_env = extra_env or {}
@@ -110,6 +147,7 @@ class WorkerProcess:
         argv = [sys.executable, "-m", "membench.loadgen.cli", "worker", self.scenario.name]
         argv += ["--concurrency", str(self.concurrency), "--metrics-port", "0"]
         argv += ["--queue", self.queue, "--hostname", self.hostname]
+        argv += self.options.worker_flags(self.scenario)
         self._started = time.monotonic()
         self.proc = spawn(argv, env=env, log_path=self.log_path)
 
@@ -144,7 +182,7 @@ class WorkerProcess:
                 raise WorkerFailed(f"{self.exit_reason()} before ready: {self.log_tail()}")
             if not answered:
                 answered = bool(app.control.ping(destination=[node], timeout=0.2))
-            if answered and len(read_targets(self.targets_dir)) >= expected_exporters(
+            if answered and len(self.registered_pids()) >= expected_exporters(
                 self.scenario, self.concurrency
             ):
                 self.ready_s = time.monotonic() - self._started
@@ -153,6 +191,14 @@ class WorkerProcess:
             if answered:
                 time.sleep(0.02)
         raise WorkerFailed(f"worker not ready within {timeout:.0f} s: {self.log_tail()}")
+
+    def registered_pids(self) -> set[int]:
+        """Processes of this worker with a file_sd target (a shared directory may hold others)."""
+        files = (self.targets_dir / "workers").glob("*.json")
+        pids = {
+            int(p.stem.rpartition("_")[2]) for p in files if p.stem.rpartition("_")[2].isdigit()
+        }
+        return pids & set(self.tree())
 
     def tree(self) -> list[int]:
         return list_tree(self.pid) if self.alive() else []

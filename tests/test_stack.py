@@ -22,7 +22,7 @@ from test_compose import compose_python_commands
 
 from membench.loadgen import stack
 from membench.loadgen.processes import wait_for
-from membench.workers.scenarios import SCENARIOS
+from membench.workers.scenarios import SEED_SCENARIOS as SCENARIOS
 
 LOADGEN_SUCCESS_RATE = 'scenario_outcome:membench_loadgen_runs:rate5m{outcome="success"}'
 FAST_SCHEDULE = """

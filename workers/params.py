@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 STRATEGIES = ("threads", "sequential", "greenlets")
-PAYLOADS = ("bytes", "records")
+PAYLOADS = ("bytes", "records", "dicts")
 MIB = 1024 * 1024
 
 # Bounds that keep a typo from taking the machine down; real uses sit far inside them.

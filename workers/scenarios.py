@@ -31,16 +31,25 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("prefork_sequential", "prefork", "sequential", "prefork (sequential)"),
         Scenario("gevent_threads", "gevent", "threads", "gevent (multithreading)"),
         Scenario("gevent_greenlets", "gevent", "greenlets", "gevent (gevent pool)"),
+        # Beyond the seed: the threads pool (tasks on OS threads of one process) and solo (the
+        # task in the main process: prefork + threads without the parent's second interpreter).
+        Scenario("threads_threads", "threads", "threads", "threads pool (multithreading)"),
+        Scenario("solo_threads", "solo", "threads", "solo (multithreading)"),
     )
 }
+# The seed's four approaches: what `membench run` and `membench stack up` use by default.
+SEED_SCENARIOS = ("prefork_threads", "prefork_sequential", "gevent_threads", "gevent_greenlets")
 
 
 def parse_scenarios(text: str) -> list[Scenario]:
-    """Parse a comma list of scenario names; raises ValueError naming the unknown one."""
+    """Parse a comma list of scenario names (or `all`); raises ValueError naming the unknown one."""
     chosen: list[Scenario] = []
-    for name in (part.strip() for part in text.split(",")):
+    names = list(SCENARIOS) if text.strip() == "all" else [p.strip() for p in text.split(",")]
+    for name in names:
         if name not in SCENARIOS:
-            raise ValueError(f"unknown scenario {name!r} (choose from {', '.join(SCENARIOS)})")
+            raise ValueError(
+                f"unknown scenario {name!r} (choose from {', '.join(SCENARIOS)} or all)"
+            )
         if SCENARIOS[name] not in chosen:
             chosen.append(SCENARIOS[name])
     return chosen

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from membench.exporter.procfs import read_status_memory, read_thread_count, reset_peak_rss
+from membench.workers.allocator import active_allocator, release_free_memory
 from membench.workers.app import app
 from membench.workers.instrumentation import current_metrics
 from membench.workers.params import BatchParams
@@ -94,6 +95,7 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
         "peak_rss_bytes": peak,
         "peak_method": peak_method,
         "max_os_threads": observer.max_os_threads,
+        "allocator": active_allocator(),
         "params": params.as_kwargs(),
     }
 
@@ -102,3 +104,16 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
 def process_batch(self: Any, **raw: Any) -> dict[str, Any]:
     """Validate the message's parameters (never trust the queue), then run the batch."""
     return run_batch(BatchParams.validate(raw))
+
+
+@app.task(name="membench.release_free_memory")
+def release_free_memory_task() -> dict[str, Any]:
+    """Return this process's free heap memory to the kernel (the runner's --malloc-trim)."""
+    rss_before, _ = read_status_memory()
+    method = release_free_memory()
+    return {
+        "pid": os.getpid(),
+        "method": method,
+        "rss_before_bytes": rss_before,
+        "rss_after_bytes": read_status_memory()[0],
+    }

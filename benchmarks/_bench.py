@@ -1,0 +1,205 @@
+"""Helpers shared by the performance benchmarks (docs/performance.md): workers, tables, JSON.
+
+Not a benchmark itself. Every script prints a table and writes a JSON document with a `machine`
+block (membench.loadgen.report.machine_info) so a number can be traced to the box it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from membench.loadgen.broker import EmbeddedRedis
+from membench.loadgen.report import machine_info
+from membench.loadgen.workerproc import WorkerProcess
+from membench.workers.scenarios import SCENARIOS
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "docs" / "results" / "performance"
+MIB = 1024 * 1024
+# One scenario per pool: the strategy does not change an idle worker.
+POOL_SCENARIOS = {"prefork": "prefork_sequential", "gevent": "gevent_greenlets"}
+
+
+def default_output(name: str) -> Path:
+    return RESULTS_DIR / f"{name}.json"
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    print(f"\nwrote {path}")
+
+
+def document(benchmark: str, argv: Sequence[str], **fields: Any) -> dict[str, Any]:
+    return {
+        "benchmark": benchmark,
+        "command": " ".join(["python", f"benchmarks/{benchmark}.py", *argv]),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_info(),
+        **fields,
+    }
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ys over xs (0.0 with fewer than two points)."""
+    if len(xs) < 2:
+        return 0.0
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return 0.0
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[tuple[str, Any]]:
+    """An embedded redis-server and the membench Celery app pointed at it."""
+    from membench.workers.app import app
+
+    with EmbeddedRedis() as server:
+        app.conf.broker_url = server.url
+        app.conf.result_backend = server.url
+        yield server.url, app
+
+
+@contextlib.contextmanager
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="membench-bench-") as path:
+        yield Path(path)
+
+
+class Workers:
+    """Starts `membench worker`s the way the runner does and always stops them."""
+
+    def __init__(self, broker_url: str, app: Any, directory: Path) -> None:
+        self.broker_url = broker_url
+        self.app = app
+        self.directory = directory
+        self.started: list[WorkerProcess] = []
+
+    def start(
+        self, scenario: str, concurrency: int = 1, wait: bool = True, **extra_env: str
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            SCENARIOS[scenario],
+            concurrency,
+            self.broker_url,
+            self.directory,
+            secrets.token_hex(4),
+            extra_env=extra_env,
+        )
+        self.started.append(worker)
+        worker.start()
+        if wait:
+            worker.wait_ready(self.app)
+        return worker
+
+    def stop(self, worker: WorkerProcess) -> None:
+        worker.stop()
+        if worker in self.started:
+            self.started.remove(worker)
+
+    def stop_all(self) -> None:
+        for worker in list(self.started):
+            self.stop(worker)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+def wait_pinged(worker: WorkerProcess, app: Any, timeout: float = 60.0) -> None:
+    """Ready without exporters (MEMBENCH_EXPORTER=off): answers a ping and has its pool children."""
+    from membench.loadgen.workerproc import _short_hostname
+
+    node = worker.hostname.replace("%h", _short_hostname())
+    processes = 1 + (worker.concurrency if worker.scenario.pool == "prefork" else 0)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not worker.alive():
+            raise RuntimeError(f"worker exited: {worker.log_tail()}")
+        if app.control.ping(destination=[node], timeout=0.2) and len(worker.tree()) >= processes:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"worker not ready: {worker.log_tail()}")
+
+
+def exporter_addresses(worker: WorkerProcess) -> dict[int, tuple[str, str]]:
+    """pid -> (role, host:port) of every registered exporter of the worker."""
+    out: dict[int, tuple[str, str]] = {}
+    for path in sorted((worker.targets_dir / "workers").glob("*.json")):
+        pid = int(path.stem.rpartition("_")[2])
+        for entry in json.loads(path.read_text()):
+            out[pid] = (entry["labels"]["role"], entry["targets"][0])
+    return out
+
+
+def scrape(address: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as response:
+        return response.read().decode()
+
+
+def series_count(exposition: str) -> int:
+    return sum(1 for line in exposition.splitlines() if line and not line.startswith("#"))
+
+
+def membench_cli(*args: str, timeout: float = 3600) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run `membench ARGS` as a user would; return (wall seconds, completed process)."""
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "membench.loadgen.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )
+    return time.monotonic() - t0, done
+
