@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from membench.exporter import names
+from membench.loadgen import stack
+from membench.loadgen.processes import spawn, wait_for
 from membench.loadgen.workerproc import WorkerProcess, read_targets
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,3 +95,49 @@ def stored_meta(redis_url: str, task_id: str) -> dict[str, Any] | None:
     finally:
         client.close()
     return None if raw is None else json.loads(raw)
+
+
+def prometheus_config(tmp_path: Path, interval: str = "1s") -> Path:
+    """A copy of prometheus/ as `membench stack up` makes it, scraping every `interval`."""
+    copy = stack._prepare_prometheus_dir(tmp_path)
+    config = copy / "prometheus.yml"
+    text = config.read_text()
+    for old, new in (
+        ("scrape_interval: 5s", f"scrape_interval: {interval}"),
+        ("scrape_timeout: 4s", f"scrape_timeout: {interval}"),
+        ("refresh_interval: 5s", "refresh_interval: 1s"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    config.write_text(text)
+    return copy
+
+
+def start_prometheus(binary: str, config: Path, data: Path, port: int, log: Path) -> Any:
+    """Prometheus on 127.0.0.1:`port` with the tsdb in `data`, once it reports ready."""
+    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={data}"]
+    argv += [f"--web.listen-address=127.0.0.1:{port}"]
+    proc = spawn(argv, log_path=log)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"prometheus exited {proc.returncode}: see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    wait_for(ready, 60, what="prometheus ready")
+    return proc
+
+
+def prometheus_query(port: int, promql: str) -> list[dict[str, Any]]:
+    """An instant query's result vector ([] while Prometheus cannot answer)."""
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            body = json.loads(reply.read())
+    except (OSError, ValueError):
+        return []
+    return body["data"]["result"] if body.get("status") == "success" else []

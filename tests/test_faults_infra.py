@@ -3,15 +3,11 @@ scrapes a worker, and a task that runs out of memory in a prefork child."""
 
 from __future__ import annotations
 
-import json
 import resource
 import secrets
 import signal
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -21,14 +17,16 @@ import pytest
 from helpers import (
     executing_address,
     exporter_addresses,
+    prometheus_config,
+    prometheus_query,
     require_binary,
     scrape,
+    start_prometheus,
     stored_meta,
     task_runs,
 )
 
 from membench.exporter import names
-from membench.loadgen import stack
 from membench.loadgen.broker import BrokerError, check_broker, redis_server_executable
 from membench.loadgen.processes import free_port, spawn, stop, wait_for
 from membench.loadgen.scheduler import LoadgenMetrics, ScenarioPlan, ScenarioStats, Scheduler
@@ -224,56 +222,10 @@ def test_redis_restarted_during_a_soak_runs_are_counted_and_everything_reconnect
 WORKERS_JOB = "membench-workers"
 
 
-def _prometheus_config(tmp_path: Path) -> Path:
-    """A copy of prometheus/ as `membench stack up` makes it, scraping every second."""
-    copy = stack._prepare_prometheus_dir(tmp_path)
-    config = copy / "prometheus.yml"
-    text = config.read_text()
-    for old, new in (
-        ("scrape_interval: 5s", "scrape_interval: 1s"),
-        ("scrape_timeout: 4s", "scrape_timeout: 1s"),
-        ("refresh_interval: 5s", "refresh_interval: 1s"),
-    ):
-        assert old in text, old
-        text = text.replace(old, new)
-    config.write_text(text)
-    return copy
-
-
-def _start_prometheus(binary: str, config: Path, data: Path, port: int, log: Path) -> Any:
-    """Prometheus on 127.0.0.1:`port` with the tsdb in `data`, once it reports ready."""
-    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={data}"]
-    argv += [f"--web.listen-address=127.0.0.1:{port}"]
-    proc = spawn(argv, log_path=log)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"prometheus exited {proc.returncode}: see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as reply:
-                return reply.status == 200
-        except OSError:
-            return False
-
-    wait_for(ready, 60, what="prometheus ready")
-    return proc
-
-
-def _query(port: int, promql: str) -> list[dict[str, Any]]:
-    """An instant query's result vector ([] while Prometheus cannot answer)."""
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            body = json.loads(reply.read())
-    except (OSError, ValueError):
-        return []
-    return body["data"]["result"] if body.get("status") == "success" else []
-
-
 def _up_since(port: int, since: float) -> list[dict[str, Any]]:
     """Worker targets whose latest scrape, taken after `since` (unix time), found them up."""
     up = f'up{{job="{WORKERS_JOB}"}}'
-    return _query(port, f"({up} == 1) and (timestamp({up}) > {since:.3f})")
+    return prometheus_query(port, f"({up} == 1) and (timestamp({up}) > {since:.3f})")
 
 
 class _Watcher:
@@ -309,7 +261,7 @@ def test_prometheus_restart_goes_unnoticed_by_the_worker_and_its_targets_come_ba
     redis_url: str, celery_app: Any, tmp_path: Path
 ) -> None:
     binary = require_binary("prometheus")
-    copy = _prometheus_config(tmp_path)
+    copy = prometheus_config(tmp_path)
     worker = WorkerProcess(SCENARIOS["prefork_sequential"], 1, redis_url, tmp_path, "prom")
     # file_sd: the worker registers its exporters where the copied config's globs look.
     worker.targets_dir = copy / "targets"
@@ -321,7 +273,7 @@ def test_prometheus_restart_goes_unnoticed_by_the_worker_and_its_targets_come_ba
         worker_pid, tree = worker.pid, sorted(worker.tree())
         addresses = sorted(a for found in exporter_addresses(worker).values() for a in found)
         assert len(addresses) == 2  # main process and pool child
-        proc = _start_prometheus(binary, copy / "prometheus.yml", data, port, log)
+        proc = start_prometheus(binary, copy / "prometheus.yml", data, port, log)
         with _Watcher(addresses) as watcher:
             first_start = time.time()
             wait_for(lambda: len(_up_since(port, first_start)) == 2, 60, what="targets up")
@@ -331,7 +283,7 @@ def test_prometheus_restart_goes_unnoticed_by_the_worker_and_its_targets_come_ba
             wait_for(lambda: watcher.ok >= down + 4, 10, what="scrapes while Prometheus is down")
             ok_while_down = watcher.ok
             restarted = time.time()
-            proc = _start_prometheus(binary, copy / "prometheus.yml", data, port, log)
+            proc = start_prometheus(binary, copy / "prometheus.yml", data, port, log)
             up = wait_for(
                 lambda: (found := _up_since(port, restarted)) and len(found) == 2 and found,
                 60,

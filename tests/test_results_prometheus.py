@@ -1,0 +1,63 @@
+"""The figures in results.json are the figures Prometheus recorded for the same runs: a real
+Prometheus scrapes the workers of a real `membench run` through --targets-dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import (
+    membench,
+    prometheus_config,
+    prometheus_query,
+    require_binary,
+    start_prometheus,
+)
+
+from membench.exporter import names
+from membench.loadgen.processes import free_port, stop
+
+SCENARIOS = ("prefork_threads", "gevent_greenlets")
+
+
+def _recorded(port: int, metric: str, scenario: str) -> set[float]:
+    """Every distinct value Prometheus scraped for `metric` of `scenario` (raw samples)."""
+    series = prometheus_query(port, f'{metric}{{scenario="{scenario}"}}[1h]')
+    return {float(v) for s in series for _, v in s["values"]}
+
+
+def test_results_json_equals_what_prometheus_recorded(tmp_path: Path) -> None:
+    binary = require_binary("prometheus")
+    # Prometheus applies discovered targets at most every 5 s: two warmup runs (2.5 s each) on
+    # the same worker cover that. Scraped every 250 ms, a run's gauge stays until the next run
+    # ends (2.5 s), so every measured run's value is scraped several times.
+    copy = prometheus_config(tmp_path, interval="250ms")
+    port = free_port()
+    proc = start_prometheus(
+        binary, copy / "prometheus.yml", tmp_path / "data", port, tmp_path / "prometheus.log"
+    )
+    try:
+        out = tmp_path / "out"
+        result = membench(
+            "run",
+            *("--subtasks", "2", "--size", "4", "--time", "2.5", "--workers", "2"),
+            *("--warmup", "2", "--runs", "3", "--reuse-worker"),
+            *("--scenarios", ",".join(SCENARIOS)),
+            *("--targets-dir", str(copy / "targets"), "--output", str(out)),
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        document = json.loads((out / "results.json").read_text())
+        for scenario in document["scenarios"]:
+            name, runs = scenario["scenario"], scenario["runs"]
+            runs = [r for r in runs if not r["warmup"]]
+            assert [r["status"] for r in runs] == ["ok"] * 3
+            peaks = _recorded(port, names.TASK_PEAK_RSS_BYTES, name)
+            durations = _recorded(port, names.TASK_LAST_DURATION_SECONDS, name)
+            for run in runs:
+                # Exact equality: the task reports and exports the same integer and float.
+                assert run["task_peak_rss_bytes"] in peaks, (name, run["run"], sorted(peaks))
+                assert run["duration_s"] in durations, (name, run["run"], sorted(durations))
+        # The workers are gone and unregistered: nothing left for Prometheus to scrape.
+        assert not list((copy / "targets" / "workers").glob("*.json"))
+    finally:
+        stop(proc)
