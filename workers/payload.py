@@ -17,7 +17,7 @@ from typing import Any
 
 _CHUNK = 64 * 1024
 RECORD_BYTES = 1024  # live bytes per string record, list slot included
-DICT_RECORD_BYTES = 2048  # live bytes per dict record: ~25 objects, a 1 KiB one would be all headers
+DICT_RECORD_BYTES = 2048  # per dict record: ~15 objects; at 1 KiB it would be all headers
 _POINTER = 8
 _EMPTY_LIST = sys.getsizeof([])
 _EMPTY_STR = sys.getsizeof("")  # an ASCII str occupies this + its length
