@@ -689,8 +689,8 @@ def soak() -> dashboard_builders.Dashboard:
         timeseries_panel(
             ids,
             "Idle baseline tree RSS per approach (min over 15m)",
-            "Lowest worker-tree RSS sum in each 15-minute window: what the tree holds between "
-            "tasks. A rising line is memory the worker never gives back.",
+            "Each live worker process's lowest RSS in the last 15 minutes, summed per tree: what "
+            "the tree holds between tasks. A rising line is memory the worker never gives back.",
             [query(f"{TREE_RSS_MIN15M}{{{SCENARIO}}}", "{{scenario}}")],
             unit="bytes",
             height=9,
@@ -701,8 +701,15 @@ def soak() -> dashboard_builders.Dashboard:
         timeseries_panel(
             ids,
             "Idle baseline tree PSS per approach (min over 15m)",
-            "Lowest worker-tree PSS sum in each 15-minute window (shared pages counted once).",
-            [query(f"min_over_time({TREE_PSS}{{{SCENARIO}}}[15m])", "{{scenario}}")],
+            "The same floor in PSS (shared pages counted once): each live process's 15-minute "
+            "minimum, summed per tree.",
+            [
+                query(
+                    f"sum by (scenario) (min_over_time({n.PROCESS_PSS_BYTES}{{{PROCESS}}}[15m]) "
+                    f"and {n.PROCESS_PSS_BYTES}{{{PROCESS}}})",
+                    "{{scenario}}",
+                )
+            ],
             unit="bytes",
             height=9,
             legend_calcs=["firstNotNull", "lastNotNull", "max"],
