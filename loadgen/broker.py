@@ -6,11 +6,34 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 
 from membench.loadgen.processes import free_port, spawn, stop, wait_for
+
+# Celery's Redis result backend retries a lost connection 20 times, 1 s apart, inside get():
+# a client waiting for a result was stuck ~20 s per call while Redis was down, blind to its own
+# deadlines, then failed with "Retry limit exceeded". Clients (runner, loadgen) retry briefly
+# and go back to their own loop, which keeps deadlines and reports the outage. Workers keep
+# Celery's default: for them a short policy would drop a result stored during an outage.
+CLIENT_RESULT_RETRY_POLICY = {
+    "max_retries": 3,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
+
+
+def client_app(url: str) -> Any:
+    """The membench Celery app set up as a client (sender of tasks, reader of results) of `url`."""
+    from membench.workers.app import app
+
+    app.conf.broker_url = url
+    app.conf.result_backend = url
+    app.conf.result_backend_transport_options = {"retry_policy": CLIENT_RESULT_RETRY_POLICY}
+    return app
 
 
 class BrokerError(Exception):

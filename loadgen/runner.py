@@ -188,11 +188,9 @@ class Runner:
         self._worker: WorkerProcess | None = None
         self._sampler: TreeSampler | None = None
         self._in_flight: Any = None  # the AsyncResult of the task last sent
-        from membench.workers.app import app
+        from membench.loadgen.broker import client_app
 
-        app.conf.broker_url = broker_url
-        app.conf.result_backend = broker_url
-        self.app = app
+        self.app = client_app(broker_url)
 
     def run(self, results: list[ScenarioResult]) -> list[ScenarioResult]:
         """Fill `results` as it goes, so an interrupted run still has what was measured."""

@@ -707,8 +707,8 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
             f"--grafana-url: must be an http:// or https:// URL, got {grafana_url}"
         )
 
-    from membench.loadgen.broker import redact
-    from membench.workers.app import app, broker_url_from_env
+    from membench.loadgen.broker import client_app, redact
+    from membench.workers.app import broker_url_from_env
 
     broker = cli._broker_url(args) or broker_url_from_env()
     cli._check_broker(broker)
@@ -719,8 +719,7 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    app.conf.broker_url = broker
-    app.conf.result_backend = broker
+    app = client_app(broker)
     annotator = None
     if grafana_url and grafana_token:
         annotator = GrafanaAnnotator(grafana_url, grafana_token)
