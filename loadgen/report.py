@@ -13,6 +13,7 @@ from typing import Any
 
 from membench.exporter.procfs import read_meminfo
 from membench.loadgen.runner import MB, RunConfig, ScenarioResult
+from membench.workers.allocator import inherited_allocator_environment
 
 RESULTS_FILE = "results.json"
 MATRIX_FILE = "matrix.json"
@@ -170,6 +171,7 @@ def results_document(
             "max_tasks_per_child": config.options.max_tasks_per_child,
             "max_memory_per_child_kib": config.options.max_memory_per_child_kib,
             "malloc_trim": config.malloc_trim,
+            "inherited_allocator_environment": inherited_allocator_environment(),
             "sample_interval_s": config.sample_interval,
             "broker": broker,
         },
