@@ -51,6 +51,8 @@ def document(benchmark: str, argv: Sequence[str], **fields: Any) -> dict[str, An
         "command": " ".join(["python", f"benchmarks/{benchmark}.py", *argv]),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine_info(),
+        # A "before" run imports membench from an older tree put first on PYTHONPATH.
+        "pythonpath": os.environ.get("PYTHONPATH") or None,
         **fields,
     }
 
@@ -59,7 +61,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             print("  ".join("-" * w for w in widths))
 
@@ -191,15 +198,54 @@ def series_count(exposition: str) -> int:
     return sum(1 for line in exposition.splitlines() if line and not line.startswith("#"))
 
 
-def membench_cli(*args: str, timeout: float = 3600) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """Run `membench ARGS` as a user would; return (wall seconds, completed process)."""
-    t0 = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "membench.loadgen.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ),
-    )
-    return time.monotonic() - t0, done
+def membench_run(args: Sequence[str], output: Path, timeout: float = 7200) -> dict[str, Any]:
+    """Run `membench run ARGS --output OUTPUT` as a user would, timing its progress lines.
 
+    Returns the results.json document with `_wall_s` (the whole command) and `_lines`
+    ([seconds since start, stderr line]) added: run-start lines mark where each scenario begins.
+    """
+    argv = [sys.executable, "-m", "membench.loadgen.cli", "run", *args, "--output", str(output)]
+    t0 = time.monotonic()
+    lines: list[tuple[float, str]] = []
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    ) as proc:
+        assert proc.stderr is not None and proc.stdout is not None
+        for line in proc.stderr:
+            lines.append((time.monotonic() - t0, line.rstrip("\n")))
+        stdout = proc.stdout.read()
+        code = proc.wait(timeout=timeout)
+    wall = time.monotonic() - t0
+    if code != 0:
+        tail = "\n".join(text for _, text in lines[-10:])
+        raise RuntimeError(f"membench run exited {code}:\n{tail}\n{stdout[-2000:]}")
+    doc = json.loads((output / "results.json").read_text())
+    doc["_wall_s"] = wall
+    doc["_lines"] = lines
+    doc["_stdout"] = stdout
+    return doc
+
+
+def scenario_walls(doc: dict[str, Any]) -> dict[str, float]:
+    """Seconds from each scenario's first run-start line to the next one's (or the exit)."""
+    starts: list[tuple[float, str]] = []
+    for t, text in doc["_lines"]:
+        if text.startswith("[") and "starting worker" in text:
+            name = text.split("] ", 1)[1].split(" ", 1)[0]
+            if not starts or starts[-1][1] != name:
+                starts.append((t, name))
+    ends = [t for t, _ in starts[1:]] + [doc["_wall_s"]]
+    return {name: end - t for (t, name), end in zip(starts, ends, strict=True)}
+
+
+def send_batch(app: Any, worker: WorkerProcess, **params: Any) -> Any:
+    """Send one process_batch to the worker's queue (params as BatchParams takes them)."""
+    kwargs = {"strategy": worker.scenario.strategy, "payload": "bytes", **params}
+    return app.send_task("membench.process_batch", kwargs=kwargs, queue=worker.queue)
+
+
+def subtasks_in_progress(exposition: str) -> float:
+    for line in exposition.splitlines():
+        if line.startswith("membench_subtasks_in_progress{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

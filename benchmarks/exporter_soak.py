@@ -9,7 +9,10 @@ on an embedded redis-server, scrapes every exporter every `--interval` seconds, 
 exporter process's RSS (from /proc/<pid>/status, read from outside after the scrape) and the
 number of series in the scrape. Reports per process the least-squares RSS slope after the
 `--warmup` fraction of the run (KiB per hour; target <= 0 within noise) and whether the series
-count stayed constant. The workers are always stopped, also on Ctrl-C.
+count stayed constant. A control worker per pool runs alongside with MEMBENCH_EXPORTER=off and is
+never scraped: an idle Celery worker's main process grows by itself (broker polling, events), so
+the exporter's share is the slope with the exporter minus the control's. The workers are always
+stopped, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from typing import Any
 import _bench
 
 from membench.exporter.procfs import read_status_memory
+
+
+def _name(proc: dict[str, Any]) -> str:
+    return f"{proc['pool']}/{proc['role']}" + (" (no exporter)" if proc["control"] else "")
 
 
 def main(argv: list[str]) -> int:
@@ -48,6 +55,21 @@ def main(argv: list[str]) -> int:
                     "rss_bytes": [],
                     "series": [],
                     "errors": 0,
+                    "control": False,
+                }
+            control = ws.start(scenario, wait=False, MEMBENCH_EXPORTER="off")
+            _bench.wait_pinged(control, app)
+            for pid in control.tree():
+                role = "main" if pid == control.pid else "child"
+                processes[pid] = {
+                    "pool": pool,
+                    "role": role,
+                    "address": None,
+                    "t_s": [],
+                    "rss_bytes": [],
+                    "series": [],
+                    "errors": 0,
+                    "control": True,
                 }
         t_start = time.monotonic()
         end = t_start + args.minutes * 60
@@ -57,20 +79,21 @@ def main(argv: list[str]) -> int:
             while time.monotonic() < end:
                 for pid, proc in processes.items():
                     try:
-                        text = _bench.scrape(proc["address"])
+                        text = _bench.scrape(proc["address"]) if proc["address"] else None
                         rss = read_status_memory(pid)[0]
                     except OSError:
                         proc["errors"] += 1
                         continue
                     proc["t_s"].append(round(time.monotonic() - t_start, 3))
                     proc["rss_bytes"].append(rss)
-                    proc["series"].append(_bench.series_count(text))
+                    if text is not None:
+                        proc["series"].append(_bench.series_count(text))
                 if time.monotonic() - last_print >= 60:
                     last_print = time.monotonic()
                     print(
                         f"{(last_print - t_start) / 60:5.1f} min: "
                         + ", ".join(
-                            f"{p['pool']}/{p['role']} {p['rss_bytes'][-1] / _bench.MIB:.2f} MiB"
+                            f"{_name(p)} {p['rss_bytes'][-1] / _bench.MIB:.2f} MiB"
                             for p in processes.values()
                             if p["rss_bytes"]
                         ),
@@ -84,16 +107,19 @@ def main(argv: list[str]) -> int:
 
     rows = []
     results = []
+    slopes: dict[str, float] = {}
     for pid, proc in processes.items():
         t, rss, series = proc["t_s"], proc["rss_bytes"], proc["series"]
         cut = t[-1] * args.warmup if t else 0
         kept = [(x, y) for x, y in zip(t, rss, strict=True) if x >= cut]
         slope_b_per_s = _bench.slope([x for x, _ in kept], [y for _, y in kept])
         slope_kib_h = slope_b_per_s * 3600 / 1024
+        slopes[_name(proc)] = slope_kib_h
         result = {
             "pid": pid,
             "pool": proc["pool"],
             "role": proc["role"],
+            "control": proc["control"],
             "scrapes": len(t),
             "errors": proc["errors"],
             "rss_first_bytes": rss[0] if rss else None,
@@ -103,24 +129,33 @@ def main(argv: list[str]) -> int:
             "slope_kib_per_hour": round(slope_kib_h, 3),
             "series_min": min(series) if series else None,
             "series_max": max(series) if series else None,
-            "series_constant": bool(series) and min(series) == max(series),
+            "series_constant": None
+            if proc["control"]
+            else bool(series) and min(series) == max(series),
             # Every 10th sample keeps the file small and still shows the curve.
             "timeline": {"t_s": t[::10], "rss_bytes": rss[::10]},
         }
         results.append(result)
         rows.append(
             [
-                f"{proc['pool']}/{proc['role']}",
+                _name(proc),
                 len(t),
                 proc["errors"],
                 (rss[0] / _bench.MIB) if rss else "-",
                 (kept[0][1] / _bench.MIB) if kept else "-",
                 (rss[-1] / _bench.MIB) if rss else "-",
                 round(slope_kib_h, 1),
-                f"{result['series_min']}-{result['series_max']}",
+                f"{result['series_min']}-{result['series_max']}" if series else "-",
             ]
         )
-    print(f"\nexporter soak, {(time.monotonic() - t_start) / 60:.1f} min, scrape every {args.interval} s")
+    for result in results:
+        if not result["control"]:
+            control = slopes.get(f"{result['pool']}/{result['role']} (no exporter)")
+            result["slope_minus_control_kib_per_hour"] = (
+                None if control is None else round(result["slope_kib_per_hour"] - control, 3)
+            )
+    minutes = (time.monotonic() - t_start) / 60
+    print(f"\nexporter soak, {minutes:.1f} min, scrape every {args.interval} s")
     _bench.print_table(
         [
             "process",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -54,15 +55,24 @@ class ProcessMemoryCollector(Collector):
         yield self._gauge(
             names.PROCESS_THREADS,
             "OS threads of the process (greenlets are not counted).",
-            read_thread_count(self._pid, self._proc_root),
+            memory.threads
+            if memory.threads is not None
+            else read_thread_count(self._pid, self._proc_root),
         )
         cpu = CounterMetricFamily(
             names.PROCESS_CPU_SECONDS_TOTAL.removesuffix("_total"),
             "User and system CPU time of the process.",
             labels=self._label_names,
         )
-        cpu.add_metric(self._label_values, read_cpu_seconds(self._pid, self._proc_root))
+        cpu.add_metric(self._label_values, self._cpu_seconds())
         yield cpu
+
+    def _cpu_seconds(self) -> float:
+        # Our own CPU time without reading /proc/self/stat: clock_gettime keeps the GIL, and a
+        # scrape's latency under load grows with every system call that releases it.
+        if self._pid == "self" and self._proc_root == PROC_ROOT:
+            return time.process_time()
+        return read_cpu_seconds(self._pid, self._proc_root)
 
     def describe(self) -> Iterator[Metric]:
         # Registration must not read /proc; yield empty families with the right names.

@@ -211,14 +211,14 @@ def prune_dead_targets(job_dir: Path) -> list[Path]:
     removed = []
     for path in job_dir.glob(f"{prefix}*.json"):
         pid_text = path.stem.removeprefix(prefix)
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             removed.append(path)
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

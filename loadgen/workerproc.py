@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from membench.exporter.procfs import list_tree
-from membench.loadgen.processes import spawn, stop
+from membench.loadgen.processes import spawn, stop, wait_for
 from membench.workers.scenarios import Scenario
 
 CELERY_APP = "membench.workers.app"
@@ -135,6 +136,9 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_s: float | None = None
         self.ready_at: float | None = None  # wall clock, comparable with sample times
+        # The worker writes its pid here from Celery's worker_ready signal (instrumentation.py).
+        self.ready_path = workdir / f"ready-{scenario.name}-{token}"
+        self._app: Any = None  # the Celery app wait_ready was given: stop() asks the worker
 
     def start(self) -> None:
         env = dict(os.environ)
@@ -142,8 +146,10 @@ class WorkerProcess:
         env.update(
             MEMBENCH_BROKER_URL=self._broker_url,
             MEMBENCH_TARGETS_DIR=str(self.targets_dir),
+            MEMBENCH_READY_FILE=str(self.ready_path),
             PYTHONUNBUFFERED="1",
         )
+        self.ready_path.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "membench.loadgen.cli", "worker", self.scenario.name]
         argv += ["--concurrency", str(self.concurrency), "--metrics-port", "0"]
         argv += ["--queue", self.queue, "--hostname", self.hostname]
@@ -173,24 +179,41 @@ class WorkerProcess:
         return f"worker process {how}"
 
     def wait_ready(self, app: Any, timeout: float = 60.0) -> float:
-        """Wait until the worker answers a ping and every exporter registered; return seconds."""
+        """Wait until the worker is ready and every exporter registered; return seconds.
+
+        Ready: Celery's worker_ready signal, which fires once the worker consumes its queue, and
+        on which the worker writes its pid to `ready_path` (polled every 10 ms). A ping answer
+        also counts (a worker that could not write the file); pinging alone cost up to a ping
+        timeout (0.2 s) per attempt made before the worker listened, and a gevent worker's
+        control consumer can start later than worker_ready.
+        """
+        self._app = app
         deadline = time.monotonic() + timeout
         node = self.hostname.replace("%h", _short_hostname())
-        answered = False
+        ready = False
+        next_ping = time.monotonic() + 0.25
         while time.monotonic() < deadline:
             if not self.alive():
                 raise WorkerFailed(f"{self.exit_reason()} before ready: {self.log_tail()}")
-            if not answered:
-                answered = bool(app.control.ping(destination=[node], timeout=0.2))
-            if answered and len(self.registered_pids()) >= expected_exporters(
+            if not ready:
+                ready = self._announced_ready()
+            if not ready and time.monotonic() >= next_ping:
+                ready = bool(app.control.ping(destination=[node], timeout=0.05))
+                next_ping = time.monotonic() + 0.25
+            if ready and len(self.registered_pids()) >= expected_exporters(
                 self.scenario, self.concurrency
             ):
                 self.ready_s = time.monotonic() - self._started
                 self.ready_at = time.time()
                 return self.ready_s
-            if answered:
-                time.sleep(0.02)
+            time.sleep(0.01)
         raise WorkerFailed(f"worker not ready within {timeout:.0f} s: {self.log_tail()}")
+
+    def _announced_ready(self) -> bool:
+        try:
+            return self.ready_path.read_text().strip() == str(self.pid)
+        except FileNotFoundError:
+            return False
 
     def registered_pids(self) -> set[int]:
         """Processes of this worker with a file_sd target (a shared directory may hold others)."""
@@ -204,10 +227,51 @@ class WorkerProcess:
         return list_tree(self.pid) if self.alive() else []
 
     def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int | None:
-        """Stop the worker tree: SIGTERM (warm: waits for a running task), then SIGKILL."""
+        """Stop the worker tree: SIGTERM (warm: waits for a running task), then SIGKILL.
+
+        An idle worker (nothing active or reserved, as the worker itself answers over the
+        broker) is killed at once instead: Celery's warm shutdown of an idle worker takes
+        1.5-4 s of timeouts (the gevent loop's 2 s drain, the pool's and pidbox threads' 1 s
+        polls) and saves nothing a run needs. Its file_sd targets are removed here, as the
+        worker would have done. Not knowing (no app from wait_ready, no answer) means warm.
+        """
         if self.proc is None:
             return None
-        return stop(self.proc, timeout=timeout, sig=sig)
+        # Imported here: `membench worker` imports this module and execs at once.
+        from membench.exporter.server import pid_alive
+
+        tree = self.tree()
+        if sig == signal.SIGTERM and self._idle():
+            code = stop(self.proc, timeout=timeout, sig=signal.SIGKILL)
+        else:
+            code = stop(self.proc, timeout=timeout, sig=sig)
+        # Killed pool children, orphaned, are reaped by init, not by us: return once none of
+        # them runs any more (a zombie holds no memory, no port, no CPU), as after a warm stop.
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: not any(pid_alive(p) for p in tree), timeout=5.0, interval=0.005)
+        self._remove_targets()
+        self.ready_path.unlink(missing_ok=True)
+        return code
+
+    def _idle(self) -> bool:
+        if self._app is None or not self.alive():
+            return False
+        node = self.hostname.replace("%h", _short_hostname())
+        try:
+            inspect = self._app.control.inspect(destination=[node], timeout=0.5)
+            active = (inspect.active() or {}).get(node)
+            reserved = (inspect.reserved() or {}).get(node)
+        except Exception:  # no answer is not an answer: warm shutdown
+            return False
+        return active == [] and reserved == []
+
+    def _remove_targets(self) -> None:
+        """Targets of this worker's (now dead) processes; a shared directory keeps the others'."""
+        from membench.exporter.server import prune_dead_targets
+
+        job_dir = self.targets_dir / "workers"
+        if job_dir.is_dir():
+            prune_dead_targets(job_dir)
 
     def abandon(self) -> int | None:
         """Stop now, dropping a running task: Celery's cold shutdown (SIGQUIT), then SIGKILL."""

@@ -3,7 +3,12 @@ after fork; count task outcomes from Celery's signals.
 
 Configured by the environment `membench worker` sets: MEMBENCH_SCENARIO, MEMBENCH_METRICS_HOST,
 MEMBENCH_METRICS_PORT (main on P, prefork child i on P+1+i; 0 = any free port),
-MEMBENCH_TARGETS_DIR (file_sd targets), MEMBENCH_ADVERTISE_HOST.
+MEMBENCH_TARGETS_DIR (file_sd targets), MEMBENCH_ADVERTISE_HOST; MEMBENCH_READY_FILE (the main
+process writes its pid there once Celery says the worker is ready: the runner polls for it).
+
+MEMBENCH_EXPORTER=off starts no exporter and creates no metrics until a task needs them: the
+"without" side of benchmarks/exporter_overhead.py (an idle worker then never imports
+prometheus_client). Not for normal use: the runner waits for every exporter to register.
 """
 
 from __future__ import annotations
@@ -12,18 +17,20 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import celery
 from billiard.exceptions import WorkerLostError
 from celery import signals
 
 from membench.exporter import names
-from membench.exporter.metrics import WorkerMetrics
 from membench.exporter.procfs import reset_peak_rss
-from membench.exporter.server import Exporter, prune_dead_targets, start_exporter
 from membench.workers.params import InvalidParameter
 from membench.workers.scenarios import SCENARIOS
+
+if TYPE_CHECKING:
+    from membench.exporter.metrics import WorkerMetrics
+    from membench.exporter.server import Exporter
 
 log = logging.getLogger("membench.worker")
 
@@ -54,6 +61,8 @@ def identity(role: str) -> dict[str, str]:
 def current_metrics() -> WorkerMetrics:
     """This process's metrics; created on first use where no worker signal ran (tests, solo)."""
     if _state.metrics is None:
+        from membench.exporter.metrics import WorkerMetrics
+
         _state.metrics = WorkerMetrics(identity(names.ROLE_MAIN))
     return _state.metrics
 
@@ -65,14 +74,25 @@ def _targets_dir() -> Path | None:
 
 # Each syscall of a scrape releases the GIL; a CPU-bound subtask then keeps it for the whole
 # switch interval (5 ms) before the exporter thread gets it back: ~15 syscalls made scrapes take
-# ~100 ms. Where subtasks do not run on OS threads (gevent, sequential), the exporter is the only
+# ~100 ms (procfs now reads a file in 3 syscalls, not 10: a scrape makes ~10 in all). Where
+# subtasks do not run on OS threads (gevent, sequential), the exporter is the only
 # other thread wanting the GIL, so a short interval costs the workload nothing between scrapes.
 # Where subtasks are OS threads (prefork + threads) the default stays: there the interval decides
 # how the measured threads contend.
 SCRAPE_SWITCH_INTERVAL_S = 0.0005
 
 
+def exporter_enabled() -> bool:
+    return os.environ.get("MEMBENCH_EXPORTER", "on").lower() != "off"
+
+
 def _start(role: str, port: int) -> None:
+    if not exporter_enabled():
+        return
+    # Imported here, not at module level, so MEMBENCH_EXPORTER=off measures a worker without them.
+    from membench.exporter.metrics import WorkerMetrics
+    from membench.exporter.server import start_exporter
+
     ident = identity(role)
     subtasks_on_os_threads = ident["strategy"] == "threads" and ident["pool"] != "gevent"
     if not subtasks_on_os_threads:
@@ -108,6 +128,15 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
     _start(names.ROLE_MAIN, _base_port())
 
 
+@signals.worker_ready.connect
+def _on_worker_ready(**_: Any) -> None:
+    path = os.environ.get("MEMBENCH_READY_FILE")
+    if path:
+        tmp = Path(f"{path}.tmp")
+        tmp.write_text(str(os.getpid()))
+        tmp.replace(path)
+
+
 @signals.worker_process_init.connect
 def _on_child_init(**_: Any) -> None:
     if os.getpid() == _state.main_pid:
@@ -136,6 +165,8 @@ def _on_worker_shutdown(**_: Any) -> None:
         _state.exporter.close()
     targets = _targets_dir()
     if targets is not None and (targets / "workers").is_dir():
+        from membench.exporter.server import prune_dead_targets
+
         prune_dead_targets(targets / "workers")
 
 
