@@ -344,7 +344,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """Validate, then exec `celery worker` with the scenario's pool (same pid: signals reach it)."""
     from membench.loadgen.processes import port_in_use
-    from membench.loadgen.workerproc import celery_worker_argv, expected_exporters
+    from membench.loadgen.workerproc import (
+        celery_worker_argv,
+        expected_exporters,
+        worker_environment,
+    )
     from membench.workers.scenarios import SCENARIOS
 
     scenario = SCENARIOS.get(args.scenario)
@@ -365,18 +369,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if targets and Path(targets).exists() and not Path(targets).is_dir():
         raise UsageError(f"MEMBENCH_TARGETS_DIR: {targets} is not a directory")
     options = _worker_options(args, [scenario])
-    malloc_env = _malloc_env(options.malloc)
     broker = _broker_url(args)
     if broker and args.check_broker:
         _check_broker(broker)
 
     env = dict(os.environ)
-    env.update(
-        MEMBENCH_SCENARIO=scenario.name,
-        MEMBENCH_METRICS_HOST=args.metrics_host,
-        MEMBENCH_METRICS_PORT=str(args.metrics_port),
-        **malloc_env,
-    )
+    env.update(worker_environment(scenario, args.metrics_host, args.metrics_port, options))
     if broker:
         env["MEMBENCH_BROKER_URL"] = broker
     argv = celery_worker_argv(

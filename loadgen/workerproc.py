@@ -40,18 +40,6 @@ class WorkerOptions:
     max_tasks_per_child: int | None = None  # prefork only
     max_memory_per_child_kib: int | None = None  # prefork only
 
-    def recycles(self) -> bool:
-        return bool(self.max_tasks_per_child or self.max_memory_per_child_kib)
-
-    def worker_flags(self, scenario: Scenario) -> list[str]:
-        """The `membench worker` flags for these options (recycling only where the pool forks)."""
-        flags = ["--malloc", self.malloc]
-        if scenario.pool == "prefork" and self.max_tasks_per_child:
-            flags += ["--max-tasks-per-child", str(self.max_tasks_per_child)]
-        if scenario.pool == "prefork" and self.max_memory_per_child_kib:
-            flags += ["--max-memory-per-child", str(self.max_memory_per_child_kib)]
-        return flags
-
 
 def celery_worker_argv(
     scenario: Scenario,
@@ -64,10 +52,11 @@ def celery_worker_argv(
     """The celery command `membench worker` execs. `python -m celery` applies gevent's
     monkey-patching when it sees `-P gevent`, before the app is imported."""
     recycling: list[str] = []
-    if options is not None and options.max_tasks_per_child:
-        recycling += ["--max-tasks-per-child", str(options.max_tasks_per_child)]
-    if options is not None and options.max_memory_per_child_kib:
-        recycling += ["--max-memory-per-child", str(options.max_memory_per_child_kib)]
+    if options is not None and scenario.pool == "prefork":  # only prefork has children to replace
+        if options.max_tasks_per_child:
+            recycling += ["--max-tasks-per-child", str(options.max_tasks_per_child)]
+        if options.max_memory_per_child_kib:
+            recycling += ["--max-memory-per-child", str(options.max_memory_per_child_kib)]
     return [
         sys.executable,
         "-m",
@@ -92,6 +81,20 @@ def celery_worker_argv(
         *GEVENT_PREFETCH_ARGS.get(scenario.pool, []),
         *recycling,
     ]
+
+
+def worker_environment(
+    scenario: Scenario, metrics_host: str, metrics_port: int, options: WorkerOptions
+) -> dict[str, str]:
+    """What a worker's environment adds for membench: identity, exporter address, allocator."""
+    from membench.workers.allocator import allocator_env
+
+    return {
+        "MEMBENCH_SCENARIO": scenario.name,
+        "MEMBENCH_METRICS_HOST": metrics_host,
+        "MEMBENCH_METRICS_PORT": str(metrics_port),
+        **allocator_env(options.malloc),
+    }
 
 
 def expected_exporters(scenario: Scenario, concurrency: int) -> int:
@@ -141,8 +144,11 @@ class WorkerProcess:
         self._app: Any = None  # the Celery app wait_ready was given: stop() asks the worker
 
     def start(self) -> None:
+        """Spawn celery itself, as `membench worker` would exec it (input already validated):
+        going through `membench worker` cost a second interpreter start, ~0.2 s per worker."""
         env = dict(os.environ)
         env.update(self._extra_env)
+        env.update(worker_environment(self.scenario, "127.0.0.1", 0, self.options))
         env.update(
             MEMBENCH_BROKER_URL=self._broker_url,
             MEMBENCH_TARGETS_DIR=str(self.targets_dir),
@@ -150,10 +156,9 @@ class WorkerProcess:
             PYTHONUNBUFFERED="1",
         )
         self.ready_path.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "membench.loadgen.cli", "worker", self.scenario.name]
-        argv += ["--concurrency", str(self.concurrency), "--metrics-port", "0"]
-        argv += ["--queue", self.queue, "--hostname", self.hostname]
-        argv += self.options.worker_flags(self.scenario)
+        argv = celery_worker_argv(
+            self.scenario, self.concurrency, self.queue, self.hostname, options=self.options
+        )
         self._started = time.monotonic()
         self.proc = spawn(argv, env=env, log_path=self.log_path)
 
