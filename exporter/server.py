@@ -26,6 +26,12 @@ log = logging.getLogger("membench.exporter")
 
 _MAX_REQUEST_BYTES = 8192
 _CLIENT_TIMEOUT_S = 2.0
+# Prometheus sends this header with every scrape; nobody else (curl, the runner) does.
+_PROMETHEUS_HEADER = b"\r\nx-prometheus-scrape-timeout-seconds:"
+# Every response carries how many Prometheus scrapes this process has begun to answer, so that
+# `membench run --targets-dir` can keep a worker until Prometheus has seen its last task.
+SCRAPES_HEADER = "X-Membench-Prometheus-Scrapes"
+_prometheus_scrapes = 0
 
 
 def _original(module: str, name: str) -> Any:
@@ -39,7 +45,8 @@ def _original(module: str, name: str) -> Any:
 def _response(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
     head = (
         f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n{SCRAPES_HEADER}: {_prometheus_scrapes}\r\n"
+        "Connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
 
@@ -53,6 +60,7 @@ def _remaining(deadline: float) -> float:
 
 
 def _handle(conn: Any, registry: CollectorRegistry) -> None:
+    global _prometheus_scrapes
     # One deadline for the whole request, not per recv(): a client trickling a byte at a time
     # would otherwise hold this one-at-a-time server (and every scrape behind it) indefinitely.
     deadline = time.monotonic() + _CLIENT_TIMEOUT_S
@@ -71,6 +79,10 @@ def _handle(conn: Any, registry: CollectorRegistry) -> None:
     elif method not in (b"GET", b"HEAD"):
         reply = _response("405 Method Not Allowed", b"method not allowed\n")
     elif path == b"/metrics":
+        # Counted before collecting: a scrape counted after a reader saw the count collects
+        # values set before that reading.
+        if _PROMETHEUS_HEADER in request.partition(b"\r\n\r\n")[0].lower():
+            _prometheus_scrapes += 1
         try:
             reply = _response("200 OK", generate_latest(registry), CONTENT_TYPE_LATEST)
         except Exception:  # a broken collector must not kill the server

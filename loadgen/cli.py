@@ -198,6 +198,13 @@ class _Progress:
                 )
             else:
                 text = f"    {r.scenario} {self._run(r.run, r.warmup)}: FAILED: {r.reason}"
+            if r.scraped_by_prometheus is False:
+                from membench.loadgen.runner import PROMETHEUS_SCRAPE_WAIT_S
+
+                text += (
+                    "; WARNING: no Prometheus scraped the worker within "
+                    f"{PROMETHEUS_SCRAPE_WAIT_S:.0f} s, its figures of this run are not in it"
+                )
             self._line(text, final=True)
 
     def _line(self, text: str, final: bool = False) -> None:
@@ -488,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--targets-dir",
         metavar="DIR",
-        help="write the workers' Prometheus file_sd targets here (to watch a run live)",
+        help="write the workers' Prometheus file_sd targets here (to watch a run live); each "
+        "run then waits up to 30 s for Prometheus to scrape the worker before going on",
     )
     run.add_argument(
         "--matrix",

@@ -21,6 +21,9 @@ from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
 
 MB = 1024 * 1024
+# With --targets-dir, how long a worker is kept after a run for Prometheus to scrape it: a new
+# target waits for file_sd discovery (refresh 5 s) and the scrape interval (5 s in our config).
+PROMETHEUS_SCRAPE_WAIT_S = 30.0
 
 
 @dataclass
@@ -94,6 +97,8 @@ class RunResult:
     max_os_threads: int | None = None
     executing_pid: int | None = None
     processes: int | None = None
+    # With --targets-dir: whether Prometheus scraped the worker after the run (None: not asked).
+    scraped_by_prometheus: bool | None = None
     sampler: dict[str, Any] = field(default_factory=dict)
     timeline: dict[str, list[float]] = field(default_factory=dict)
 
@@ -368,4 +373,7 @@ class Runner:
         if result.subtasks_done != params.subtasks:
             result.status = "failed"
             result.reason = f"{result.subtasks_done} of {params.subtasks} subtasks done"
+        if self.config.targets_dir is not None:
+            # The next run, or stopping the worker, replaces this run's gauges.
+            result.scraped_by_prometheus = worker.wait_scraped(PROMETHEUS_SCRAPE_WAIT_S)
         return result

@@ -231,6 +231,34 @@ class WorkerProcess:
     def tree(self) -> list[int]:
         return list_tree(self.pid) if self.alive() else []
 
+    def wait_scraped(self, timeout: float) -> bool:
+        """Wait until Prometheus has scraped every exporter of the tree once more; False if not
+        within `timeout`. Stopping a worker right after its task would otherwise take its last
+        task's gauges with it before any Prometheus watching `targets_dir` saw them."""
+        seen = {address: _prometheus_scrapes(address) for address in self._exporter_addresses()}
+        if not seen or min(seen.values()) < 0:
+            return False
+
+        def scraped() -> bool:
+            if not self.alive():
+                raise TimeoutError("worker exited")
+            return all(_prometheus_scrapes(a) > n for a, n in seen.items())
+
+        try:
+            return wait_for(scraped, timeout=timeout)
+        except TimeoutError:
+            return False
+
+    def _exporter_addresses(self) -> list[str]:
+        pids = self.registered_pids()
+        addresses: list[str] = []
+        for path in (self.targets_dir / "workers").glob("*.json"):
+            pid = path.stem.rpartition("_")[2]
+            if pid.isdigit() and int(pid) in pids:
+                with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+                    addresses += [t for e in json.loads(path.read_text()) for t in e["targets"]]
+        return addresses
+
     def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int | None:
         """Stop the worker tree: SIGTERM (warm: waits for a running task), then SIGKILL.
 
@@ -281,6 +309,19 @@ class WorkerProcess:
     def abandon(self) -> int | None:
         """Stop now, dropping a running task: Celery's cold shutdown (SIGQUIT), then SIGKILL."""
         return self.stop(timeout=5.0, sig=signal.SIGQUIT)
+
+
+def _prometheus_scrapes(address: str) -> int:
+    """How many Prometheus scrapes the exporter at host:port has begun; -1 if it does not answer."""
+    import urllib.request
+
+    from membench.exporter.server import SCRAPES_HEADER
+
+    try:
+        with urllib.request.urlopen(f"http://{address}/", timeout=2.0) as reply:
+            return int(reply.headers.get(SCRAPES_HEADER, -1))
+    except (OSError, ValueError):
+        return -1
 
 
 def _short_hostname() -> str:

@@ -28,9 +28,9 @@ def _recorded(port: int, metric: str, scenario: str) -> set[float]:
 
 def test_results_json_equals_what_prometheus_recorded(tmp_path: Path) -> None:
     binary = require_binary("prometheus")
-    # Prometheus applies discovered targets at most every 5 s: two warmup runs (2.5 s each) on
-    # the same worker cover that. Scraped every 250 ms, a run's gauge stays until the next run
-    # ends (2.5 s), so every measured run's value is scraped several times.
+    # With --targets-dir each run waits for Prometheus to scrape the worker before the next run
+    # (or the worker's stop) replaces the run's gauges: the last run of a scenario, right before
+    # its worker is stopped, was the one missed without that wait.
     copy = prometheus_config(tmp_path, interval="250ms")
     port = free_port()
     proc = start_prometheus(
@@ -41,7 +41,7 @@ def test_results_json_equals_what_prometheus_recorded(tmp_path: Path) -> None:
         result = membench(
             "run",
             *("--subtasks", "2", "--size", "4", "--time", "2.5", "--workers", "2"),
-            *("--warmup", "2", "--runs", "3", "--reuse-worker"),
+            *("--warmup", "1", "--runs", "3", "--reuse-worker"),
             *("--scenarios", ",".join(SCENARIOS)),
             *("--targets-dir", str(copy / "targets"), "--output", str(out)),
         )
@@ -51,6 +51,7 @@ def test_results_json_equals_what_prometheus_recorded(tmp_path: Path) -> None:
             name, runs = scenario["scenario"], scenario["runs"]
             runs = [r for r in runs if not r["warmup"]]
             assert [r["status"] for r in runs] == ["ok"] * 3
+            assert all(r["scraped_by_prometheus"] for r in scenario["runs"])
             peaks = _recorded(port, names.TASK_PEAK_RSS_BYTES, name)
             durations = _recorded(port, names.TASK_LAST_DURATION_SECONDS, name)
             for run in runs:

@@ -204,3 +204,40 @@ def test_exporter_serves_only_metrics_and_survives_garbage(start_worker: StartWo
             conn.shutdown(socket.SHUT_WR)
             conn.recv(1024)
     assert value(scrape(address), names.PROCESS_RSS_BYTES) > 0
+
+
+def test_wait_scraped_counts_only_prometheus_scrapes_of_every_process(
+    start_worker: StartWorker,
+) -> None:
+    """`membench run --targets-dir` keeps a worker until Prometheus has scraped each of its
+    exporters after the run: other readers (curl, the runner itself) do not count."""
+    import threading
+    import urllib.request
+
+    worker = start_worker("prefork_sequential")
+    addresses = [a for group in exporter_addresses(worker).values() for a in group]
+    assert len(addresses) == 2  # main and child
+    for address in addresses:
+        scrape(address)  # no Prometheus header: not a Prometheus scrape
+    assert worker.wait_scraped(timeout=0.5) is False
+
+    stop = threading.Event()
+
+    def prometheus_like() -> None:
+        while not stop.is_set():
+            for address in addresses:
+                request = urllib.request.Request(
+                    f"http://{address}/metrics",
+                    headers={"X-Prometheus-Scrape-Timeout-Seconds": "4"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as reply:
+                    reply.read()
+            stop.wait(0.1)
+
+    scraper = threading.Thread(target=prometheus_like, daemon=True)
+    scraper.start()
+    try:
+        assert worker.wait_scraped(timeout=20) is True
+    finally:
+        stop.set()
+        scraper.join(timeout=10)
