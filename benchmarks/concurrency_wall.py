@@ -8,7 +8,8 @@ Runs `membench run --subtasks 200 --size 3 --workers 40 --time 0.5 --runs N` (th
 published use case) for the three concurrent scenarios, reads results.json and reports per
 scenario the median task wall time (`duration_s`, measured inside the task), its ratio to the
 ideal ceil(200 / 40) x 0.5 s = 2.5 s, and the runner's round trip (send to result received).
-Target: <= 1.05 x ideal.
+Target: <= 1.05 x ideal. `--reuse-worker` measures a warmed long-lived worker instead of a fresh
+one per run (a fresh worker's first batch also pays for growing its heap).
 
 It also measures, in this process, the CPU one subtask's data work costs (build_payload plus
 digest_payload of `--size` MB, median of 50) and from it a floor no scheduler can beat on this
@@ -83,6 +84,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--time", type=float, default=0.5)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scenarios", default=SCENARIOS)
+    parser.add_argument(
+        "--reuse-worker",
+        action="store_true",
+        help="one warmed worker per scenario (membench run --reuse-worker --warmup 1), "
+        "instead of a fresh worker per run",
+    )
     parser.add_argument("--output", type=Path, default=_bench.default_output("concurrency_wall"))
     args = parser.parse_args(argv)
 
@@ -90,6 +97,7 @@ def main(argv: list[str]) -> int:
         *("--subtasks", str(args.subtasks), "--size", str(args.size)),
         *("--workers", str(args.workers), "--time", str(args.time)),
         *("--runs", str(args.runs), "--scenarios", args.scenarios),
+        *(("--reuse-worker", "--warmup", "1") if args.reuse_worker else ()),
     ]
     rounds = math.ceil(args.subtasks / args.workers)
     ideal = rounds * args.time

@@ -1,0 +1,184 @@
+"""Where a concurrent scenario's time beyond the ideal goes: py-spy profiles of the task's process.
+
+Usage::
+
+    pip install py-spy
+    python benchmarks/profile_wall.py --runs 5
+
+For each concurrent scenario, one worker (started as the runner starts it) runs the
+concurrency_wall.py case (200 subtasks x 3 MB, 40 workers, 0.5 s) once unprofiled, then `--runs`
+times while `py-spy record --nonblocking` samples the process that runs the task (the prefork
+child, or the gevent worker). py-spy records on-CPU Python stacks only: a thread sleeping, waiting
+for the GIL or idle in epoll is not sampled. Each sample is sorted by what the innermost membench
+frame was doing, and samples / rate / runs gives CPU seconds per task.
+
+The question it answers: is the wall above ceil(200/40) x 0.5 s the instrument (the exporter, the
+task's observer and gauges) or the workload's own data work (build, digest, free)?
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import math
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import _bench
+
+SCENARIOS = "prefork_threads,gevent_threads,gevent_greenlets"
+
+# First match wins, innermost frame first; a frame is "function (path:line)".
+CATEGORIES = (
+    ("build", ("build_payload", "build_bytes", "build_records", "build_dicts", "_pattern")),
+    ("digest", ("digest_payload",)),
+    ("instrument in the task", ("observe (", "subtask_running", "/prometheus_client/")),
+    ("exporter", ("/exporter/",)),
+    ("subtask (free, sleep call)", ("subtask (",)),
+    ("task pool (threads/greenlets)", ("run_batch", "_run_threads", "_run_greenlets")),
+)
+
+
+def categorize(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, needles in CATEGORIES:
+            if any(needle in frame for needle in needles):
+                return name
+    return "celery, kombu, gevent hub, other"
+
+
+def parse_raw(path: Path) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    """Samples per category, and per innermost membench-or-leaf frame, from py-spy's raw
+    (collapsed) output: `frame;frame;... count` per line."""
+    categories: collections.Counter[str] = collections.Counter()
+    frames: collections.Counter[str] = collections.Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        stack_frames = stack.split(";")
+        categories[categorize(stack_frames)] += int(count)
+        frames[stack_frames[-1]] += int(count)
+    return categories, frames
+
+
+def task_pid(worker: Any) -> int:
+    """The process that runs tasks: the prefork child, or the gevent worker itself."""
+    children = [pid for pid in worker.tree() if pid != worker.pid]
+    return children[0] if worker.scenario.pool == "prefork" else worker.pid
+
+
+def profile_runs(
+    py_spy: str, worker: Any, app: Any, params: dict[str, Any], runs: int, rate: int, raw: Path
+) -> list[float]:
+    """Task walls of `runs` batches sampled by py-spy, whose samples go to `raw`."""
+    spy = subprocess.Popen(
+        [
+            *(py_spy, "record", "--nonblocking", "--format", "raw", "--rate", str(rate)),
+            *("--pid", str(task_pid(worker)), "--output", str(raw)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert spy.stdout is not None
+        for line in spy.stdout:  # attached once it says so: no batch runs unsampled
+            if "Sampling process" in line:
+                break
+        else:
+            raise RuntimeError(f"py-spy exited {spy.wait()} before sampling")
+        walls = [
+            _bench.send_batch(app, worker, **params).get(timeout=120)["wall_s"] for _ in range(runs)
+        ]
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        spy.communicate(timeout=60)
+    finally:
+        if spy.poll() is None:
+            spy.kill()
+            spy.wait()
+    return walls
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=200, help="samples per second")
+    parser.add_argument("--scenarios", default=SCENARIOS)
+    parser.add_argument("--output", type=Path, default=_bench.default_output("profile_wall"))
+    args = parser.parse_args(argv)
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        print("profile_wall: error: py-spy is not on PATH (pip install py-spy)", file=sys.stderr)
+        return 2
+
+    subtasks, size, workers, hold = 200, 3.0, 40, 0.5
+    params = {"subtasks": subtasks, "size_mb": size, "hold_s": hold, "workers": workers}
+    ideal = math.ceil(subtasks / workers) * hold
+    walls: dict[str, list[float]] = {}
+    samples: dict[str, collections.Counter[str]] = {}
+    leaves: dict[str, collections.Counter[str]] = {}
+    with _bench.broker() as (url, app), _bench.workdir() as wd, _bench.Workers(url, app, wd) as ws:
+        for scenario in args.scenarios.split(","):
+            worker = ws.start(scenario)
+            _bench.send_batch(app, worker, **params).get(timeout=120)  # warm, unprofiled
+            raw = wd / f"{scenario}.txt"
+            walls[scenario] = profile_runs(py_spy, worker, app, params, args.runs, args.rate, raw)
+            samples[scenario], leaves[scenario] = parse_raw(raw)
+            ws.stop(worker)
+
+    names = [name for name, _ in CATEGORIES] + ["celery, kombu, gevent hub, other"]
+    rows: list[list[Any]] = []
+    results: dict[str, Any] = {}
+    for name, runs in walls.items():
+        wall = statistics.median(runs)
+        cpu = {k: samples[name][k] / args.rate / len(runs) for k in names}
+        results[name] = {
+            "walls_s": runs,
+            "wall_s": wall,
+            "over_ideal_s": wall - ideal,
+            "cpu_s_per_task": cpu,
+            # The innermost frames that took the most CPU, in seconds per task.
+            "top_leaf_frames": {
+                frame: n / args.rate / len(runs) for frame, n in leaves[name].most_common(12)
+            },
+        }
+        data = cpu["build"] + cpu["digest"] + cpu["subtask (free, sleep call)"]
+        instrument = cpu["instrument in the task"] + cpu["exporter"]
+        rows.append(
+            [name, wall, wall - ideal, data, instrument, sum(cpu.values()) - data - instrument]
+        )
+        results[name]["data_cpu_s"] = data
+        results[name]["instrument_cpu_s"] = instrument
+
+    print(
+        f"\n{subtasks} x {size} MB, {workers} workers, {hold} s, {args.runs} runs per scenario: "
+        f"ideal {ideal:.2f} s; median task wall; CPU s per task from py-spy samples"
+    )
+    _bench.print_table(
+        ["scenario", "wall s", "over ideal s", "data work CPU s", "instrument CPU s", "other"],
+        rows,
+    )
+    print("\nCPU s per task, by what the innermost membench frame was doing:")
+    _bench.print_table(
+        ["category", *results],
+        [[k, *(r["cpu_s_per_task"][k] for r in results.values())] for k in names],
+    )
+    out = _bench.document(
+        "profile_wall",
+        argv,
+        params=params,
+        py_spy=subprocess.run([py_spy, "--version"], capture_output=True, text=True).stdout.strip(),
+        rate_hz=args.rate,
+        ideal_s=ideal,
+        results=results,
+    )
+    _bench.write_json(args.output, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
