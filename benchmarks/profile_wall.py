@@ -4,13 +4,17 @@ Usage::
 
     pip install py-spy
     python benchmarks/profile_wall.py --runs 5
+    python benchmarks/profile_wall.py --runs 5 --fresh \
+        --output docs/results/performance/profile_wall_fresh.json
 
 For each concurrent scenario, one worker (started as the runner starts it) runs the
 concurrency_wall.py case (200 subtasks x 3 MB, 40 workers, 0.5 s) once unprofiled, then `--runs`
-times while `py-spy record --nonblocking` samples the process that runs the task (the prefork
-child, or the gevent worker). py-spy records on-CPU Python stacks only: a thread sleeping, waiting
-for the GIL or idle in epoll is not sampled. Each sample is sorted by what the innermost membench
-frame was doing, and samples / rate / runs gives CPU seconds per task.
+times (`--fresh`: each run on a new worker, nothing unprofiled) while `py-spy record
+--nonblocking` samples the process that runs the task (the prefork child, or the gevent worker).
+py-spy keeps the samples of threads it judges active (running or runnable): a thread blocked in a
+sleep, a GIL wait or epoll is left out, but with 40 OS threads on 2 cores, time spent runnable and
+waiting for a core counts too. Each sample is sorted by what the innermost membench frame was
+doing; samples / rate / runs gives active seconds per task.
 
 The question it answers: is the wall above ceil(200/40) x 0.5 s the instrument (the exporter, the
 task's observer and gauges) or the workload's own data work (build, digest, free)?
@@ -105,7 +109,10 @@ def profile_runs(
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--fresh", action="store_true", help="each run on a fresh worker (default: one warmed)"
+    )
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
     parser.add_argument("--scenarios", default=SCENARIOS)
     parser.add_argument("--output", type=Path, default=_bench.default_output("profile_wall"))
@@ -123,12 +130,21 @@ def main(argv: list[str]) -> int:
     leaves: dict[str, collections.Counter[str]] = {}
     with _bench.broker() as (url, app), _bench.workdir() as wd, _bench.Workers(url, app, wd) as ws:
         for scenario in args.scenarios.split(","):
-            worker = ws.start(scenario)
-            _bench.send_batch(app, worker, **params).get(timeout=120)  # warm, unprofiled
-            raw = wd / f"{scenario}.txt"
-            walls[scenario] = profile_runs(py_spy, worker, app, params, args.runs, args.rate, raw)
-            samples[scenario], leaves[scenario] = parse_raw(raw)
-            ws.stop(worker)
+            walls[scenario] = []
+            samples[scenario], leaves[scenario] = collections.Counter(), collections.Counter()
+            # Warm: one worker, one unprofiled batch first. Fresh: a new worker per run, as
+            # `membench run` does by default, so its first batch also grows the heap.
+            batches = [1] * args.runs if args.fresh else [args.runs]
+            for index, runs in enumerate(batches):
+                worker = ws.start(scenario)
+                if not args.fresh:
+                    _bench.send_batch(app, worker, **params).get(timeout=120)
+                raw = wd / f"{scenario}-{index}.txt"
+                walls[scenario] += profile_runs(py_spy, worker, app, params, runs, args.rate, raw)
+                categories, frames = parse_raw(raw)
+                samples[scenario] += categories
+                leaves[scenario] += frames
+                ws.stop(worker)
 
     names = [name for name, _ in CATEGORIES] + ["celery, kombu, gevent hub, other"]
     rows: list[list[Any]] = []
@@ -140,8 +156,8 @@ def main(argv: list[str]) -> int:
             "walls_s": runs,
             "wall_s": wall,
             "over_ideal_s": wall - ideal,
-            "cpu_s_per_task": cpu,
-            # The innermost frames that took the most CPU, in seconds per task.
+            "active_s_per_task": cpu,
+            # The innermost frames that were active the most, in seconds per task.
             "top_leaf_frames": {
                 frame: n / args.rate / len(runs) for frame, n in leaves[name].most_common(12)
             },
@@ -151,21 +167,21 @@ def main(argv: list[str]) -> int:
         rows.append(
             [name, wall, wall - ideal, data, instrument, sum(cpu.values()) - data - instrument]
         )
-        results[name]["data_cpu_s"] = data
-        results[name]["instrument_cpu_s"] = instrument
+        results[name]["data_work_active_s"] = data
+        results[name]["instrument_active_s"] = instrument
 
     print(
         f"\n{subtasks} x {size} MB, {workers} workers, {hold} s, {args.runs} runs per scenario: "
-        f"ideal {ideal:.2f} s; median task wall; CPU s per task from py-spy samples"
+        f"ideal {ideal:.2f} s; median task wall; active s per task from py-spy samples"
     )
     _bench.print_table(
-        ["scenario", "wall s", "over ideal s", "data work CPU s", "instrument CPU s", "other"],
+        ["scenario", "wall s", "over ideal s", "data work s", "instrument s", "other"],
         rows,
     )
-    print("\nCPU s per task, by what the innermost membench frame was doing:")
+    print("\nActive s per task, by what the innermost membench frame was doing:")
     _bench.print_table(
         ["category", *results],
-        [[k, *(r["cpu_s_per_task"][k] for r in results.values())] for k in names],
+        [[k, *(r["active_s_per_task"][k] for r in results.values())] for k in names],
     )
     out = _bench.document(
         "profile_wall",
@@ -173,6 +189,7 @@ def main(argv: list[str]) -> int:
         params=params,
         py_spy=subprocess.run([py_spy, "--version"], capture_output=True, text=True).stdout.strip(),
         rate_hz=args.rate,
+        worker="fresh per run" if args.fresh else "one per scenario, warmed by one batch",
         ideal_s=ideal,
         results=results,
     )

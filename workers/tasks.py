@@ -29,9 +29,8 @@ class _Observer:
         self.max_rss = 0
 
     def observe(self) -> None:
-        # One read of /proc/self/status: listing /proc/self/task instead cost 0.8 ms of CPU per
-        # subtask with 40 OS threads (py-spy, benchmarks/profile_wall.py), 6% of prefork_threads'
-        # task CPU, all of it the instrument's.
+        # One read of /proc/self/status: listing /proc/self/task as well cost ~0.8 ms per
+        # subtask with 40 OS threads (py-spy: benchmarks/profile_wall.py).
         memory = read_process_memory(with_pss=False)
         threads = memory.threads if memory.threads is not None else read_thread_count()
         self.max_os_threads = max(self.max_os_threads, threads)
@@ -70,7 +69,11 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
     def subtask(index: int) -> int:
         with metrics.subtask_running():
             data = build_payload(params.payload, index, size)
-            observer.observe()
+            # Every OS thread the strategy uses exists once the first held_at_once subtasks
+            # run, so later rounds need no /proc read: each read releases the GIL, a hand-off
+            # the measured threads then wait for. Without VmHWM, every subtask samples RSS.
+            if index < params.held_at_once() or peak_method == "sampled":
+                observer.observe()
             time.sleep(params.hold_s)  # cooperative under gevent: the pool's scheduling is measured
             digest = digest_payload(data)
             del data
