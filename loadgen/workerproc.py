@@ -222,11 +222,19 @@ class WorkerProcess:
 
     def registered_pids(self) -> set[int]:
         """Processes of this worker with a file_sd target (a shared directory may hold others)."""
-        files = (self.targets_dir / "workers").glob("*.json")
-        pids = {
-            int(p.stem.rpartition("_")[2]) for p in files if p.stem.rpartition("_")[2].isdigit()
-        }
-        return pids & set(self.tree())
+        return set(self._registered_targets())
+
+    def _registered_targets(self) -> dict[int, list[str]]:
+        """Exporter addresses by pid, of this worker's processes with a file_sd target."""
+        tree = set(self.tree())
+        targets: dict[int, list[str]] = {}
+        for path in (self.targets_dir / "workers").glob("*.json"):
+            pid = path.stem.rpartition("_")[2]
+            if pid.isdigit() and int(pid) in tree:
+                with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+                    entries = json.loads(path.read_text())
+                    targets[int(pid)] = [t for entry in entries for t in entry["targets"]]
+        return targets
 
     def tree(self) -> list[int]:
         return list_tree(self.pid) if self.alive() else []
@@ -235,7 +243,8 @@ class WorkerProcess:
         """Wait until Prometheus has scraped every exporter of the tree once more; False if not
         within `timeout`. Stopping a worker right after its task would otherwise take its last
         task's gauges with it before any Prometheus watching `targets_dir` saw them."""
-        seen = {address: _prometheus_scrapes(address) for address in self._exporter_addresses()}
+        addresses = [a for group in self._registered_targets().values() for a in group]
+        seen = {address: _prometheus_scrapes(address) for address in addresses}
         if not seen or min(seen.values()) < 0:
             return False
 
@@ -248,16 +257,6 @@ class WorkerProcess:
             return wait_for(scraped, timeout=timeout)
         except TimeoutError:
             return False
-
-    def _exporter_addresses(self) -> list[str]:
-        pids = self.registered_pids()
-        addresses: list[str] = []
-        for path in (self.targets_dir / "workers").glob("*.json"):
-            pid = path.stem.rpartition("_")[2]
-            if pid.isdigit() and int(pid) in pids:
-                with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-                    addresses += [t for e in json.loads(path.read_text()) for t in e["targets"]]
-        return addresses
 
     def stop(self, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int | None:
         """Stop the worker tree: SIGTERM (warm: waits for a running task), then SIGKILL.
