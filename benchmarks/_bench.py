@@ -1,7 +1,7 @@
 """Helpers shared by the performance benchmarks (docs/performance.md): workers, tables, JSON.
 
 Not a benchmark itself. Every script prints a table and writes a JSON document with a `machine`
-block (membench.loadgen.report.machine_info) so a number can be traced to the box it came from.
+block (membench.run.report.machine_info) so a number can be traced to the box it came from.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from membench.loadgen.broker import EmbeddedRedis
-from membench.loadgen.report import machine_info
-from membench.loadgen.workerproc import WorkerProcess
+from membench.broker import EmbeddedRedis
+from membench.run.report import machine_info
+from membench.run.worker import WorkerProcess
 from membench.workers.scenarios import SCENARIOS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,7 +165,7 @@ class Workers:
 
 def wait_pinged(worker: WorkerProcess, app: Any, timeout: float = 60.0) -> None:
     """Ready without exporters (MEMBENCH_EXPORTER=off): answers a ping and has its pool children."""
-    from membench.loadgen.workerproc import _short_hostname
+    from membench.run.worker import _short_hostname
 
     node = worker.hostname.replace("%h", _short_hostname())
     processes = 1 + (worker.concurrency if worker.scenario.pool == "prefork" else 0)
@@ -204,7 +204,7 @@ def membench_run(args: Sequence[str], output: Path, timeout: float = 7200) -> di
     Returns the results.json document with `_wall_s` (the whole command) and `_lines`
     ([seconds since start, stderr line]) added: run-start lines mark where each scenario begins.
     """
-    argv = [sys.executable, "-m", "membench.loadgen.cli", "run", *args, "--output", str(output)]
+    argv = [sys.executable, "-m", "membench", "run", *args, "--output", str(output)]
     t0 = time.monotonic()
     lines: list[tuple[float, str]] = []
     with subprocess.Popen(

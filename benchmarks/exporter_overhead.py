@@ -23,7 +23,7 @@ from typing import Any
 
 import _bench
 
-from membench.exporter.procfs import read_process_memory
+from membench.procfs import read_process_memory
 
 KEYS = ("rss", "uss", "pss")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import _bench
 
-from membench.exporter.procfs import read_status_memory
+from membench.procfs import read_status_memory
 
 
 def _name(proc: dict[str, Any]) -> str:

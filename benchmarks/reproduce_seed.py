@@ -79,7 +79,7 @@ class Failure(Exception):
 
 def membench_argv() -> list[str]:
     found = shutil.which("membench")
-    return [found] if found else [sys.executable, "-m", "membench.loadgen.cli"]
+    return [found] if found else [sys.executable, "-m", "membench"]
 
 
 def _fmt_number(value: float) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 import _bench
 
-from membench.exporter.procfs import (
+from membench.procfs import (
     read_cpu_seconds,
     read_process_memory,
     read_smaps_rollup,

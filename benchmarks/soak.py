@@ -88,7 +88,7 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 def machine() -> dict[str, Any]:
     """The runner's machine block (cores, memory, kernel, versions) plus Prometheus and load."""
-    from membench.loadgen.report import machine_info
+    from membench.run.report import machine_info
 
     prometheus_version = subprocess.run(
         ["prometheus", "--version"], capture_output=True, text=True, check=False
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     schedule = directory / "schedule.toml"
     schedule.write_text(SCHEDULE.format(**schedule_params))
-    command = [sys.executable, "-m", "membench.loadgen.cli", "stack", "up"]
+    command = [sys.executable, "-m", "membench", "stack", "up"]
     command += ["--dir", str(stack_dir), "--schedule", str(schedule)]
     stack_log = directory / "stack-up.log"
     signal.signal(signal.SIGTERM, _on_signal)

@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from membench.exporter import names
-from membench.exporter.procfs import (
+from membench.procfs import (
     PROC_ROOT,
     read_cpu_seconds,
     read_process_memory,

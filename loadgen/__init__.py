@@ -1,1 +1,1 @@
-"""Drives the benchmark: the `membench` CLI, the one-shot runner and the scheduled loadgen."""
+"""The scheduled load generator: fires scenarios on a TOML schedule against running workers."""

@@ -84,7 +84,7 @@ class ScenarioPlan:
     @property
     def generous_deadline_s(self) -> float:
         """`membench run`'s deadline for these parameters (>= 60 s)."""
-        from membench.loadgen.runner import RunConfig
+        from membench.run.runner import RunConfig
 
         scenario = SCENARIOS[self.scenario]
         p = self.params
@@ -665,8 +665,8 @@ def _raise_stop(signum: int, frame: Any) -> None:
 
 def cmd_loadgen(args: argparse.Namespace) -> int:
     """Validate, serve metrics, fire until --duration/--runs/a signal, print a summary."""
-    from membench.loadgen import cli
-    from membench.loadgen.processes import port_in_use
+    from membench.cli import run as cli
+    from membench.processes import port_in_use
 
     try:
         schedule = load_schedule(args.schedule)
@@ -707,7 +707,7 @@ def cmd_loadgen(args: argparse.Namespace) -> int:
             f"--grafana-url: must be an http:// or https:// URL, got {grafana_url}"
         )
 
-    from membench.loadgen.broker import client_app, redact
+    from membench.broker import client_app, redact
     from membench.workers.app import broker_url_from_env
 
     broker = cli._broker_url(args) or broker_url_from_env()

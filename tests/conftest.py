@@ -11,8 +11,8 @@ from typing import Any
 import psutil
 import pytest
 
-from membench.loadgen.broker import EmbeddedRedis
-from membench.loadgen.workerproc import WorkerProcess
+from membench.broker import EmbeddedRedis
+from membench.run.worker import WorkerProcess
 from membench.workers.scenarios import SCENARIOS
 
 

@@ -17,9 +17,9 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from membench.exporter import names
-from membench.loadgen import stack
-from membench.loadgen.processes import spawn, wait_for
-from membench.loadgen.workerproc import WorkerProcess, read_targets
+from membench.processes import spawn, wait_for
+from membench.run.worker import WorkerProcess, read_targets
+from membench.stack import supervisor as stack
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
@@ -67,7 +67,7 @@ def value(text: str, name: str, **labels: str) -> float:
 def membench(*args: str, timeout: float = 600, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run the real `membench` console entry point as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "membench.loadgen.cli", *args],
+        [sys.executable, "-m", "membench", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -10,7 +10,7 @@ from typing import Any
 
 from helpers import membench
 
-from membench.loadgen.runner import RunConfig, Runner, ScenarioResult
+from membench.run.runner import RunConfig, Runner, ScenarioResult
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 SMALL = ["--subtasks", "4", "--size", "2", "--time", "0.05", "--workers", "2", "--runs", "1"]

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from helpers import membench
 
-from membench.loadgen.cli import main
-from membench.loadgen.report import results_document
-from membench.loadgen.runner import MB, RunConfig, RunResult, ScenarioResult
+from membench.cli.run import main
+from membench.run.report import results_document
+from membench.run.runner import MB, RunConfig, RunResult, ScenarioResult
 from membench.workers.scenarios import SCENARIOS
 
 # (peak MB, duration s) per run; a helper turns them into a real results_document().

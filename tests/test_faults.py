@@ -32,15 +32,15 @@ from helpers import (
 )
 from kombu import Connection, Producer
 
+from membench.cli.run import build_parser
 from membench.exporter import names
-from membench.exporter.procfs import read_process_memory
 from membench.exporter.server import _CLIENT_TIMEOUT_S, _MAX_REQUEST_BYTES
-from membench.loadgen import stack
-from membench.loadgen.cli import build_parser
-from membench.loadgen.processes import wait_for
-from membench.loadgen.runner import RunConfig, Runner, ScenarioResult
-from membench.loadgen.sampler import read_tree_memory
-from membench.loadgen.workerproc import WorkerProcess
+from membench.processes import wait_for
+from membench.procfs import read_process_memory
+from membench.run.runner import RunConfig, Runner, ScenarioResult
+from membench.run.sampler import read_tree_memory
+from membench.run.worker import WorkerProcess
+from membench.stack import supervisor as stack
 from membench.workers.params import InvalidParameter
 from membench.workers.scenarios import SCENARIOS
 
@@ -420,7 +420,7 @@ def _task_received(membench_pid: int) -> bool:
 def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_results(
     sig: signal.Signals, tmp_path: Path
 ) -> None:
-    argv = [sys.executable, "-m", "membench.loadgen.cli", "run", "--scenarios"]
+    argv = [sys.executable, "-m", "membench", "run", "--scenarios"]
     argv += ["prefork_sequential", "--subtasks", "1", "--size", "1", "--time", "120"]
     argv += ["--workers", "1", "--runs", "1", "--output", str(tmp_path)]
     proc = subprocess.Popen(

@@ -26,16 +26,16 @@ from helpers import (
     task_runs,
 )
 
-from membench.exporter import names
-from membench.loadgen.broker import (
+from membench.broker import (
     CLIENT_RESULT_RETRY_POLICY,
     BrokerError,
     check_broker,
     redis_server_executable,
 )
-from membench.loadgen.processes import free_port, spawn, stop, wait_for
+from membench.exporter import names
 from membench.loadgen.scheduler import LoadgenMetrics, ScenarioPlan, ScenarioStats, Scheduler
-from membench.loadgen.workerproc import WorkerProcess
+from membench.processes import free_port, spawn, stop, wait_for
+from membench.run.worker import WorkerProcess
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import SCENARIOS
 
@@ -61,7 +61,7 @@ def _client_app(url: str) -> Any:
         accept_content=["json"],
         result_accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        # The loadgen's and runner's client policy (membench.loadgen.broker.client_app).
+        # The loadgen's and runner's client policy (membench.broker.client_app).
         result_backend_transport_options={"retry_policy": CLIENT_RESULT_RETRY_POLICY},
     )
     return app

@@ -21,7 +21,6 @@ from helpers import REPO, membench, scrape, value
 
 from membench.exporter import names
 from membench.exporter.server import start_exporter
-from membench.loadgen.processes import free_port, spawn, stop, wait_for
 from membench.loadgen.scheduler import (
     GrafanaAnnotator,
     LoadgenMetrics,
@@ -32,7 +31,8 @@ from membench.loadgen.scheduler import (
     format_summary,
     load_schedule,
 )
-from membench.loadgen.workerproc import WorkerProcess
+from membench.processes import free_port, spawn, stop, wait_for
+from membench.run.worker import WorkerProcess
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
@@ -463,7 +463,7 @@ queue = "{gevent_worker.queue}"
         MEMBENCH_GRAFANA_TOKEN="env-token",
         PYTHONUNBUFFERED="1",
     )
-    argv = [sys.executable, "-m", "membench.loadgen.cli", "loadgen", "--schedule", str(schedule)]
+    argv = [sys.executable, "-m", "membench", "loadgen", "--schedule", str(schedule)]
     log = tmp_path / "loadgen.log"
     proc = spawn([*argv, "--metrics-port", "0"], env=env, log_path=log)
     try:

@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from membench.exporter.procfs import read_status_memory
+from membench.procfs import read_status_memory
 from membench.workers.params import PAYLOADS
 from membench.workers.payload import (
     DICT_RECORD_BYTES,

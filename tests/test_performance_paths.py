@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 
 from membench.exporter.collector import ProcessMemoryCollector
-from membench.exporter.procfs import (
+from membench.exporter.server import pid_alive
+from membench.processes import wait_for
+from membench.procfs import (
     read_cpu_seconds,
     read_process_memory,
     read_status_memory,
     read_thread_count,
 )
-from membench.exporter.server import pid_alive
-from membench.loadgen.processes import wait_for
-from membench.loadgen.workerproc import WorkerProcess, _short_hostname
+from membench.run.worker import WorkerProcess, _short_hostname
 from membench.workers.scenarios import SCENARIOS
 
 KIB = 1024

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from membench.exporter.procfs import (
+from membench.procfs import (
     list_tree,
     read_cpu_seconds,
     read_process_memory,

@@ -15,7 +15,7 @@ from helpers import (
 )
 
 from membench.exporter import names
-from membench.loadgen.processes import free_port, stop
+from membench.processes import free_port, stop
 
 SCENARIOS = ("prefork_threads", "gevent_greenlets")
 

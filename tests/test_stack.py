@@ -20,8 +20,8 @@ import pytest
 from helpers import REPO, membench, require_binary
 from test_compose import compose_python_commands
 
-from membench.loadgen import stack
-from membench.loadgen.processes import wait_for
+from membench.processes import wait_for
+from membench.stack import supervisor as stack
 from membench.workers.scenarios import SEED_SCENARIOS as SCENARIOS
 
 LOADGEN_SUCCESS_RATE = 'scenario_outcome:membench_loadgen_runs:rate5m{outcome="success"}'

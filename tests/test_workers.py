@@ -13,8 +13,8 @@ import pytest
 from helpers import exporter_addresses, require_binary, samples, scrape, value
 
 from membench.exporter import names
-from membench.loadgen.processes import wait_for
-from membench.loadgen.workerproc import WorkerProcess
+from membench.processes import wait_for
+from membench.run.worker import WorkerProcess
 from membench.workers.payload import expected_digest
 from membench.workers.scenarios import SCENARIOS
 

@@ -24,7 +24,7 @@ from billiard.exceptions import WorkerLostError
 from celery import signals
 
 from membench.exporter import names
-from membench.exporter.procfs import reset_peak_rss
+from membench.procfs import reset_peak_rss
 from membench.workers.params import InvalidParameter
 from membench.workers.scenarios import SCENARIOS
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from membench.exporter.procfs import (
+from membench.procfs import (
     read_process_memory,
     read_status_memory,
     read_thread_count,

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from membench.exporter.server import write_target
-from membench.loadgen.processes import free_port, spawn, stop, wait_for
+from membench.processes import free_port, spawn, stop, wait_for
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STATE_FILE = "stack.json"
 FLOWER_COMMAND = [sys.executable, "-m", "celery", "-A", "membench.workers.app", "flower"]
 INSTALL_HINTS = {
@@ -94,7 +94,7 @@ def _prepare_prometheus_dir(directory: Path) -> Path:
     return copy
 
 
-MEMBENCH_COMMAND = [sys.executable, "-m", "membench.loadgen.cli"]
+MEMBENCH_COMMAND = [sys.executable, "-m", "membench"]
 
 
 def service_commands(
@@ -124,8 +124,8 @@ def start_stack(
     directory: Path, broker: str | None, schedule: Path, scenarios: list[str]
 ) -> tuple[Stack, str | None]:
     """Start every service and wait until each is ready; on any failure stop what started."""
-    from membench.loadgen.broker import EmbeddedRedis
-    from membench.loadgen.workerproc import read_targets
+    from membench.broker import EmbeddedRedis
+    from membench.run.worker import read_targets
 
     (directory / "logs").mkdir(parents=True, exist_ok=True)
     stack = Stack(directory)
@@ -272,7 +272,7 @@ def run_stack(
     duration: float | None,
 ) -> int:
     """Start, print the summary, then supervise until Ctrl-C/SIGTERM/--duration or a crash."""
-    from membench.loadgen.runner import Interrupted
+    from membench.run.runner import Interrupted
 
     def interrupted(signum: int, frame: Any) -> None:
         raise Interrupted(signal.Signals(signum).name)

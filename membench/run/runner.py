@@ -14,9 +14,9 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as ResultTimeout
 
-from membench.exporter.procfs import read_status_memory, reset_peak_rss
-from membench.loadgen.sampler import TreeMemory, TreeSampler, read_tree_memory
-from membench.loadgen.workerproc import WorkerFailed, WorkerOptions, WorkerProcess
+from membench.procfs import read_status_memory, reset_peak_rss
+from membench.run.sampler import TreeMemory, TreeSampler, read_tree_memory
+from membench.run.worker import WorkerFailed, WorkerOptions, WorkerProcess
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
 
@@ -193,7 +193,7 @@ class Runner:
         self._worker: WorkerProcess | None = None
         self._sampler: TreeSampler | None = None
         self._in_flight: Any = None  # the AsyncResult of the task last sent
-        from membench.loadgen.broker import client_app
+        from membench.broker import client_app
 
         self.app = client_app(broker_url)
 

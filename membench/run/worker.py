@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from membench.exporter.procfs import list_tree
-from membench.loadgen.processes import spawn, stop, wait_for
+from membench.processes import spawn, stop, wait_for
+from membench.procfs import list_tree
 from membench.workers.scenarios import Scenario
 
 CELERY_APP = "membench.workers.app"

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from membench.exporter.procfs import read_meminfo
+from membench import loadgen
+from membench.procfs import read_meminfo
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -59,7 +60,7 @@ def _broker_url(args: argparse.Namespace) -> str | None:
 
 
 def _check_broker(url: str) -> None:
-    from membench.loadgen.broker import BrokerError, check_broker
+    from membench.broker import BrokerError, check_broker
 
     try:
         check_broker(url)
@@ -71,7 +72,7 @@ def _check_broker(url: str) -> None:
 
 
 def _worker_options(args: argparse.Namespace, scenarios: list[Any]) -> Any:
-    from membench.loadgen.workerproc import WorkerOptions
+    from membench.run.worker import WorkerOptions
 
     for flag, value in (
         ("--max-tasks-per-child", args.max_tasks_per_child),
@@ -122,7 +123,7 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_config(args: argparse.Namespace) -> Any:
-    from membench.loadgen.runner import RunConfig
+    from membench.run.runner import RunConfig
     from membench.workers.params import InvalidParameter
     from membench.workers.scenarios import parse_scenarios
 
@@ -199,7 +200,7 @@ class _Progress:
             else:
                 text = f"    {r.scenario} {self._run(r.run, r.warmup)}: FAILED: {r.reason}"
             if r.scraped_by_prometheus is False:
-                from membench.loadgen.runner import PROMETHEUS_SCRAPE_WAIT_S
+                from membench.run.runner import PROMETHEUS_SCRAPE_WAIT_S
 
                 text += (
                     "; WARNING: no Prometheus scraped the worker within "
@@ -216,7 +217,7 @@ class _Progress:
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
-    from membench.loadgen.runner import Interrupted
+    from membench.run.runner import Interrupted
 
     raise Interrupted(signal.Signals(signum).name)
 
@@ -224,7 +225,7 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 def _run_plans(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """(label, RunConfig) per combination of --matrix (one unlabelled plan without it); every
     combination is validated before anything starts."""
-    from membench.loadgen.matrix import MATRIX_FLAGS, MatrixError, parse_matrix
+    from membench.run.matrix import MATRIX_FLAGS, MatrixError, parse_matrix
 
     if not args.matrix:
         return [("", _run_config(args))]
@@ -255,9 +256,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Last of the checks: it creates the directory, which must not happen for refused input.
     output = _writable_dir("--output", Path(args.output))
 
-    from membench.loadgen.broker import EmbeddedRedis, redact
-    from membench.loadgen.matrix import combination_dir
-    from membench.loadgen.report import (
+    from membench.broker import EmbeddedRedis, redact
+    from membench.run.matrix import combination_dir
+    from membench.run.report import (
         MATRIX_FILE,
         PLOT_FILE,
         RESULTS_FILE,
@@ -268,7 +269,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         results_document,
         write_json_atomic,
     )
-    from membench.loadgen.runner import Interrupted, Runner, ScenarioResult
+    from membench.run.runner import Interrupted, Runner, ScenarioResult
 
     signal.signal(signal.SIGTERM, _raise_interrupted)
     done: list[tuple[str, dict[str, Any], Path]] = []
@@ -350,8 +351,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Validate, then exec `celery worker` with the scenario's pool (same pid: signals reach it)."""
-    from membench.loadgen.processes import port_in_use
-    from membench.loadgen.workerproc import (
+    from membench.processes import port_in_use
+    from membench.run.worker import (
         celery_worker_argv,
         expected_exporters,
         worker_environment,
@@ -401,7 +402,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from membench.loadgen import stack
+    from membench.stack import supervisor as stack
     from membench.workers.scenarios import parse_scenarios
 
     directory = Path(args.dir).resolve()
@@ -538,7 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler=cmd_worker)
 
-    from membench.loadgen import compare, scheduler
+    from membench.loadgen import scheduler
+    from membench.run import compare
 
     scheduler.add_parser(commands)
     compare.add_parser(commands)
@@ -554,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--broker", help="Redis URL instead of an embedded redis-server")
     stack.add_argument(
         "--schedule",
-        default=str(Path(__file__).with_name("schedule.example.toml")),
+        default=str(Path(loadgen.__file__).with_name("schedule.example.toml")),
         help="loadgen schedule file (default: the example schedule)",
     )
     stack.add_argument(
@@ -579,11 +581,3 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry_point() -> None:
     sys.exit(main())
-
-
-if __name__ == "__main__":
-    # Run the imported module, not this __main__ copy: subcommands in other modules raise
-    # membench.loadgen.cli.UsageError, which only that module's main() catches.
-    from membench.loadgen.cli import entry_point as _entry_point
-
-    _entry_point()

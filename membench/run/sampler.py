@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from membench.exporter.procfs import list_tree, read_process_memory
+from membench.procfs import list_tree, read_process_memory
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from membench.loadgen.processes import free_port, spawn, stop, wait_for
+from membench.processes import free_port, spawn, stop, wait_for
 
 # Celery's Redis result backend retries a lost connection 20 times, 1 s apart, inside get():
 # a client waiting for a result was stuck ~20 s per call while Redis was down, blind to its own

@@ -46,7 +46,7 @@ def _is_number(value: Any) -> bool:
 
 def load_results(path: Path) -> dict[str, Any]:
     """The parsed document, if it is a results.json this version of membench reads."""
-    from membench.loadgen.report import SCHEMA_VERSION
+    from membench.run.report import SCHEMA_VERSION
 
     try:
         text = path.read_text()
@@ -360,7 +360,7 @@ def _verdict_line(comparisons: list[Comparison], threshold: float) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare two results.json files; exit 1 on a significant regression beyond --threshold."""
-    from membench.loadgen import cli
+    from membench.cli import run as cli
 
     threshold = args.threshold
     if not (math.isfinite(threshold) and threshold >= 0):
@@ -386,8 +386,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """Re-render memory_comparison.png from a saved results.json."""
-    from membench.loadgen import cli
-    from membench.loadgen.report import PLOT_FILE, plot_results
+    from membench.cli import run as cli
+    from membench.run.report import PLOT_FILE, plot_results
 
     path = Path(args.results)
     try:

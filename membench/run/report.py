@@ -11,8 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from membench.exporter.procfs import read_meminfo
-from membench.loadgen.runner import MB, RunConfig, ScenarioResult
+from membench.procfs import read_meminfo
+from membench.run.runner import MB, RunConfig, ScenarioResult
 from membench.workers.allocator import inherited_allocator_environment
 
 RESULTS_FILE = "results.json"
@@ -268,7 +268,7 @@ def plot_results(document: dict[str, Any], path: Path) -> None:
 
 def command_line() -> list[str]:
     """The command as typed, with any broker password replaced (results.json gets shared)."""
-    from membench.loadgen.broker import redact
+    from membench.broker import redact
 
     args = sys.argv[1:]
     for i, arg in enumerate(args):

@@ -1,0 +1,1 @@
+"""`membench run`'s engine: a worker per scenario, sampled from outside; results, tables, plots."""
