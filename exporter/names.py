@@ -1,6 +1,7 @@
 """Every metric and label name celery-membench exports, in one place.
 
 Rules, dashboards, tests and the loadgen import these; nothing else spells a metric name.
+Recording-rule names are defined in prometheus/rules/ and mirrored here for Python code.
 """
 
 PREFIX = "membench"
@@ -40,3 +41,47 @@ ROLE_MAIN = "main"
 ROLE_CHILD = "child"
 
 TASK_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+# Recording rules (level:metric:operations), defined in prometheus/rules/membench.rules.yml.
+# "scenario" level = by (scenario, pool, strategy); "scenario_outcome" = by (scenario, outcome).
+# Python code uses these constants instead of retyping a rule name; tests/test_grafana.py
+# checks that RECORDING_RULES is exactly the set of `record:` names in that file.
+RULE_TREE_RSS_SUM = "scenario:membench_tree_rss_bytes:sum"
+RULE_TREE_PSS_SUM = "scenario:membench_tree_pss_bytes:sum"
+RULE_TREE_USS_SUM = "scenario:membench_tree_uss_bytes:sum"
+RULE_TREE_RSS_MAX5M = "scenario:membench_tree_rss_bytes:max5m"
+RULE_TREE_RSS_MAX1H = "scenario:membench_tree_rss_bytes:max1h"
+RULE_TREE_PSS_MAX5M = "scenario:membench_tree_pss_bytes:max5m"
+RULE_TREE_PSS_MAX1H = "scenario:membench_tree_pss_bytes:max1h"
+RULE_TREE_RSS_MIN15M = "scenario:membench_tree_rss_bytes:min15m"
+RULE_TREE_RSS_DERIV1H = "scenario:membench_tree_rss_bytes:deriv1h"
+RULE_TASK_PEAK_RSS_MAX = "scenario:membench_task_peak_rss_bytes:max"
+RULE_TASK_LAST_DURATION_MAX = "scenario:membench_task_last_duration_seconds:max"
+RULE_TASK_DURATION_P50_5M = "scenario:membench_task_duration_seconds:p50_5m"
+RULE_TASK_DURATION_P90_5M = "scenario:membench_task_duration_seconds:p90_5m"
+RULE_TASK_DURATION_P99_5M = "scenario:membench_task_duration_seconds:p99_5m"
+RULE_TASK_DURATION_MEAN5M = "scenario:membench_task_duration_seconds:mean5m"
+RULE_TASK_RUNS_RATE5M = "scenario_outcome:membench_task_runs:rate5m"
+RULE_LOADGEN_RUNS_RATE5M = "scenario_outcome:membench_loadgen_runs:rate5m"
+RULE_LOADGEN_SKIPPED_INCREASE1H = "scenario:membench_loadgen_skipped:increase1h"
+
+RECORDING_RULES = (
+    RULE_TREE_RSS_SUM,
+    RULE_TREE_PSS_SUM,
+    RULE_TREE_USS_SUM,
+    RULE_TREE_RSS_MAX5M,
+    RULE_TREE_RSS_MAX1H,
+    RULE_TREE_PSS_MAX5M,
+    RULE_TREE_PSS_MAX1H,
+    RULE_TREE_RSS_MIN15M,
+    RULE_TREE_RSS_DERIV1H,
+    RULE_TASK_PEAK_RSS_MAX,
+    RULE_TASK_LAST_DURATION_MAX,
+    RULE_TASK_DURATION_P50_5M,
+    RULE_TASK_DURATION_P90_5M,
+    RULE_TASK_DURATION_P99_5M,
+    RULE_TASK_DURATION_MEAN5M,
+    RULE_TASK_RUNS_RATE5M,
+    RULE_LOADGEN_RUNS_RATE5M,
+    RULE_LOADGEN_SKIPPED_INCREASE1H,
+)

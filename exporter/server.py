@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
-import json
 import logging
 import os
 import socket as _socket_module
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from membench.targets import write_target
 
 log = logging.getLogger("membench.exporter")
 
@@ -200,46 +201,3 @@ def _advertised_host(bind_host: str) -> str:
     if bind_host in ("0.0.0.0", "::", ""):
         return _socket_module.gethostname()
     return bind_host if ":" not in bind_host else f"[{bind_host}]"
-
-
-def target_file_name(pid: int | None = None) -> str:
-    return f"{_socket_module.gethostname()}_{pid or os.getpid()}.json"
-
-
-def write_target(job_dir: Path, address: str, labels: dict[str, str]) -> Path:
-    """Atomically write this process's file_sd target, pruning dead processes' targets first."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    prune_dead_targets(job_dir)
-    path = job_dir / target_file_name()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([{"targets": [address], "labels": labels}]))
-    tmp.replace(path)
-    return path
-
-
-def prune_dead_targets(job_dir: Path) -> list[Path]:
-    """Remove targets this host's dead processes left (killed children never clean up)."""
-    prefix = f"{_socket_module.gethostname()}_"
-    removed = []
-    for path in job_dir.glob(f"{prefix}*.json"):
-        pid_text = path.stem.removeprefix(prefix)
-        if pid_text.isdigit() and not pid_alive(int(pid_text)):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            removed.append(path)
-    return removed
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); it exports nothing, so treat it as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False

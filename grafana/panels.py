@@ -1,6 +1,7 @@
 """Read the generated dashboards' PromQL back out, with Grafana's variables substituted.
 
-Stdlib only, so tests can import it by path (or with grafana/ on sys.path) without the SDK.
+Stdlib only (`membench.grafana.panels`, or by path), so tests that run the queries against a
+real Prometheus need no grafana-foundation-sdk.
 """
 
 from __future__ import annotations

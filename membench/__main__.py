@@ -1,5 +1,5 @@
 """`python -m membench`: the same as the `membench` console script."""
 
-from membench.cli.run import entry_point
+from membench.cli.main import entry_point
 
 entry_point()

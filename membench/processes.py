@@ -102,3 +102,18 @@ def wait_for(condition: Any, timeout: float, interval: float = 0.05, what: str =
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what or condition}")
         time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a zombie holds no memory or port)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

@@ -18,8 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from membench.exporter import names
 from membench.processes import spawn, wait_for
-from membench.run.worker import WorkerProcess, read_targets
+from membench.run.worker import WorkerProcess
 from membench.stack import supervisor as stack
+from membench.targets import read_targets
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from helpers import membench
 
-from membench.cli.run import main
+from membench.cli.main import main
 from membench.run.report import results_document
 from membench.run.runner import MB, RunConfig, RunResult, ScenarioResult
 from membench.workers.scenarios import SCENARIOS

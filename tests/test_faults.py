@@ -32,7 +32,7 @@ from helpers import (
 )
 from kombu import Connection, Producer
 
-from membench.cli.run import build_parser
+from membench.cli import loadgen, worker
 from membench.exporter import names
 from membench.exporter.server import _CLIENT_TIMEOUT_S, _MAX_REQUEST_BYTES
 from membench.processes import wait_for
@@ -106,9 +106,10 @@ def test_worker_exporters_and_embedded_redis_listen_on_loopback_only(
 
 def test_cli_exporters_and_local_stack_default_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MEMBENCH_METRICS_HOST", raising=False)
-    parser = build_parser()
-    assert parser.parse_args(["worker", "gevent_threads"]).metrics_host == "127.0.0.1"
-    assert parser.parse_args(["loadgen", "--schedule", "s.toml"]).metrics_host == "127.0.0.1"
+    worker_args = worker.command.make_context("worker", ["gevent_threads"]).params
+    assert worker_args["metrics_host"] == "127.0.0.1"
+    loadgen_args = loadgen.command.make_context("loadgen", ["--schedule", "s.toml"]).params
+    assert loadgen_args["metrics_host"] == "127.0.0.1"
     commands = stack.service_commands(Path("s.toml"), list(SCENARIOS), 1, 2)
     assert "--address=127.0.0.1" in commands["flower"]
     for argv in commands.values():

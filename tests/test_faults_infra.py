@@ -33,7 +33,9 @@ from membench.broker import (
     redis_server_executable,
 )
 from membench.exporter import names
-from membench.loadgen.scheduler import LoadgenMetrics, ScenarioPlan, ScenarioStats, Scheduler
+from membench.loadgen.metrics import LoadgenMetrics
+from membench.loadgen.schedule import ScenarioPlan
+from membench.loadgen.scheduler import ScenarioStats, Scheduler
 from membench.processes import free_port, spawn, stop, wait_for
 from membench.run.worker import WorkerProcess
 from membench.workers.params import BatchParams

@@ -8,58 +8,21 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from membench.exporter import names
+from membench.grafana import generate, panels
+from membench.grafana.records import Panel
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
-RULES_DIR = ROOT / "prometheus" / "rules"
+RULES_FILE = ROOT / "prometheus" / "rules" / "membench.rules.yml"
 DATASOURCE_UID = "membench-prometheus"
 
-# The contract's recording rules: the fallback when prometheus/rules/*.yml does not exist yet.
-CONTRACT_RULES = frozenset(
-    {
-        "scenario:membench_tree_rss_bytes:sum",
-        "scenario:membench_tree_pss_bytes:sum",
-        "scenario:membench_tree_uss_bytes:sum",
-        "scenario:membench_tree_rss_bytes:max5m",
-        "scenario:membench_tree_rss_bytes:max1h",
-        "scenario:membench_tree_pss_bytes:max5m",
-        "scenario:membench_tree_pss_bytes:max1h",
-        "scenario:membench_tree_rss_bytes:min15m",
-        "scenario:membench_tree_rss_bytes:deriv1h",
-        "scenario:membench_task_peak_rss_bytes:max",
-        "scenario:membench_task_last_duration_seconds:max",
-        "scenario:membench_task_duration_seconds:p50_5m",
-        "scenario:membench_task_duration_seconds:p90_5m",
-        "scenario:membench_task_duration_seconds:p99_5m",
-        "scenario:membench_task_duration_seconds:mean5m",
-        "scenario_outcome:membench_task_runs:rate5m",
-        "scenario_outcome:membench_loadgen_runs:rate5m",
-        "scenario:membench_loadgen_skipped:increase1h",
-    }
-)
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-
-
-def load_module(name: str, path: Path) -> ModuleType:
-    # By path under a unique name: grafana/ is not a package and "generate" is too generic
-    # a top-level name to put on sys.path.
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-generate = load_module("membench_grafana_generate", GRAFANA / "generate.py")
-panels = load_module("membench_grafana_panels", GRAFANA / "panels.py")
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +40,38 @@ def all_exprs(dashboards: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return found
 
 
-def known_rules() -> frozenset[str]:
-    files = sorted(RULES_DIR.glob("*.yml")) if RULES_DIR.is_dir() else []
-    if not files:
-        return CONTRACT_RULES
-    records = set()
-    for path in files:
-        for group in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("groups", []):
-            records.update(rule["record"] for rule in group.get("rules", []) if "record" in rule)
-    return frozenset(records)
+def recorded_rules() -> list[str]:
+    """Every `record:` name in the rules file, in file order."""
+    records = []
+    for group in (yaml.safe_load(RULES_FILE.read_text(encoding="utf-8")) or {}).get("groups", []):
+        records.extend(rule["record"] for rule in group.get("rules", []) if "record" in rule)
+    return records
+
+
+def test_names_module_lists_exactly_the_recording_rules() -> None:
+    recorded = recorded_rules()
+    assert len(names.RECORDING_RULES) == len(set(names.RECORDING_RULES))
+    assert set(recorded) == set(names.RECORDING_RULES), (
+        f"only in {RULES_FILE.name}: {sorted(set(recorded) - set(names.RECORDING_RULES))}, "
+        f"only in names.py: {sorted(set(names.RECORDING_RULES) - set(recorded))}"
+    )
+
+
+def test_generator_spells_no_rule_name() -> None:
+    # Rule names come from names.py; a literal in the generator would drift from the rules.
+    for path in sorted(GRAFANA.glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        for rule in names.RECORDING_RULES:
+            assert rule not in source, f"{path.name} spells {rule}: use names.py"
+
+
+def test_panel_records_reject_malformed_targets_and_options() -> None:
+    with pytest.raises(ValueError, match="pairs"):
+        # The missing trailing comma: a bare (expr, legend) instead of a tuple of pairs.
+        Panel("stat", "t", "d", ("up", "legend"), unit="short")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeseries-only"):
+        Panel("stat", "t", "d", (("up", "legend"),), unit="short", stepped=True)
+    assert Panel("bargauge", "t", "d", (("up", "legend"),), unit="short").span == 10
 
 
 def test_committed_json_matches_generator() -> None:
@@ -116,15 +102,21 @@ def test_check_mode_flags_stale_and_missing_files(tmp_path: Path) -> None:
     assert generate.main(["--check", "--output-dir", str(tmp_path)]) == 1
 
 
-def test_script_check_runs_as_a_file() -> None:
+@pytest.mark.parametrize(
+    "command",
+    [[str(GRAFANA / "generate.py")], ["-m", "membench.grafana.generate"]],
+    ids=["file", "module"],
+)
+def test_check_runs_as_a_file_and_as_a_module(command: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, str(GRAFANA / "generate.py"), "--check"],
+        [sys.executable, *command, "--check"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
 
 
 def test_dashboards_have_expected_uids_and_variables(dashboards: list[dict[str, Any]]) -> None:
@@ -176,7 +168,7 @@ def test_membench_metric_names_exist_in_names_module(dashboards: list[dict[str, 
 
 
 def test_recording_rule_names_exist(dashboards: list[dict[str, Any]]) -> None:
-    rules = known_rules()
+    rules = set(names.RECORDING_RULES)
     used = set()
     for uid, title, expr in all_exprs(dashboards):
         for word in panels.identifiers(expr):
@@ -235,7 +227,7 @@ def test_identifiers_ignore_strings_and_ranges() -> None:
 
 
 def test_dashboards_show_the_loadgen_annotations(dashboards: list[dict[str, Any]]) -> None:
-    from membench.loadgen.scheduler import ANNOTATION_TAG
+    from membench.loadgen.annotations import ANNOTATION_TAG
 
     for dashboard in dashboards:
         tag_queries = [

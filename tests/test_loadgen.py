@@ -17,26 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, membench, scrape, value
+from helpers import membench, scrape, value
 
 from membench.exporter import names
 from membench.exporter.server import start_exporter
-from membench.loadgen.scheduler import (
-    GrafanaAnnotator,
-    LoadgenMetrics,
-    ScenarioPlan,
-    ScenarioStats,
-    ScheduleError,
-    Scheduler,
-    format_summary,
-    load_schedule,
-)
+from membench.loadgen.annotations import GrafanaAnnotator
+from membench.loadgen.metrics import LoadgenMetrics
+from membench.loadgen.schedule import EXAMPLE_SCHEDULE, ScenarioPlan, ScheduleError, load_schedule
+from membench.loadgen.scheduler import ScenarioStats, Scheduler, format_summary
 from membench.processes import free_port, spawn, stop, wait_for
 from membench.run.worker import WorkerProcess
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
-EXAMPLE = REPO / "loadgen" / "schedule.example.toml"
+EXAMPLE = EXAMPLE_SCHEDULE
 
 
 def write(tmp_path: Path, text: str, name: str = "schedule.toml") -> Path:

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from membench.exporter.collector import ProcessMemoryCollector
-from membench.exporter.server import pid_alive
-from membench.processes import wait_for
+from membench.processes import pid_alive, wait_for
 from membench.procfs import (
     read_cpu_seconds,
     read_process_memory,

@@ -36,26 +36,7 @@ RULE_FILES = sorted((PROM_DIR / "rules").glob("*.yml"))
 UNIT_TEST_FILES = sorted((PROM_DIR / "tests").glob("*.yml"))
 
 # The names dashboards and the README use (contract); extra rules are allowed, these are required.
-CONTRACT_RECORDS = {
-    "scenario:membench_tree_rss_bytes:sum",
-    "scenario:membench_tree_pss_bytes:sum",
-    "scenario:membench_tree_uss_bytes:sum",
-    "scenario:membench_tree_rss_bytes:max5m",
-    "scenario:membench_tree_rss_bytes:max1h",
-    "scenario:membench_tree_pss_bytes:max5m",
-    "scenario:membench_tree_pss_bytes:max1h",
-    "scenario:membench_tree_rss_bytes:min15m",
-    "scenario:membench_tree_rss_bytes:deriv1h",
-    "scenario:membench_task_peak_rss_bytes:max",
-    "scenario:membench_task_last_duration_seconds:max",
-    "scenario:membench_task_duration_seconds:p50_5m",
-    "scenario:membench_task_duration_seconds:p90_5m",
-    "scenario:membench_task_duration_seconds:p99_5m",
-    "scenario:membench_task_duration_seconds:mean5m",
-    "scenario_outcome:membench_task_runs:rate5m",
-    "scenario_outcome:membench_loadgen_runs:rate5m",
-    "scenario:membench_loadgen_skipped:increase1h",
-}
+CONTRACT_RECORDS = set(names.RECORDING_RULES)
 EXPECTED_ALERTS = {
     "MembenchWorkerTargetDown",
     "MembenchTaskRunFailures",
@@ -405,7 +386,7 @@ def test_real_prometheus_loads_config_and_rules(prometheus_server: str) -> None:
     wait_for(targets_up, 60, "file_sd targets (relative globs) scraped and up")
 
     # End to end: honor_labels keeps the identity labels, the rule sums main + child.
-    query = urllib.parse.quote("scenario:membench_tree_rss_bytes:sum")
+    query = urllib.parse.quote(names.RULE_TREE_RSS_SUM)
 
     seen: list[Any] = []
 

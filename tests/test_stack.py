@@ -3,7 +3,6 @@ query returns data with the expected labels (no Grafana server exists here: this
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -17,14 +16,16 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import REPO, membench, require_binary
+from helpers import membench, require_binary
 from test_compose import compose_python_commands
 
+from membench.exporter import names
+from membench.grafana import panels
 from membench.processes import wait_for
 from membench.stack import supervisor as stack
 from membench.workers.scenarios import SEED_SCENARIOS as SCENARIOS
 
-LOADGEN_SUCCESS_RATE = 'scenario_outcome:membench_loadgen_runs:rate5m{outcome="success"}'
+LOADGEN_SUCCESS_RATE = f'{names.RULE_LOADGEN_RUNS_RATE5M}{{outcome="success"}}'
 FAST_SCHEDULE = """
 [defaults]
 subtasks = 4
@@ -39,14 +40,6 @@ jitter_s = 0.2
 [scenarios.gevent_threads]
 [scenarios.gevent_greenlets]
 """
-
-
-def _load_panels() -> Any:
-    spec = importlib.util.spec_from_file_location("membench_panels", REPO / "grafana/panels.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
@@ -116,14 +109,13 @@ def test_every_panel_query_returns_data_with_the_expected_labels(
     running_stack: dict[str, Any],
 ) -> None:
     prometheus = running_stack["prometheus_url"]
-    panels = _load_panels()
     # Data first: every scenario ran through the loadgen, and rate windows have two samples.
     wait_for(
         lambda: (
             len(
                 query(
                     prometheus,
-                    'scenario_outcome:membench_loadgen_runs:rate5m{outcome="success"} > 0',
+                    f"{LOADGEN_SUCCESS_RATE} > 0",
                 )
             )
             == len(SCENARIOS)
@@ -159,7 +151,6 @@ def test_every_panel_query_returns_data_with_the_expected_labels(
 
 def test_the_scenario_variable_filters_every_worker_panel(running_stack: dict[str, Any]) -> None:
     prometheus = running_stack["prometheus_url"]
-    panels = _load_panels()
     variables = {"scenario": "gevent_threads", "instance": ".*", "__range": "5m"}
     for dashboard in panels.load_dashboards():
         for _, title, expr in panels.panel_queries(dashboard, variables):

@@ -165,7 +165,7 @@ def _on_worker_shutdown(**_: Any) -> None:
         _state.exporter.close()
     targets = _targets_dir()
     if targets is not None and (targets / "workers").is_dir():
-        from membench.exporter.server import prune_dead_targets
+        from membench.targets import prune_dead_targets
 
         prune_dead_targets(targets / "workers")
 

@@ -96,6 +96,18 @@ class BatchParams:
     def size_bytes(self) -> int:
         return int(self.size_mb * MIB)
 
+    def ideal_seconds(self) -> float:
+        """Wall time if only holds counted: ceil(subtasks/workers) x hold, or subtasks x hold."""
+        concurrent = self.strategy != "sequential"
+        rounds = -(-self.subtasks // self.workers) if concurrent else self.subtasks
+        return rounds * self.hold_s
+
+    def deadline_seconds(self) -> float:
+        """A generous limit for one task (>= 60 s); building data is bounded by memory bandwidth:
+        allow ~50 MB/s per subtask on a slow machine."""
+        build = self.subtasks * self.size_mb / 50
+        return 60 + 3 * (self.ideal_seconds() + build)
+
     def held_at_once(self) -> int:
         """Subtasks whose data is alive at the same time: the floor of the task's memory."""
         return 1 if self.strategy == "sequential" else min(self.workers, self.subtasks)

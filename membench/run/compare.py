@@ -5,10 +5,8 @@ Pure file work (no broker, no worker); bad input is one line naming the file, ex
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +99,7 @@ def load_results(path: Path) -> dict[str, Any]:
     return document
 
 
-def _check_plottable(document: dict[str, Any], path: Path) -> None:
+def check_plottable(document: dict[str, Any], path: Path) -> None:
     """What plot_results reads, checked up front so a broken file is one line, not a traceback."""
     parameters = document.get("parameters", {})
     missing = [
@@ -341,7 +339,7 @@ def format_comparison(
     return "\n".join(lines)
 
 
-def _verdict_line(comparisons: list[Comparison], threshold: float) -> str:
+def verdict_line(comparisons: list[Comparison], threshold: float) -> str:
     regressions = [
         f"{comp.scenario} {change.label.split(' (')[0].lower()} {_percent(change.percent)}"
         for comp in comparisons
@@ -353,91 +351,3 @@ def _verdict_line(comparisons: list[Comparison], threshold: float) -> str:
     return f"\n{len(regressions)} significant regression(s) beyond {threshold:g}%: " + ", ".join(
         regressions
     )
-
-
-# ---- commands --------------------------------------------------------------------------------
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    """Compare two results.json files; exit 1 on a significant regression beyond --threshold."""
-    from membench.cli import run as cli
-
-    threshold = args.threshold
-    if not (math.isfinite(threshold) and threshold >= 0):
-        raise cli.UsageError(f"--threshold: must be a percentage >= 0, got {threshold}")
-    path_a, path_b = Path(args.a), Path(args.b)
-    try:
-        a, b = load_results(path_a), load_results(path_b)
-    except BadResults as exc:
-        raise cli.UsageError(str(exc)) from None
-    comparisons, only_a, only_b = compare_documents(a, b, threshold)
-    if not comparisons:
-        raise cli.UsageError(
-            f"{path_b}: no scenario in common with {path_a} "
-            f"(A ran {', '.join(only_a) or 'none'}; B ran {', '.join(only_b) or 'none'})"
-        )
-    for warning in warnings_for(path_a, a, path_b, b, only_a, only_b):
-        print(f"membench compare: warning: {warning}", file=sys.stderr)
-    print(format_comparison(comparisons, path_a, path_b, threshold))
-    print(_verdict_line(comparisons, threshold))
-    regressed = any(c.verdict == REGRESSION for comp in comparisons for c in comp.changes)
-    return EXIT_REGRESSION if regressed else EXIT_OK
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    """Re-render memory_comparison.png from a saved results.json."""
-    from membench.cli import run as cli
-    from membench.run.report import PLOT_FILE, plot_results
-
-    path = Path(args.results)
-    try:
-        document = load_results(path)
-        _check_plottable(document, path)
-    except BadResults as exc:
-        raise cli.UsageError(str(exc)) from None
-    output = Path(args.output) if args.output else path.with_name(PLOT_FILE)
-    # matplotlib picks the format from the suffix; anything but .png would not be "the plot".
-    if output.suffix.lower() != ".png":
-        raise cli.UsageError(f"--output: must end in .png, got {output}")
-    if not output.parent.is_dir():
-        raise cli.UsageError(f"--output: directory {output.parent} does not exist")
-    try:
-        plot_results(document, output)
-    except OSError as exc:
-        raise cli.UsageError(f"--output: cannot write {output}: {exc.strerror or exc}") from None
-    print(f"Wrote {output}")
-    return EXIT_OK
-
-
-def add_parser(commands: Any) -> None:
-    """Add `compare` and `plot` to the `membench` subcommands (one-line-error parser class)."""
-    compare = commands.add_parser(
-        "compare",
-        help="compare two results.json files: peak memory and time per approach, A -> B",
-        description="Compare two saved results.json files approach by approach; exit 1 if peak "
-        "memory or time rose significantly (beyond the noise and --threshold).",
-    )
-    compare.add_argument("a", metavar="A.json", help="the baseline results.json")
-    compare.add_argument("b", metavar="B.json", help="the results.json to judge against A")
-    compare.add_argument(
-        "--threshold",
-        type=float,
-        default=DEFAULT_THRESHOLD_PCT,
-        metavar="PCT",
-        help=f"percent change below which nothing is significant (default: "
-        f"{DEFAULT_THRESHOLD_PCT:g})",
-    )
-    compare.set_defaults(handler=cmd_compare)
-
-    plot = commands.add_parser(
-        "plot",
-        help="re-render memory_comparison.png from a saved results.json",
-        description="Re-render the memory-over-time plot from a saved results.json.",
-    )
-    plot.add_argument("results", metavar="results.json")
-    plot.add_argument(
-        "--output",
-        metavar="PNG",
-        help="where to write the plot (default: memory_comparison.png next to results.json)",
-    )
-    plot.set_defaults(handler=cmd_plot)

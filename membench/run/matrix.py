@@ -14,7 +14,7 @@ class MatrixError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class MatrixFlag:
-    dest: str  # the argparse destination the value overrides
+    dest: str  # the `membench run` parameter the value overrides
     parse: type
 
 
@@ -23,9 +23,9 @@ MATRIX_FLAGS: dict[str, MatrixFlag] = {
     "malloc": MatrixFlag("malloc", str),
     "payload": MatrixFlag("payload", str),
     "workers": MatrixFlag("workers", int),
-    "size": MatrixFlag("size", float),
+    "size": MatrixFlag("size_mb", float),
     "subtasks": MatrixFlag("subtasks", int),
-    "time": MatrixFlag("time", float),
+    "time": MatrixFlag("hold_s", float),
     "concurrency": MatrixFlag("concurrency", int),
 }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -209,13 +208,6 @@ def format_matrix_summary(combinations: list[dict[str, Any]]) -> str:
                 f"{_seconds(_median(summary, 'duration_s')):>10}"
             )
     return "\n".join(lines)
-
-
-def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def plot_results(document: dict[str, Any], path: Path) -> None:

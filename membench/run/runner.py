@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from celery.exceptions import TimeoutError as ResultTimeout
 from membench.procfs import read_status_memory, reset_peak_rss
 from membench.run.sampler import TreeMemory, TreeSampler, read_tree_memory
 from membench.run.worker import WorkerFailed, WorkerOptions, WorkerProcess
+from membench.stats import describe
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
 
@@ -56,14 +56,10 @@ class RunConfig:
         )
 
     def ideal_seconds(self, scenario: Scenario) -> float:
-        """Wall time if only holds counted: ceil(subtasks/workers) x time, or subtasks x time."""
-        rounds = -(-self.subtasks // self.workers) if scenario.concurrent else self.subtasks
-        return rounds * self.hold_s
+        return self.params(scenario).ideal_seconds()
 
     def deadline_seconds(self, scenario: Scenario) -> float:
-        # Building data is bounded by memory bandwidth: allow ~50 MB/s per subtask on a slow box.
-        build = self.subtasks * self.size_mb / 50
-        return 60 + 3 * (self.ideal_seconds(scenario) + build)
+        return self.params(scenario).deadline_seconds()
 
 
 @dataclass
@@ -141,16 +137,6 @@ class ScenarioResult:
             values = [getattr(r, key) for r in self.ok_runs() if getattr(r, key) is not None]
             out[key] = describe(values) if values else None
         return out
-
-
-def describe(values: list[float]) -> dict[str, float]:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
-    }
 
 
 class Interrupted(Exception):

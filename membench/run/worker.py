@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -13,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from membench.processes import spawn, stop, wait_for
+from membench.processes import pid_alive, spawn, stop, wait_for
 from membench.procfs import list_tree
+from membench.targets import addresses_by_pid, prune_dead_targets
 from membench.workers.scenarios import Scenario
 
 CELERY_APP = "membench.workers.app"
@@ -99,17 +99,6 @@ def worker_environment(
 
 def expected_exporters(scenario: Scenario, concurrency: int) -> int:
     return 1 + (concurrency if scenario.pool == "prefork" else 0)
-
-
-def read_targets(targets_dir: Path, job: str = "workers") -> list[dict[str, Any]]:
-    """The file_sd entries currently registered (files may vanish while we read)."""
-    entries: list[dict[str, Any]] = []
-    for path in sorted((targets_dir / job).glob("*.json")):
-        try:
-            entries.extend(json.loads(path.read_text()))
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue
-    return entries
 
 
 class WorkerProcess:
@@ -227,14 +216,7 @@ class WorkerProcess:
     def _registered_targets(self) -> dict[int, list[str]]:
         """Exporter addresses by pid, of this worker's processes with a file_sd target."""
         tree = set(self.tree())
-        targets: dict[int, list[str]] = {}
-        for path in (self.targets_dir / "workers").glob("*.json"):
-            pid = path.stem.rpartition("_")[2]
-            if pid.isdigit() and int(pid) in tree:
-                with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-                    entries = json.loads(path.read_text())
-                    targets[int(pid)] = [t for entry in entries for t in entry["targets"]]
-        return targets
+        return {pid: a for pid, a in addresses_by_pid(self.targets_dir).items() if pid in tree}
 
     def tree(self) -> list[int]:
         return list_tree(self.pid) if self.alive() else []
@@ -270,7 +252,6 @@ class WorkerProcess:
         if self.proc is None:
             return None
         # Imported here: `membench worker` imports this module and execs at once.
-        from membench.exporter.server import pid_alive
 
         tree = self.tree()
         if sig == signal.SIGTERM and self._idle():
@@ -299,7 +280,6 @@ class WorkerProcess:
 
     def _remove_targets(self) -> None:
         """Targets of this worker's (now dead) processes; a shared directory keeps the others'."""
-        from membench.exporter.server import prune_dead_targets
 
         job_dir = self.targets_dir / "workers"
         if job_dir.is_dir():

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from membench.exporter.server import write_target
+from membench.jsonfile import write_json_atomic
 from membench.processes import free_port, spawn, stop, wait_for
+from membench.targets import read_targets, write_target
 
 REPO = Path(__file__).resolve().parents[2]
 STATE_FILE = "stack.json"
@@ -125,7 +126,6 @@ def start_stack(
 ) -> tuple[Stack, str | None]:
     """Start every service and wait until each is ready; on any failure stop what started."""
     from membench.broker import EmbeddedRedis
-    from membench.run.worker import read_targets
 
     (directory / "logs").mkdir(parents=True, exist_ok=True)
     stack = Stack(directory)
@@ -243,9 +243,7 @@ def write_state(stack: Stack, prometheus_url: str | None) -> None:
         "prometheus_url": prometheus_url,
         "services": {s.name: {"pid": s.proc.pid, "url": s.url} for s in stack.services},
     }
-    tmp = stack.directory / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(stack.directory / STATE_FILE)
+    write_json_atomic(stack.directory / STATE_FILE, state)
 
 
 def stack_down(directory: Path, timeout: float = 60) -> int:

@@ -1,0 +1,60 @@
+"""The `membench` command: a click group of one module per command, and its one-line errors.
+
+Options never match by abbreviation (click's default), and every usage error, click's own or
+ours, is one line naming the flag: `membench run: error: --subtasks: ...`, exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from membench.cli import compare, loadgen, plot, run, stack, worker
+from membench.cli.options import EXIT_INTERRUPTED, EXIT_USAGE
+
+
+@click.group(
+    "membench",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+def group() -> None:
+    """Memory and time of Celery workers per pool and in-task concurrency model."""
+
+
+for module in (run, worker, loadgen, stack, compare, plot):
+    group.add_command(module.command)
+
+
+def _message(exc: click.UsageError) -> str:
+    """The error in one line, led by the flag or argument it is about."""
+    if isinstance(exc, click.BadParameter) and exc.param is not None:
+        param = exc.param
+        is_option = isinstance(param, click.Option) and param.opts
+        hint = param.opts[0] if is_option else param.human_readable_name
+        return f"{hint}: {exc.message}"
+    return " ".join(exc.format_message().split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = group.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="membench",
+            standalone_mode=False,
+        )
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "membench"
+        print(f"{where}: error: {_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except click.Abort:
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        print(f"membench: error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    return code if isinstance(code, int) else 0
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""What the commands share: the one-line usage error, exit codes, and options used by several.
+
+Every check here runs before any process starts; a failure is one line naming the flag, exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from membench import settings
+from membench.workers.allocator import ALLOCATORS
+
+EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Task parameter -> the `membench run` flag that sets it, to name the flag in errors.
+FIELD_FLAGS = {
+    "subtasks": "--subtasks",
+    "size_mb": "--size",
+    "hold_s": "--time",
+    "workers": "--workers",
+    "payload": "--payload",
+}
+MAX_CONCURRENCY = 256
+
+
+class UsageError(click.UsageError):
+    """Bad input: reported as one line naming the flag, exit code 2, before any process starts."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, click.get_current_context(silent=True))
+
+
+def positive_int(flag: str, value: int, high: int = 1_000_000) -> int:
+    if not 1 <= value <= high:
+        raise UsageError(f"{flag}: must be between 1 and {high}, got {value}")
+    return value
+
+
+def writable_dir(flag: str, path: Path) -> Path:
+    """Create `path` if needed and prove it writable (a probe file, removed at once)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".membench-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot write to {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def check_broker(url: str) -> None:
+    from membench.broker import BrokerError
+    from membench.broker import check_broker as answer
+
+    try:
+        answer(url)
+    except BrokerError as exc:
+        raise UsageError(f"--broker: {exc}") from None
+
+
+def check_targets_dir() -> Path | None:
+    """MEMBENCH_TARGETS_DIR, refused when it names something that is not a directory."""
+    targets = settings.targets_dir()
+    if targets is not None and targets.exists() and not targets.is_dir():
+        raise UsageError(f"{settings.TARGETS_DIR}: {targets} is not a directory")
+    return targets
+
+
+def malloc_env(name: str) -> dict[str, str]:
+    from membench.workers.allocator import AllocatorUnavailable, allocator_env
+
+    try:
+        return allocator_env(name)
+    except AllocatorUnavailable as exc:
+        raise UsageError(f"--malloc: {exc}") from None
+
+
+def worker_options(
+    malloc: str, max_tasks: int | None, max_memory: int | None, pools: set[str]
+) -> Any:
+    """The worker settings of `run` and `worker`, checked against the pools they would apply to."""
+    from membench.run.worker import WorkerOptions
+
+    for flag, value in (
+        ("--max-tasks-per-child", max_tasks),
+        ("--max-memory-per-child", max_memory),
+    ):
+        if value is None:
+            continue
+        positive_int(flag, value, 1_000_000_000)
+        if "prefork" not in pools:
+            raise UsageError(f"{flag}: recycles prefork children; no prefork scenario selected")
+    malloc_env(malloc)
+    return WorkerOptions(malloc, max_tasks, max_memory)
+
+
+def broker_option(help_text: str) -> Callable[[Any], Any]:
+    return click.option("--broker", envvar=settings.BROKER_URL, show_envvar=True, help=help_text)
+
+
+def worker_option_group(function: Any) -> Any:
+    """--malloc, --max-tasks-per-child, --max-memory-per-child: shared by `run` and `worker`."""
+    decorators = [
+        click.option(
+            "--malloc",
+            type=click.Choice(ALLOCATORS),
+            default="glibc",
+            show_default=True,
+            help="the worker's allocator: glibc; arena2 (MALLOC_ARENA_MAX=2); jemalloc "
+            "(LD_PRELOAD of libjemalloc.so.2); applied to the worker process only",
+        ),
+        click.option(
+            "--max-tasks-per-child",
+            type=int,
+            help="prefork: replace a child after this many tasks (celery's flag)",
+        ),
+        click.option(
+            "--max-memory-per-child",
+            type=int,
+            metavar="KIB",
+            help="prefork: replace a child after a task leaves it above this resident KiB",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+class GreedyOption(click.Option):
+    """An option that takes every following word up to the next option, like argparse's
+    `nargs="+"`: `--matrix malloc=glibc,arena2 payload=bytes` (the seed-era spelling)."""
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name)
+            if option is None:
+                continue
+            take_one = option.process
+
+            def take_all(value: Any, state: Any, take_one: Any = take_one) -> None:
+                values = [value]
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    values.append(state.rargs.pop(0))
+                for each in values:
+                    take_one(each, state)
+
+            option.process = take_all

@@ -1,0 +1,80 @@
+"""`membench stack up|down`: the compose stack's services as local processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from membench.cli.options import (
+    EXIT_FAILED_RUNS,
+    UsageError,
+    broker_option,
+    check_broker,
+    writable_dir,
+)
+from membench.loadgen.schedule import EXAMPLE_SCHEDULE
+from membench.workers.scenarios import SEED_SCENARIOS
+
+
+@click.command("stack")
+@click.argument("action", type=click.Choice(["up", "down"]))
+@click.option(
+    "--dir",
+    "directory",
+    default=".membench/stack",
+    show_default=True,
+    help="state and logs directory",
+)
+@broker_option("Redis URL instead of an embedded redis-server")
+@click.option(
+    "--schedule",
+    default=str(EXAMPLE_SCHEDULE),
+    show_default="the example schedule",
+    help="loadgen schedule file",
+)
+@click.option(
+    "--scenarios",
+    default=",".join(SEED_SCENARIOS),
+    show_default="the seed's four",
+    help="workers to start",
+)
+@click.option("--duration", type=float, help="stop after this many seconds")
+def command(
+    action: str,
+    directory: str,
+    broker: str | None,
+    schedule: str,
+    scenarios: str,
+    duration: float | None,
+) -> int:
+    """Start redis, a worker per scenario, loadgen, Flower, Prometheus and Grafana (when
+    installed) on 127.0.0.1; Ctrl-C or `membench stack down` stops them all."""
+    from membench.stack import supervisor as stack
+    from membench.workers.scenarios import parse_scenarios
+
+    where = Path(directory).resolve()
+    try:
+        if action == "down":
+            return stack.stack_down(where)
+        try:
+            names = [s.name for s in parse_scenarios(scenarios)]
+        except ValueError as exc:
+            raise UsageError(f"--scenarios: {exc}") from None
+        schedule_path = Path(schedule)
+        if not schedule_path.is_file():
+            raise UsageError(f"--schedule: {schedule_path} is not a file")
+        if duration is not None and not duration > 0:
+            raise UsageError(f"--duration: must be > 0, got {duration}")
+        writable_dir("--dir", where)
+        if (where / stack.STATE_FILE).exists():
+            raise UsageError(
+                f"--dir: a stack is already recorded in {where} (`membench stack down` first)"
+            )
+        if broker:
+            check_broker(broker)
+        return stack.run_stack(where, broker or None, schedule_path, names, duration)
+    except stack.StackError as exc:
+        print(f"membench stack: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED_RUNS

@@ -1,0 +1,112 @@
+"""`membench worker SCENARIO`: one scenario's Celery worker, an exporter in every process.
+
+It validates, then execs `celery worker` with the scenario's pool: Celery's entry point applies
+gevent's monkey-patching before the app is imported, and the worker keeps the pid we were given.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from membench import settings
+from membench.cli.options import (
+    MAX_CONCURRENCY,
+    UsageError,
+    broker_option,
+    check_broker,
+    check_targets_dir,
+    positive_int,
+    worker_option_group,
+    worker_options,
+)
+
+
+def cmd_worker(
+    scenario_name: str,
+    concurrency: int,
+    broker: str | None,
+    metrics_port: int,
+    metrics_host: str,
+    queue: str | None,
+    hostname: str | None,
+    loglevel: str,
+    malloc: str,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
+    check: bool,
+) -> int:
+    from membench.processes import port_in_use
+    from membench.run.worker import celery_worker_argv, expected_exporters, worker_environment
+    from membench.workers.scenarios import SCENARIOS
+
+    scenario = SCENARIOS.get(scenario_name)
+    if scenario is None:
+        raise UsageError(
+            f"SCENARIO: unknown scenario {scenario_name!r} (choose from {', '.join(SCENARIOS)})"
+        )
+    concurrency = positive_int("--concurrency", concurrency, MAX_CONCURRENCY)
+    if not 0 <= metrics_port <= 65535 - concurrency - 1:
+        raise UsageError(f"--metrics-port: must be between 0 and 65535, got {metrics_port}")
+    if metrics_port:
+        for port in range(metrics_port, metrics_port + expected_exporters(scenario, concurrency)):
+            if port_in_use(metrics_host, port):
+                raise UsageError(f"--metrics-port: port {port} on {metrics_host} is in use")
+    check_targets_dir()
+    options = worker_options(malloc, max_tasks_per_child, max_memory_per_child, {scenario.pool})
+    if broker and check:
+        check_broker(broker)
+
+    env = dict(os.environ)
+    env.update(worker_environment(scenario, metrics_host, metrics_port, options))
+    if broker:
+        env[settings.BROKER_URL] = broker
+    argv = celery_worker_argv(
+        scenario,
+        concurrency,
+        queue or f"membench.{scenario.name}",
+        hostname or f"membench-{scenario.name}@%h",
+        loglevel,
+        options,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)
+
+
+@click.command("worker")
+@click.argument("scenario_name", metavar="SCENARIO")
+@click.option("--concurrency", type=int, default=1, show_default=True)
+@broker_option("Redis URL")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=0,
+    envvar=settings.METRICS_PORT,
+    show_envvar=True,
+    help="main process port; prefork child i uses port+1+i; 0 = any free port (default: 0)",
+)
+@click.option(
+    "--metrics-host",
+    default=settings.DEFAULT_METRICS_HOST,
+    envvar=settings.METRICS_HOST,
+    show_envvar=True,
+    show_default=True,
+    help="address the exporters bind",
+)
+@click.option("--queue", help="queue to consume (default: membench.SCENARIO)")
+@click.option("--hostname", help="celery node name (default: membench-SCENARIO@%h)")
+@click.option("--loglevel", default="INFO", show_default=True)
+@worker_option_group
+@click.option(
+    "--check-broker/--no-check-broker",
+    "check",
+    default=True,
+    help="refuse to start while the broker does not answer (default), or let celery retry",
+)
+def command(**options: Any) -> int:
+    """Start one scenario's Celery worker; every process serves /metrics."""
+    return cmd_worker(**options)
