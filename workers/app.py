@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
@@ -13,11 +12,11 @@ from celery.utils.serialization import get_pickled_exception
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
-DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+from membench import settings
 
 
 def broker_url_from_env() -> str:
-    return os.environ.get("MEMBENCH_BROKER_URL", DEFAULT_BROKER_URL)
+    return settings.broker_url_or_default()
 
 
 log = logging.getLogger("membench.workers")

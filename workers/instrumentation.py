@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import celery
 from billiard.exceptions import WorkerLostError
 from celery import signals
 
+from membench import settings
 from membench.exporter import names
 from membench.procfs import reset_peak_rss
 from membench.workers.params import InvalidParameter
@@ -48,7 +48,7 @@ _state = _ProcessState()
 
 
 def identity(role: str) -> dict[str, str]:
-    name = os.environ.get("MEMBENCH_SCENARIO", "unknown")
+    name = settings.scenario()
     scenario = SCENARIOS.get(name)
     return {
         "scenario": name,
@@ -67,11 +67,6 @@ def current_metrics() -> WorkerMetrics:
     return _state.metrics
 
 
-def _targets_dir() -> Path | None:
-    value = os.environ.get("MEMBENCH_TARGETS_DIR")
-    return Path(value) if value else None
-
-
 # Each syscall of a scrape releases the GIL; a CPU-bound subtask then keeps it for the whole
 # switch interval (5 ms) before the exporter thread gets it back: ~15 syscalls made scrapes take
 # ~100 ms (procfs now reads a file in 3 syscalls, not 10: a scrape makes ~10 in all). Where
@@ -82,12 +77,8 @@ def _targets_dir() -> Path | None:
 SCRAPE_SWITCH_INTERVAL_S = 0.0005
 
 
-def exporter_enabled() -> bool:
-    return os.environ.get("MEMBENCH_EXPORTER", "on").lower() != "off"
-
-
 def _start(role: str, port: int) -> None:
-    if not exporter_enabled():
+    if not settings.exporter_enabled():
         return
     # Imported here, not at module level, so MEMBENCH_EXPORTER=off measures a worker without them.
     from membench.exporter.metrics import WorkerMetrics
@@ -102,11 +93,11 @@ def _start(role: str, port: int) -> None:
     )
     _state.exporter = start_exporter(
         _state.metrics.registry,
-        os.environ.get("MEMBENCH_METRICS_HOST", "127.0.0.1"),
+        settings.metrics_host(),
         port,
-        targets_dir=_targets_dir(),
+        targets_dir=settings.targets_dir(),
         target_labels=ident,
-        advertise_host=os.environ.get("MEMBENCH_ADVERTISE_HOST") or None,
+        advertise_host=settings.advertise_host(),
     )
     log.info(
         "membench exporter (%s, pid %d) on %s:%d",
@@ -118,7 +109,7 @@ def _start(role: str, port: int) -> None:
 
 
 def _base_port() -> int:
-    return int(os.environ.get("MEMBENCH_METRICS_PORT", "0"))
+    return settings.metrics_port()
 
 
 @signals.worker_init.connect
@@ -130,9 +121,9 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
 
 @signals.worker_ready.connect
 def _on_worker_ready(**_: Any) -> None:
-    path = os.environ.get("MEMBENCH_READY_FILE")
-    if path:
-        tmp = Path(f"{path}.tmp")
+    path = settings.ready_file()
+    if path is not None:
+        tmp = path.with_name(f"{path.name}.tmp")
         tmp.write_text(str(os.getpid()))
         tmp.replace(path)
 
@@ -163,7 +154,7 @@ def _on_child_shutdown(**_: Any) -> None:
 def _on_worker_shutdown(**_: Any) -> None:
     if _state.exporter is not None:
         _state.exporter.close()
-    targets = _targets_dir()
+    targets = settings.targets_dir()
     if targets is not None and (targets / "workers").is_dir():
         from membench.targets import prune_dead_targets
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from membench import settings
 from membench.processes import pid_alive, spawn, stop, wait_for
 from membench.procfs import list_tree
 from membench.targets import addresses_by_pid, prune_dead_targets
@@ -90,9 +91,9 @@ def worker_environment(
     from membench.workers.allocator import allocator_env
 
     return {
-        "MEMBENCH_SCENARIO": scenario.name,
-        "MEMBENCH_METRICS_HOST": metrics_host,
-        "MEMBENCH_METRICS_PORT": str(metrics_port),
+        settings.SCENARIO: scenario.name,
+        settings.METRICS_HOST: metrics_host,
+        settings.METRICS_PORT: str(metrics_port),
         **allocator_env(options.malloc),
     }
 
@@ -139,10 +140,12 @@ class WorkerProcess:
         env.update(self._extra_env)
         env.update(worker_environment(self.scenario, "127.0.0.1", 0, self.options))
         env.update(
-            MEMBENCH_BROKER_URL=self._broker_url,
-            MEMBENCH_TARGETS_DIR=str(self.targets_dir),
-            MEMBENCH_READY_FILE=str(self.ready_path),
-            PYTHONUNBUFFERED="1",
+            {
+                settings.BROKER_URL: self._broker_url,
+                settings.TARGETS_DIR: str(self.targets_dir),
+                settings.READY_FILE: str(self.ready_path),
+                "PYTHONUNBUFFERED": "1",
+            }
         )
         self.ready_path.unlink(missing_ok=True)
         argv = celery_worker_argv(

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import membench.grafana
+from membench import settings
 from membench.jsonfile import write_json_atomic
 from membench.processes import free_port, spawn, stop, wait_for
+from membench.prometheus import CONFIG_DIR
 from membench.targets import read_targets, write_target
 
-REPO = Path(__file__).resolve().parents[2]
+GRAFANA_DIR = Path(membench.grafana.__file__).resolve().parent
 STATE_FILE = "stack.json"
 FLOWER_COMMAND = [sys.executable, "-m", "celery", "-A", "membench.workers.app", "flower"]
 INSTALL_HINTS = {
@@ -85,12 +88,13 @@ def _http_ok(url: str) -> bool:
 
 def _prepare_prometheus_dir(directory: Path) -> Path:
     """A copy of prometheus/ (config + rules) whose targets/ the local exporters write into."""
-    source = REPO / "prometheus"
+    source = CONFIG_DIR
     if not (source / "prometheus.yml").exists():
-        raise StackError(f"{source}/prometheus.yml not found: stack up needs a source checkout")
+        raise StackError(f"{source}/prometheus.yml not found: the installed package is incomplete")
     copy = directory / "prometheus"
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("targets", "compose-targets"))
+    ignored = shutil.ignore_patterns("targets", "compose-targets", "*.py", "__pycache__")
+    shutil.copytree(source, copy, ignore=ignored)
     (copy / "targets").mkdir()
     return copy
 
@@ -135,7 +139,8 @@ def start_stack(
             broker = stack.broker.start()
         prometheus_dir = _prepare_prometheus_dir(directory)
         targets = prometheus_dir / "targets"
-        env = dict(os.environ, MEMBENCH_BROKER_URL=broker, MEMBENCH_TARGETS_DIR=str(targets))
+        env = dict(os.environ)
+        env.update({settings.BROKER_URL: broker, settings.TARGETS_DIR: str(targets)})
         env["PYTHONUNBUFFERED"] = "1"
         loadgen_port, flower_port = free_port(), free_port()
         urls = {
@@ -199,7 +204,7 @@ def _start_grafana(stack: Stack, prometheus_url: str) -> None:
     home = Path(shutil.which("grafana-server") or "").resolve().parent.parent / "share/grafana"
     env = dict(
         os.environ,
-        GF_PATHS_PROVISIONING=str(REPO / "grafana" / "provisioning"),
+        GF_PATHS_PROVISIONING=str(GRAFANA_DIR / "provisioning"),
         GF_PATHS_DATA=str(stack.directory / "grafana-data"),
         GF_PATHS_LOGS=str(stack.directory / "logs"),
         GF_SERVER_HTTP_ADDR="127.0.0.1",
@@ -207,9 +212,9 @@ def _start_grafana(stack: Stack, prometheus_url: str) -> None:
         GF_SECURITY_ADMIN_PASSWORD=password,
         GF_USERS_ALLOW_SIGN_UP="false",
         GF_ANALYTICS_REPORTING_ENABLED="false",
-        MEMBENCH_PROMETHEUS_URL=prometheus_url,
-        MEMBENCH_GRAFANA_DASHBOARDS_DIR=str(REPO / "grafana" / "dashboards"),
     )
+    env[settings.PROMETHEUS_URL] = prometheus_url
+    env[settings.GRAFANA_DASHBOARDS_DIR] = str(GRAFANA_DIR / "dashboards")
     argv = ["grafana-server"] + ([f"--homepath={home}"] if home.is_dir() else [])
     stack.add("grafana", argv, env, f"http://127.0.0.1:{port}/api/health")
     if not os.environ.get("GRAFANA_ADMIN_PASSWORD"):
