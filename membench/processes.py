@@ -16,6 +16,15 @@ from typing import IO, Any
 _PR_SET_PDEATHSIG = 1
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: stop everything, keep what was measured."""
+
+
+def raise_interrupted(signum: int, frame: Any) -> None:
+    """A signal handler: SIGTERM (or any) becomes Interrupted in the main thread."""
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def _die_with_parent() -> None:
     # If membench itself is SIGKILLed, the kernel sends SIGTERM to this child: no orphans.
     with contextlib.suppress(OSError, AttributeError):

@@ -77,12 +77,6 @@ def _run_config(args: SimpleNamespace) -> Any:
     return config
 
 
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    from membench.run.runner import Interrupted
-
-    raise Interrupted(signal.Signals(signum).name)
-
-
 def _run_plans(args: SimpleNamespace) -> list[tuple[str, Any]]:
     """(label, RunConfig) per combination of --matrix (one unlabelled plan without it); every
     combination is validated before anything starts."""
@@ -120,6 +114,7 @@ def cmd_run(args: SimpleNamespace) -> int:
     from membench.broker import EmbeddedRedis, redact
     from membench.cli.progress import Progress
     from membench.jsonfile import write_json_atomic
+    from membench.processes import Interrupted, raise_interrupted
     from membench.run.matrix import combination_dir
     from membench.run.report import (
         MATRIX_FILE,
@@ -131,9 +126,9 @@ def cmd_run(args: SimpleNamespace) -> int:
         plot_results,
         results_document,
     )
-    from membench.run.runner import Interrupted, Runner, ScenarioResult
+    from membench.run.runner import Runner, ScenarioResult
 
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGTERM, raise_interrupted)
     done: list[tuple[str, dict[str, Any], Path]] = []
     embedded: EmbeddedRedis | None = None
     complete = False

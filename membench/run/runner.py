@@ -139,10 +139,6 @@ class ScenarioResult:
         return out
 
 
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM: stop everything, keep what was measured."""
-
-
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 

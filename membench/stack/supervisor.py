@@ -22,7 +22,7 @@ from typing import Any
 import membench.grafana
 from membench import settings
 from membench.jsonfile import write_json_atomic
-from membench.processes import free_port, spawn, stop, wait_for
+from membench.processes import Interrupted, free_port, raise_interrupted, spawn, stop, wait_for
 from membench.prometheus import CONFIG_DIR
 from membench.targets import read_targets, write_target
 
@@ -275,12 +275,7 @@ def run_stack(
     duration: float | None,
 ) -> int:
     """Start, print the summary, then supervise until Ctrl-C/SIGTERM/--duration or a crash."""
-    from membench.run.runner import Interrupted
-
-    def interrupted(signum: int, frame: Any) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGTERM, raise_interrupted)
     stack, prometheus_url = start_stack(directory, broker, schedule, scenarios)
     exit_code = 0
     try:

@@ -1,0 +1,109 @@
+"""The layout holds: imports run one way (commands -> engines -> core), lazy ones included;
+no hand-written module over 400 lines; every module says its job in a docstring."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+# Installed package -> folder of the checkout (pyproject.toml's package-dir).
+PACKAGE_DIRS = {
+    "membench": "membench",
+    "membench.exporter": "exporter",
+    "membench.workers": "workers",
+    "membench.loadgen": "loadgen",
+    "membench.grafana": "grafana",
+    "membench.prometheus": "prometheus",
+}
+# Lower tiers never import higher ones; rooms of one tier never import each other, but for the
+# core's small modules (tier 0).
+TIERS = {
+    "membench.settings": 0,
+    "membench.stats": 0,
+    "membench.jsonfile": 0,
+    "membench.processes": 0,
+    "membench.procfs": 0,
+    "membench.targets": 0,
+    "membench.exporter": 1,
+    "membench.workers": 2,
+    "membench.grafana": 2,
+    "membench.prometheus": 2,
+    "membench.broker": 3,
+    "membench.run": 4,
+    "membench.stack": 4,
+    "membench.loadgen": 4,
+    "membench.cli": 5,
+    "membench.__main__": 6,  # `python -m membench`: the console script
+    "membench": 0,  # the package's own __init__ (a docstring)
+}
+MAX_LINES = 400
+
+
+def modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for package, folder in PACKAGE_DIRS.items():
+        for path in sorted((REPO / folder).rglob("*.py")):
+            parts = [p for p in path.relative_to(REPO / folder).with_suffix("").parts]
+            name = ".".join([package, *(p for p in parts if p != "__init__")])
+            found.setdefault(name, path)
+    return found
+
+
+def room(module: str) -> str:
+    """The longest TIERS key that is `module` or a package holding it."""
+    candidates = [k for k in TIERS if module == k or module.startswith(k + ".")]
+    return max(candidates, key=len)
+
+
+def imported(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {n for n in names if n == "membench" or n.startswith("membench.")}
+
+
+def test_the_layout_has_its_rooms() -> None:
+    found = modules()
+    for expected in (
+        "membench.cli.main",
+        "membench.run.runner",
+        "membench.stack.supervisor",
+        "membench.loadgen.schedule",
+        "membench.loadgen.scheduler",
+        "membench.exporter.names",
+    ):
+        assert expected in found
+    assert all(name.startswith("membench") for name in found)
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_imports_run_one_way(module: str) -> None:
+    mine = room(module)
+    for target in sorted(imported(modules()[module])):
+        theirs = room(target)
+        if theirs == mine or theirs == "membench":
+            continue
+        core_on_core = TIERS[mine] == TIERS[theirs] == 0
+        assert core_on_core or TIERS[theirs] < TIERS[mine], (
+            f"{module} ({mine}) imports {target} ({theirs})"
+        )
+
+
+def hand_written() -> list[Path]:
+    files = [p for p in modules().values()]
+    files += sorted((REPO / "benchmarks").rglob("*.py")) + sorted((REPO / "tests").glob("*.py"))
+    return files
+
+
+@pytest.mark.parametrize("path", hand_written(), ids=lambda p: str(p.relative_to(REPO)))
+def test_no_module_over_400_lines_and_each_says_its_job(path: Path) -> None:
+    lines = path.read_text().count("\n")
+    assert lines <= MAX_LINES, f"{path.relative_to(REPO)}: {lines} lines"
+    docstring = ast.get_docstring(ast.parse(path.read_text()))
+    assert docstring, f"{path.relative_to(REPO)}: no module docstring"
