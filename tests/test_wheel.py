@@ -4,6 +4,7 @@ directory: Prometheus loads our rules from the package data, and every process s
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -35,6 +36,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding the wheel; its dependencies come from this venv's site-packages
     as a plain path, so the editable install of membench is not visible in it."""
     where = tmp_path_factory.mktemp("wheel")
+    build_dir_existed = (REPO / "build").exists()
     subprocess.run(
         [
             *(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"),
@@ -43,6 +45,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
         capture_output=True,
     )
+    if not build_dir_existed:  # setuptools builds in the checkout: leave it as it was
+        shutil.rmtree(REPO / "build", ignore_errors=True)
     (wheel,) = (where / "dist").glob("celery_membench-*.whl")
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
