@@ -3,6 +3,9 @@
 Under gevent, `threading` is monkey-patched: a "thread" is a greenlet that stalls while a subtask
 holds the CPU. The server therefore uses the original `_thread` and `socket`, answering one
 request at a time; scrapes are rare and short, and this keeps the exporter's footprint tiny.
+
+`respond` is the whole of the HTTP: raw request bytes in, response bytes out, no socket, so that it
+is tested without a server. `_handle` only reads the request within its deadline and sends.
 """
 
 from __future__ import annotations
@@ -60,18 +63,13 @@ def _remaining(deadline: float) -> float:
     return left
 
 
-def _handle(conn: Any, registry: CollectorRegistry) -> None:
+def respond(request: bytes, registry: CollectorRegistry) -> tuple[bytes, bool]:
+    """The full response to `request` (the raw bytes read), and whether the request was too large.
+
+    Too large: no end of headers within _MAX_REQUEST_BYTES. The caller must then read the rest of
+    the input before closing, or the client may never see the 431.
+    """
     global _prometheus_scrapes
-    # One deadline for the whole request, not per recv(): a client trickling a byte at a time
-    # would otherwise hold this one-at-a-time server (and every scrape behind it) indefinitely.
-    deadline = time.monotonic() + _CLIENT_TIMEOUT_S
-    request = b""
-    while b"\r\n\r\n" not in request and len(request) < _MAX_REQUEST_BYTES:
-        conn.settimeout(_remaining(deadline))
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        request += chunk
     too_large = b"\r\n\r\n" not in request and len(request) >= _MAX_REQUEST_BYTES
     method, _, rest = request.partition(b"\r\n")[0].partition(b" ")
     path = rest.partition(b" ")[0].partition(b"?")[0]
@@ -95,6 +93,21 @@ def _handle(conn: Any, registry: CollectorRegistry) -> None:
         reply = _response("404 Not Found", b"not found\n")
     if method == b"HEAD":
         reply = reply.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    return reply, too_large
+
+
+def _handle(conn: Any, registry: CollectorRegistry) -> None:
+    # One deadline for the whole request, not per recv(): a client trickling a byte at a time
+    # would otherwise hold this one-at-a-time server (and every scrape behind it) indefinitely.
+    deadline = time.monotonic() + _CLIENT_TIMEOUT_S
+    request = b""
+    while b"\r\n\r\n" not in request and len(request) < _MAX_REQUEST_BYTES:
+        conn.settimeout(_remaining(deadline))
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        request += chunk
+    reply, too_large = respond(request, registry)
     conn.sendall(reply)
     if too_large:
         # Closing with unread input resets the connection and the client loses the 431: read the

@@ -8,11 +8,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import membench
 
 from membench.run.runner import RunConfig, Runner, ScenarioResult
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
+pytestmark = pytest.mark.slow
 SMALL = ["--subtasks", "4", "--size", "2", "--time", "0.05", "--workers", "2", "--runs", "1"]
 
 

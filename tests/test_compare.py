@@ -260,6 +260,7 @@ def test_negative_warmup_is_one_line_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_run_with_warmup_records_it_and_counts_only_measured_runs(tmp_path: Path) -> None:
     result = membench(
         "run",

@@ -88,6 +88,7 @@ def _listening(pid: int) -> list[str]:
 # ---- 0. safe defaults ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_worker_exporters_and_embedded_redis_listen_on_loopback_only(
     start_worker: StartWorker, redis_url: str
 ) -> None:
@@ -173,6 +174,7 @@ def _publish_pickle(redis_url: str, queue: str, task_id: str, marker: Path) -> N
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["prefork_sequential", "gevent_greenlets"])
 def test_pickle_message_is_refused_and_never_deserialized(
     scenario: str, start_worker: StartWorker, celery_app: Any, redis_url: str, tmp_path: Path
@@ -209,6 +211,7 @@ BAD_PARAMETERS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["prefork_sequential", "gevent_greenlets"])
 def test_bad_parameters_are_rejected_counted_and_the_worker_goes_on(
     scenario: str, start_worker: StartWorker, celery_app: Any, redis_url: str
@@ -283,6 +286,7 @@ def _timed_scrape(address: str) -> float:
     return time.monotonic() - t0
 
 
+@pytest.mark.slow
 def test_exporter_survives_rapid_scrapes_garbage_and_stalled_clients(
     start_worker: StartWorker,
 ) -> None:
@@ -352,6 +356,7 @@ def test_exporter_survives_rapid_scrapes_garbage_and_stalled_clients(
 
 
 # A crash of the runner's sampler thread (e.g. reading the killed worker as a zombie) fails it.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_worker_killed_mid_run_fails_that_run_and_the_next_run_gets_a_fresh_worker(
     redis_url: str,
@@ -417,6 +422,7 @@ def _task_received(membench_pid: int) -> bool:
     return log is not None and bool(TASK_RECEIVED.search(log.read_text(errors="replace")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_results(
     sig: signal.Signals, tmp_path: Path
@@ -456,6 +462,7 @@ def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_result
 # ---- 6. a prefork child killed mid-task ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_child_killed_mid_task_is_counted_lost_and_its_replacement_exports(
     start_worker: StartWorker, celery_app: Any, redis_url: str
 ) -> None:

@@ -41,6 +41,7 @@ from membench.run.worker import WorkerProcess
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import SCENARIOS
 
+pytestmark = pytest.mark.slow
 StartWorker = Callable[..., WorkerProcess]
 SMALL = {"subtasks": 2, "size_mb": 1, "hold_s": 0, "workers": 2, "payload": "bytes"}
 # What a worker logs when something went wrong; a clean run logs none of these.

@@ -283,6 +283,7 @@ def sample(registry: Any, name: str, **labels: str) -> float:
     return float(found)
 
 
+@pytest.mark.slow
 def test_fires_real_gevent_and_prefork_workers_and_exports_metrics(
     gevent_worker: WorkerProcess,
     prefork_worker: WorkerProcess,
@@ -342,6 +343,7 @@ def test_fires_real_gevent_and_prefork_workers_and_exports_metrics(
         assert " success in " in body["text"] and body["timeEnd"] >= body["time"]
 
 
+@pytest.mark.slow
 def test_skips_firings_while_the_previous_run_is_in_flight(
     prefork_worker: WorkerProcess, celery_app: Any
 ) -> None:
@@ -357,6 +359,7 @@ def test_skips_firings_while_the_previous_run_is_in_flight(
     assert sample(registry, names.LOADGEN_SKIPPED_TOTAL, scenario=plan.scenario) == s.skipped
 
 
+@pytest.mark.slow
 def test_late_run_counts_as_timeout_and_holds_back_the_next_firing(
     prefork_worker: WorkerProcess, celery_app: Any
 ) -> None:
@@ -377,6 +380,7 @@ def test_late_run_counts_as_timeout_and_holds_back_the_next_firing(
     assert sample(registry, names.LOADGEN_RUN_DURATION_SECONDS + "_count", **labels) == 0
 
 
+@pytest.mark.slow
 def test_task_failure_is_counted(gevent_worker: WorkerProcess, celery_app: Any) -> None:
     # Built without validation, as a broken message would be: the worker's task refuses it.
     bad = BatchParams(subtasks=0, size_mb=1.0, hold_s=0.0, workers=1, strategy="greenlets")
@@ -401,6 +405,7 @@ def test_grafana_down_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> N
 # ---- the command -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "extra", "expected"),
     [
@@ -430,6 +435,7 @@ def test_cli_refuses_unreachable_broker(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.startswith("membench loadgen: error: --broker: ")
 
 
+@pytest.mark.slow
 def test_cli_soak_registers_target_and_stops_cleanly_on_sigterm(
     gevent_worker: WorkerProcess, redis_url: str, tmp_path: Path, grafana: FakeGrafana
 ) -> None:

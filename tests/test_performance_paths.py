@@ -54,6 +54,7 @@ def _worker(redis_url: str, tmp_path: Path, scenario: str, **extra_env: str) -> 
     )
 
 
+@pytest.mark.slow
 def test_worker_without_exporter_runs_tasks_and_registers_nothing(
     redis_url: str, celery_app: Any, tmp_path: Path
 ) -> None:
@@ -75,6 +76,7 @@ def test_worker_without_exporter_runs_tasks_and_registers_nothing(
         worker.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["prefork_sequential", "gevent_greenlets"])
 def test_ready_is_announced_and_an_idle_worker_stops_at_once_leaving_nothing(
     scenario: str, redis_url: str, celery_app: Any, tmp_path: Path
@@ -101,6 +103,7 @@ def test_ready_is_announced_and_an_idle_worker_stops_at_once_leaving_nothing(
     assert not worker.ready_path.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["prefork_sequential", "gevent_greenlets"])
 def test_a_busy_worker_still_gets_a_warm_stop(
     scenario: str, redis_url: str, celery_app: Any, tmp_path: Path

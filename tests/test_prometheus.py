@@ -352,6 +352,7 @@ def prometheus_server(
             process.wait(timeout=15)
 
 
+@pytest.mark.slow
 def test_real_prometheus_loads_config_and_rules(prometheus_server: str) -> None:
     url = prometheus_server
     expected_groups = {group["name"]: len(group["rules"]) for group in load_rule_groups()}
@@ -407,6 +408,7 @@ def test_real_prometheus_loads_config_and_rules(prometheus_server: str) -> None:
 # --- flower's /metrics and basic auth ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_flower_metrics_need_no_auth(tmp_path: Path) -> None:
     """prometheus.yml scrapes flower without credentials: /metrics must stay open under
     --basic-auth (while /api is protected). Catches a flower upgrade that changes this."""

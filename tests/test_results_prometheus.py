@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from helpers import (
     membench,
     prometheus_config,
@@ -17,6 +18,7 @@ from helpers import (
 from membench.exporter import names
 from membench.processes import free_port, stop
 
+pytestmark = pytest.mark.slow
 SCENARIOS = ("prefork_threads", "gevent_greenlets")
 
 

@@ -20,6 +20,7 @@ def _runs(document: dict) -> dict[str, list[dict]]:
     return {s["scenario"]: s["runs"] for s in document["scenarios"]}
 
 
+@pytest.mark.slow
 def test_matrix_runs_every_allocator_and_each_worker_really_uses_it(tmp_path: Path) -> None:
     if allocator.find_jemalloc() is None:
         pytest.skip("libjemalloc.so.2 not installed (.ci/run installs libjemalloc2)")
@@ -70,6 +71,7 @@ def test_matrix_runs_every_allocator_and_each_worker_really_uses_it(tmp_path: Pa
         assert (tmp_path / combination["results"]).parent.joinpath("memory_comparison.png").exists()
 
 
+@pytest.mark.slow
 def test_max_tasks_per_child_replaces_the_prefork_child_between_runs(tmp_path: Path) -> None:
     pids = {}
     for recycle in (False, True):
@@ -96,6 +98,7 @@ def test_max_tasks_per_child_replaces_the_prefork_child_between_runs(tmp_path: P
     assert pids[True][0] != pids[True][1]  # ... unless recycled after each task
 
 
+@pytest.mark.slow
 def test_extra_pools_run_in_one_process_with_os_threads(tmp_path: Path) -> None:
     result = membench(
         "run", *SMALL, "--scenarios", "threads_threads,solo_threads", "--output", str(tmp_path)

@@ -88,6 +88,7 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         log.close()
 
 
+@pytest.mark.slow
 def test_every_service_is_up_in_prometheus(running_stack: dict[str, Any]) -> None:
     prometheus = running_stack["prometheus_url"]
 
@@ -105,6 +106,7 @@ def test_every_service_is_up_in_prometheus(running_stack: dict[str, Any]) -> Non
     wait_for(all_up, timeout=60, interval=1, what="every target up")
 
 
+@pytest.mark.slow
 def test_every_panel_query_returns_data_with_the_expected_labels(
     running_stack: dict[str, Any],
 ) -> None:
@@ -149,6 +151,7 @@ def test_every_panel_query_returns_data_with_the_expected_labels(
     assert len(checked) >= 30
 
 
+@pytest.mark.slow
 def test_the_scenario_variable_filters_every_worker_panel(running_stack: dict[str, Any]) -> None:
     prometheus = running_stack["prometheus_url"]
     variables = {"scenario": "gevent_threads", "instance": ".*", "__range": "5m"}
@@ -160,6 +163,7 @@ def test_the_scenario_variable_filters_every_worker_panel(running_stack: dict[st
             assert seen <= {"gevent_threads", None}, (title, seen)
 
 
+@pytest.mark.slow
 def test_stack_down_stops_every_process(running_stack: dict[str, Any]) -> None:
     pids = [service["pid"] for service in running_stack["services"].values()]
     children = psutil.Process(running_stack["proc"].pid).children(recursive=True)
@@ -206,6 +210,7 @@ def test_stack_up_refuses_bad_input_before_starting_anything(tmp_path: Path) -> 
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_stack_up_stops_every_process_on_a_signal(sig: signal.Signals, tmp_path: Path) -> None:
     schedule = tmp_path / "fast.toml"

@@ -18,6 +18,7 @@ from membench.run.worker import WorkerProcess
 from membench.workers.payload import expected_digest
 from membench.workers.scenarios import SCENARIOS
 
+pytestmark = pytest.mark.slow
 MIB = 1024 * 1024
 StartWorker = Callable[..., WorkerProcess]
 

@@ -1,0 +1,314 @@
+"""membench/run/compare.py on small hand-made documents: verdicts, and refusing bad files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from membench.run.compare import (
+    IMPROVEMENT,
+    MB,
+    REGRESSION,
+    BadResults,
+    Change,
+    Figure,
+    compare_documents,
+    differing_keys,
+    format_comparison,
+    load_results,
+    verdict_line,
+    warnings_for,
+)
+from membench.run.report import SCHEMA_VERSION
+
+THRESHOLD = 10.0
+
+
+def figure(median: float, low: float, high: float, n: int = 3) -> dict[str, float]:
+    return {"median": median, "min": low, "max": high, "n": n}
+
+
+def entry(
+    name: str,
+    peak_mb: tuple[float, float, float] | None = (100.0, 98.0, 102.0),
+    duration: tuple[float, float, float] | None = (1.0, 0.98, 1.02),
+    approach: str | None = None,
+) -> dict[str, Any]:
+    """One scenario's entry: (median, min, max) of peak memory in MB and of duration in s."""
+    summary: dict[str, Any] = {
+        "peak_rss_bytes": None if peak_mb is None else figure(*(v * MB for v in peak_mb)),
+        "duration_s": None if duration is None else figure(*duration),
+    }
+    return {"scenario": name, "approach": approach or f"{name} 8x5.0MB", "summary": summary}
+
+
+def document(*entries: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "scenarios": list(entries), **extra}
+
+
+def verdicts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, str]:
+    """Verdict by figure label of the first (only) scenario both ran."""
+    comparisons, _, _ = compare_documents(a, b, THRESHOLD)
+    return {change.label: change.verdict for change in comparisons[0].changes}
+
+
+PEAK, TIME = "Peak Memory (MB)", "Execution Time (s)"
+
+
+# ---- verdicts --------------------------------------------------------------------------------
+
+
+def test_a_significant_fall_is_an_improvement() -> None:
+    a = document(entry("gevent_threads"))
+    b = document(entry("gevent_threads", peak_mb=(80.0, 79.0, 81.0), duration=(0.5, 0.5, 0.5)))
+    assert verdicts(a, b) == {PEAK: IMPROVEMENT, TIME: IMPROVEMENT}
+    (comparison,), _, _ = compare_documents(a, b, THRESHOLD)
+    peak = comparison.changes[0]
+    assert peak.delta == pytest.approx(-20.0)
+    assert peak.percent == pytest.approx(-20.0)
+
+
+def test_a_significant_rise_beyond_the_threshold_is_a_regression() -> None:
+    a = document(entry("gevent_threads"))
+    b = document(entry("gevent_threads", peak_mb=(130.0, 128.0, 132.0)))
+    assert verdicts(a, b) == {PEAK: REGRESSION, TIME: "within A's spread"}
+    line = verdict_line(compare_documents(a, b, THRESHOLD)[0], THRESHOLD)
+    assert "1 significant regression(s) beyond 10%" in line
+    assert "gevent_threads peak memory +30.0%" in line
+
+
+def test_a_change_within_a_s_spread_is_noise_whatever_its_size() -> None:
+    # A's runs spread 50..150: B's 140 is +40% but inside the noise A itself showed.
+    a = document(entry("gevent_threads", peak_mb=(100.0, 50.0, 150.0)))
+    b = document(entry("gevent_threads", peak_mb=(140.0, 139.0, 141.0)))
+    assert verdicts(a, b)[PEAK] == "within A's spread"
+
+
+def test_the_spread_bounds_are_inclusive() -> None:
+    a = document(entry("gevent_threads"))
+    b = document(entry("gevent_threads", peak_mb=(102.0, 102.0, 102.0)))
+    assert verdicts(a, b)[PEAK] == "within A's spread"
+
+
+def test_outside_the_spread_but_within_the_threshold_is_not_significant() -> None:
+    a = document(entry("gevent_threads"))
+    b = document(entry("gevent_threads", peak_mb=(105.0, 104.0, 106.0)))
+    assert verdicts(a, b)[PEAK] == "<= 10%"
+
+
+def test_exactly_the_threshold_is_not_significant() -> None:
+    # 1.0 -> 1.1 s in floating point is 10.000000000000009%: rounded, it is 10%.
+    a = document(entry("gevent_threads", duration=(1.0, 1.0, 1.0)))
+    b = document(entry("gevent_threads", duration=(1.1, 1.1, 1.1)))
+    assert verdicts(a, b)[TIME] == "<= 10%"
+    c = document(entry("gevent_threads", duration=(1.1001, 1.1001, 1.1001)))
+    assert verdicts(a, c)[TIME] == REGRESSION
+
+
+def test_the_threshold_is_the_callers() -> None:
+    a = document(entry("gevent_threads"))
+    b = document(entry("gevent_threads", peak_mb=(130.0, 130.0, 130.0)))
+    comparisons, _, _ = compare_documents(a, b, 50.0)
+    assert comparisons[0].changes[0].verdict == "<= 50%"
+
+
+def test_a_side_without_a_figure_has_no_verdict() -> None:
+    a = document(entry("gevent_threads", peak_mb=None))
+    b = document(entry("gevent_threads", peak_mb=(500.0, 500.0, 500.0)))
+    assert verdicts(a, b)[PEAK] == "no data"
+    assert verdicts(b, a)[PEAK] == "no data"
+    (comparison,), _, _ = compare_documents(a, b, THRESHOLD)
+    assert comparison.changes[0].delta is None and comparison.changes[0].percent is None
+
+
+def test_a_zero_baseline_gives_an_infinite_percentage() -> None:
+    zero = Figure(0.0, 0.0, 0.0, 3)
+    assert Change("x", zero, Figure(1.0, 1.0, 1.0, 3), THRESHOLD).percent == math.inf
+    assert Change("x", zero, Figure(-1.0, -1.0, -1.0, 3), THRESHOLD).percent == -math.inf
+    assert Change("x", zero, zero, THRESHOLD).percent == 0.0
+    assert Change("x", zero, Figure(1.0, 1.0, 1.0, 3), THRESHOLD).verdict == REGRESSION
+
+
+def test_figures_are_converted_to_display_units() -> None:
+    summary = {"peak_rss_bytes": figure(3 * MB, 2 * MB, 4 * MB, 5)}
+    assert Figure.from_summary(summary, "peak_rss_bytes", MB) == Figure(3.0, 2.0, 4.0, 5)
+    assert Figure.from_summary(summary, "duration_s", 1.0) is None
+
+
+def test_scenarios_only_one_side_ran_are_listed_not_compared() -> None:
+    a = document(entry("prefork_threads"), entry("gevent_threads"), entry("solo_threads"))
+    b = document(entry("threads_threads"), entry("gevent_threads"), entry("prefork_threads"))
+    comparisons, only_a, only_b = compare_documents(a, b, THRESHOLD)
+    assert [c.scenario for c in comparisons] == ["prefork_threads", "gevent_threads"]  # A's order
+    assert only_a == ["solo_threads"]
+    assert only_b == ["threads_threads"]
+
+
+def test_a_label_that_differs_between_sides_falls_back_to_the_scenario_name() -> None:
+    a = document(entry("gevent_threads", approach="gevent (multithreading) 8x5.0MB"))
+    b = document(entry("gevent_threads", approach="gevent (multithreading) 8x10.0MB"))
+    same = document(entry("gevent_threads", approach="gevent (multithreading) 8x5.0MB"))
+    assert compare_documents(a, b, THRESHOLD)[0][0].approach == "gevent_threads"
+    assert compare_documents(a, same, THRESHOLD)[0][0].approach == "gevent (multithreading) 8x5.0MB"
+
+
+def test_no_regression_line() -> None:
+    a = document(entry("gevent_threads"))
+    comparisons, _, _ = compare_documents(a, a, THRESHOLD)
+    assert verdict_line(comparisons, THRESHOLD) == "\nNo significant regression beyond 10%."
+
+
+def test_the_table_shows_each_figure_with_its_verdict() -> None:
+    a = document(entry("gevent_threads", duration=(1.0, 1.0, 1.0)))
+    b = document(entry("gevent_threads", peak_mb=(130.0, 128.0, 132.0), duration=(1.0, 1.0, 1.0)))
+    comparisons, _, _ = compare_documents(a, b, THRESHOLD)
+    text = format_comparison(comparisons, Path("a.json"), Path("b.json"), THRESHOLD)
+    assert "A: a.json  ->  B: b.json" in text
+    (peak_row,) = [line for line in text.splitlines() if line.startswith("  Peak Memory")]
+    figures = ["100.00", "->", "130.00", "+30.00", "+30.0%", "98.00-102.00", "128.00-132.00"]
+    assert peak_row.split()[3:] == [*figures, REGRESSION]
+    (time_row,) = [line for line in text.splitlines() if line.startswith("  Execution Time")]
+    assert "1.000 ->" in time_row and time_row.endswith("within A's spread")
+    assert "A has only" not in text  # three runs each
+
+
+def test_the_table_warns_when_a_has_too_few_runs() -> None:
+    one_run = entry("gevent_threads")
+    one_run["summary"]["peak_rss_bytes"]["n"] = 1
+    a = document(one_run)
+    comparisons, _, _ = compare_documents(a, a, THRESHOLD)
+    assert "A has only 1 run(s)" in format_comparison(comparisons, Path("a"), Path("b"), THRESHOLD)
+
+
+def test_differing_keys_count_a_missing_key_as_its_default() -> None:
+    assert differing_keys({"warmup": 0}, {}, {"warmup": 0}) == []
+    assert differing_keys({"warmup": 1}, {}, {"warmup": 0}) == ["warmup 1 -> 0"]
+    assert differing_keys({"size_mb": 5.0}, {"size_mb": 10.0}, {}) == ["size_mb 5.0 -> 10.0"]
+    assert differing_keys({"scenarios": ["a"]}, {"scenarios": ["b"]}, {}) == []
+
+
+def test_warnings_name_what_makes_the_sides_less_comparable() -> None:
+    a = document(entry("gevent_threads"), parameters={"size_mb": 5.0}, machine={"cores": 2})
+    failed = entry("gevent_threads")
+    failed["runs"] = [{"status": "ok"}, {"status": "timeout"}, {"status": "ok", "warmup": True}]
+    b = document(failed, parameters={"size_mb": 5.0}, machine={"cores": 8}, complete=False)
+    out = warnings_for(Path("a.json"), a, Path("b.json"), b, ["x"], [])
+    assert out[0] == "the runs were on different machines or versions: cores 2 -> 8"
+    assert "b.json: incomplete (the run was interrupted)" in out
+    assert "b.json: gevent_threads: 1 of 2 measured run(s) failed" in out[2]
+    assert out[-1] == "only in A (a.json), not compared: x"
+    assert not any("different parameters" in line for line in out)
+
+
+# ---- load_results: refusing what is not a results.json ----------------------------------------
+
+
+def write(path: Path, content: Any) -> Path:
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def test_a_good_document_is_returned_as_parsed(tmp_path: Path) -> None:
+    good = document(entry("gevent_threads"), entry("solo_threads", peak_mb=None))
+    assert load_results(write(tmp_path / "r.json", good)) == good
+
+
+def refused(path: Path) -> str:
+    with pytest.raises(BadResults) as caught:
+        load_results(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    return message
+
+
+def test_a_missing_file(tmp_path: Path) -> None:
+    assert refused(tmp_path / "nope.json").endswith(": no such file")
+
+
+def test_a_directory(tmp_path: Path) -> None:
+    assert "is a directory" in refused(tmp_path)
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_bytes(b'{"schema_version": "\xff"}')
+    assert "cannot read" in refused(path)
+
+
+@pytest.mark.parametrize("text", ["{not json", "", '{"schema_version": 1,}'])
+def test_not_json_names_where(tmp_path: Path, text: str) -> None:
+    message = refused(write(tmp_path / "r.json", text))
+    assert "not valid JSON (" in message and "line 1 column" in message
+
+
+@pytest.mark.parametrize("content", [[1, 2], "null", {"scenarios": []}])
+def test_no_schema_version(tmp_path: Path, content: Any) -> None:
+    assert "no schema_version" in refused(write(tmp_path / "r.json", content))
+
+
+@pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, 0, "1", None])
+def test_a_wrong_schema_version(tmp_path: Path, version: Any) -> None:
+    message = refused(write(tmp_path / "r.json", {"schema_version": version, "scenarios": []}))
+    assert f"schema_version {version!r}, this membench reads {SCHEMA_VERSION}" in message
+
+
+def _without(key: str) -> dict[str, Any]:
+    scenario = entry("gevent_threads")
+    del scenario[key]
+    return document(scenario)
+
+
+def _figure(value: Any) -> dict[str, Any]:
+    scenario = entry("gevent_threads")
+    scenario["summary"]["duration_s"] = value
+    return document(scenario)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ({"schema_version": SCHEMA_VERSION}, "'scenarios' is missing or not a list"),
+        (document() | {"scenarios": {}}, "'scenarios' is missing or not a list"),
+        (document(parameters=[]), "'parameters' is not an object"),
+        (document(machine="x"), "'machine' is not an object"),
+        (document("gevent_threads"), "scenarios[0] has no 'scenario' name"),
+        (_without("scenario"), "scenarios[0] has no 'scenario' name"),
+        (
+            document(entry("gevent_threads"), entry("gevent_threads")),
+            "scenarios[1]: scenario 'gevent_threads' appears twice",
+        ),
+        (_without("approach"), "scenarios[0] has no 'approach' label"),
+        (_without("summary"), "scenarios[0] has no 'summary' object"),
+        (document(entry("gevent_threads") | {"runs": {}}), "scenarios[0]: 'runs' is not a list"),
+        (_figure({"median": 1.0}), "summary.duration_s needs numeric median, min, max and n"),
+        (_figure(figure(True, 1.0, 1.0)), "summary.duration_s needs numeric"),
+        (_figure(figure(float("nan"), 1.0, 1.0)), "summary.duration_s needs numeric"),
+        (_figure(figure("1", 1.0, 1.0)), "summary.duration_s needs numeric"),
+        (_figure(1.0), "summary.duration_s needs numeric"),
+    ],
+    ids=[
+        "no-scenarios",
+        "scenarios-object",
+        "parameters",
+        "machine",
+        "entry-not-object",
+        "no-name",
+        "duplicate",
+        "no-approach",
+        "no-summary",
+        "runs",
+        "figure-incomplete",
+        "figure-bool",
+        "figure-nan",
+        "figure-string",
+        "figure-number",
+    ],
+)
+def test_missing_or_wrong_fields_are_named(
+    tmp_path: Path, content: dict[str, Any], expected: str
+) -> None:
+    assert expected in refused(write(tmp_path / "r.json", content))
