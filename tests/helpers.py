@@ -37,6 +37,26 @@ def require_binary(name: str) -> str:
     return path
 
 
+# Valid process_batch parameters, small and fast.
+GOOD_PARAMS = {"subtasks": 2, "size_mb": 1, "hold_s": 0, "workers": 2, "payload": "bytes"}
+
+
+def send_batch(app: Any, worker: WorkerProcess, **params: Any) -> Any:
+    """Send process_batch straight to the worker's queue, unvalidated, as any client could."""
+    kwargs = {"strategy": worker.scenario.strategy, **params}
+    return app.send_task("membench.process_batch", kwargs=kwargs, queue=worker.queue)
+
+
+def load_rule_groups() -> list[dict[str, Any]]:
+    """Every group of prometheus/rules/*.yml."""
+    import yaml
+
+    groups: list[dict[str, Any]] = []
+    for path in sorted((REPO / "prometheus" / "rules").glob("*.yml")):
+        groups.extend(yaml.safe_load(path.read_text())["groups"])
+    return groups
+
+
 def exporter_addresses(worker: WorkerProcess) -> dict[str, list[str]]:
     """Registered exporter addresses by role ('main', 'child')."""
     by_role: dict[str, list[str]] = {}

@@ -4,10 +4,8 @@ killed workers and children, and an interrupted `membench run`."""
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -22,10 +20,11 @@ import psutil
 import pytest
 import redis
 from helpers import (
+    GOOD_PARAMS,
     REPO,
     executing_address,
-    exporter_addresses,
     scrape,
+    send_batch,
     stored_meta,
     task_runs,
     value,
@@ -37,7 +36,6 @@ from membench.exporter import names
 from membench.exporter.server import _CLIENT_TIMEOUT_S, _MAX_REQUEST_BYTES
 from membench.processes import wait_for
 from membench.procfs import read_process_memory
-from membench.run.runner import RunConfig, Runner, ScenarioResult
 from membench.run.sampler import read_tree_memory
 from membench.run.worker import WorkerProcess
 from membench.stack import supervisor as stack
@@ -45,15 +43,8 @@ from membench.workers.params import InvalidParameter
 from membench.workers.scenarios import SCENARIOS
 
 StartWorker = Callable[..., WorkerProcess]
-GOOD = {"subtasks": 2, "size_mb": 1, "hold_s": 0, "workers": 2, "payload": "bytes"}
 TASK_RECEIVED = re.compile(r"Task membench\.process_batch\[[0-9a-f-]+\] received")
 REFUSED_PICKLE = "Refusing to deserialize untrusted content of type pickle"
-
-
-def _send(app: Any, worker: WorkerProcess, **params: Any) -> Any:
-    """Send process_batch straight to the worker's queue, unvalidated, as any client could."""
-    kwargs = {"strategy": worker.scenario.strategy, **params}
-    return app.send_task("membench.process_batch", kwargs=kwargs, queue=worker.queue)
 
 
 def _gone(pid: int) -> bool:
@@ -166,7 +157,7 @@ def _publish_pickle(redis_url: str, queue: str, task_id: str, marker: Path) -> N
         "kwargsrepr": "{...}",
         "origin": "test_faults",
     }
-    kwargs = {**GOOD, "strategy": "greenlets", "evil": _Detonator(marker)}
+    kwargs = {**GOOD_PARAMS, "strategy": "greenlets", "evil": _Detonator(marker)}
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
     with Connection(redis_url) as connection:
         Producer(connection.default_channel).publish(
@@ -184,8 +175,8 @@ def test_pickle_message_is_refused_and_never_deserialized(
     task_id = str(uuid.uuid4())
     _publish_pickle(redis_url, worker.queue, task_id, marker)
     # The worker takes messages in order: once this JSON task is done, the pickle one was handled.
-    report = _send(celery_app, worker, **GOOD).get(timeout=60)
-    assert report["subtasks_done"] == GOOD["subtasks"]
+    report = send_batch(celery_app, worker, **GOOD_PARAMS).get(timeout=60)
+    assert report["subtasks_done"] == GOOD_PARAMS["subtasks"]
     assert not marker.exists(), "the pickle payload was deserialized"
     assert stored_meta(redis_url, task_id) is None  # never ran: no result, not even a failure
     assert worker.alive()
@@ -203,11 +194,11 @@ def test_pickle_message_is_refused_and_never_deserialized(
 # ---- 2. bad parameters are rejected -------------------------------------------------------
 
 BAD_PARAMETERS = [
-    ({**GOOD, "subtasks": -1}, "subtasks"),
-    ({**GOOD, "size_mb": "NaN"}, "size_mb"),
-    ({**GOOD, "evil": "rm -rf /"}, "evil"),
-    ({**GOOD, "workers": 10**9}, "workers"),
-    ({**GOOD, "hold_s": True}, "hold_s"),
+    ({**GOOD_PARAMS, "subtasks": -1}, "subtasks"),
+    ({**GOOD_PARAMS, "size_mb": "NaN"}, "size_mb"),
+    ({**GOOD_PARAMS, "evil": "rm -rf /"}, "evil"),
+    ({**GOOD_PARAMS, "workers": 10**9}, "workers"),
+    ({**GOOD_PARAMS, "hold_s": True}, "hold_s"),
 ]
 
 
@@ -220,7 +211,7 @@ def test_bad_parameters_are_rejected_counted_and_the_worker_goes_on(
     address = executing_address(worker)
     assert task_runs(address, "rejected") == 0
     for count, (params, field) in enumerate(BAD_PARAMETERS, start=1):
-        result = _send(celery_app, worker, **params)
+        result = send_batch(celery_app, worker, **params)
         error = result.get(timeout=60, propagate=False)
         assert result.state == "FAILURE"
         stored = stored_meta(redis_url, result.id)
@@ -231,8 +222,8 @@ def test_bad_parameters_are_rejected_counted_and_the_worker_goes_on(
         assert error.field == field
         wait_for(lambda n=count: task_runs(address, "rejected") == n, 10, what=f"{count} rejected")
     assert task_runs(address, "failure") == 0 and task_runs(address, "success") == 0
-    report = _send(celery_app, worker, **GOOD).get(timeout=60)
-    assert report["subtasks_done"] == GOOD["subtasks"]
+    report = send_batch(celery_app, worker, **GOOD_PARAMS).get(timeout=60)
+    assert report["subtasks_done"] == GOOD_PARAMS["subtasks"]
     wait_for(lambda: task_runs(address, "success") == 1, 10, what="the good task counted")
     assert worker.alive()
 
@@ -350,150 +341,3 @@ def test_exporter_survives_rapid_scrapes_garbage_and_stalled_clients(
         trickler.close()
     assert _timed_scrape(address) < 1.0
     assert worker.alive()
-
-
-# ---- 4. the whole worker killed mid-run ----------------------------------------------------
-
-
-# A crash of the runner's sampler thread (e.g. reading the killed worker as a zombie) fails it.
-@pytest.mark.slow
-@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
-def test_worker_killed_mid_run_fails_that_run_and_the_next_run_gets_a_fresh_worker(
-    redis_url: str,
-) -> None:
-    config = RunConfig(
-        scenarios=[SCENARIOS["prefork_sequential"]],
-        subtasks=2,
-        size_mb=1,
-        hold_s=1.0,
-        workers=1,
-        concurrency=1,
-        runs=2,
-        payload="bytes",
-    )
-    killed: dict[str, Any] = {}
-    workers_by_run: dict[int, int] = {}
-    runner: Runner
-
-    def kill_worker_once(event: str, data: dict[str, Any]) -> None:
-        worker = runner._worker
-        if event != "tick" or worker is None:
-            return
-        workers_by_run[data["run"]] = worker.pid
-        if not killed:
-            killed["tree"] = worker.tree()
-            killed["pid"] = worker.pid
-            os.kill(worker.pid, signal.SIGKILL)
-
-    runner = Runner(config, redis_url, kill_worker_once)
-    results: list[ScenarioResult] = []
-    runner.run(results)
-    assert killed and len(killed["tree"]) == 2  # main process and its pool child
-    first, second = results[0].runs
-    assert first.status == "failed"
-    assert "killed by signal 9" in first.reason, first.reason
-    assert first.round_trip_s is not None
-    assert first.round_trip_s < 5 < config.deadline_seconds(SCENARIOS["prefork_sequential"]) / 10
-    assert second.status == "ok", second.reason
-    assert workers_by_run[2] != killed["pid"]
-    assert second.executing_pid not in killed["tree"]
-    # Stopping the failed run took the orphaned pool child too: nothing of that group is left.
-    assert _group_members(killed["pid"]) == []
-    assert all(_gone(pid) for pid in killed["tree"])
-
-
-# ---- 5. an interrupted `membench run` ------------------------------------------------------
-
-
-def _worker_log(membench_pid: int) -> Path | None:
-    """The log of the celery worker a `membench run` started (its stdout), once it exists."""
-    for child in psutil.Process(membench_pid).children():
-        try:
-            if "celery" in child.cmdline():
-                return Path(os.readlink(f"/proc/{child.pid}/fd/1"))
-        except (psutil.NoSuchProcess, FileNotFoundError):
-            continue
-    return None
-
-
-def _task_received(membench_pid: int) -> bool:
-    """Whether the worker of a `membench run` has received its task (so it is mid-task)."""
-    log = _worker_log(membench_pid)
-    return log is not None and bool(TASK_RECEIVED.search(log.read_text(errors="replace")))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_results(
-    sig: signal.Signals, tmp_path: Path
-) -> None:
-    argv = [sys.executable, "-m", "membench", "run", "--scenarios"]
-    argv += ["prefork_sequential", "--subtasks", "1", "--size", "1", "--time", "120"]
-    argv += ["--workers", "1", "--runs", "1", "--output", str(tmp_path)]
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for(lambda: proc.poll() is not None or _task_received(proc.pid), 90, what="the task")
-        assert proc.poll() is None, proc.communicate()
-        started = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
-        assert len(started) >= 3  # redis-server, the worker and its pool child
-        t0 = time.monotonic()
-        os.kill(proc.pid, sig)
-        out, err = proc.communicate(timeout=10)
-        elapsed = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, err.decode()[-2000:]
-    assert elapsed < 10
-    assert "interrupted" in err.decode() and "INCOMPLETE" in err.decode()
-    assert b"results.json" in out  # it still says where it wrote what it measured
-    wait_for(lambda: all(_gone(pid) for pid in started), 5, what="every started process gone")
-    document = json.loads((tmp_path / "results.json").read_text())
-    assert document["complete"] is False
-
-
-# ---- 6. a prefork child killed mid-task ----------------------------------------------------
-
-
-@pytest.mark.slow
-def test_child_killed_mid_task_is_counted_lost_and_its_replacement_exports(
-    start_worker: StartWorker, celery_app: Any, redis_url: str
-) -> None:
-    worker = start_worker("prefork_sequential")
-    main = exporter_addresses(worker)[names.ROLE_MAIN][0]
-    child = executing_address(worker)
-    (child_pid,) = [p for p in worker.tree() if p != worker.pid]
-    result = _send(celery_app, worker, **{**GOOD, "subtasks": 1, "hold_s": 120})
-    wait_for(lambda: value(scrape(child), names.SUBTASKS_IN_PROGRESS) == 1, 30, what="task running")
-    os.kill(child_pid, signal.SIGKILL)
-    wait_for(lambda: task_runs(main, "lost") == 1, 30, what="the lost run counted")
-    assert result.get(timeout=30, propagate=False) is not None
-    assert result.state == "FAILURE"
-    stored = stored_meta(redis_url, result.id)
-    assert stored is not None and stored["result"]["exc_type"] == "WorkerLostError", stored
-    text = scrape(main)
-    for outcome in ("success", "failure", "rejected"):
-        assert value(text, names.TASK_RUNS_TOTAL, outcome=outcome) == 0
-
-    def replacement() -> str | None:
-        for path in (worker.targets_dir / "workers").glob("*.json"):
-            if int(path.stem.rsplit("_", 1)[1]) not in (worker.pid, child_pid):
-                (entry,) = json.loads(path.read_text())
-                return str(entry["targets"][0])
-        return None
-
-    new_child = wait_for(replacement, 30, what="the replacement child's exporter")
-    text = scrape(new_child)
-    assert value(text, names.PROCESS_RSS_BYTES, role=names.ROLE_CHILD) > 0
-    assert value(text, names.TASK_RUNS_TOTAL, outcome="lost") == 0
-    report = _send(celery_app, worker, **GOOD).get(timeout=60)
-    assert report["pid"] != child_pid
-    wait_for(lambda: task_runs(new_child, "success") == 1, 10, what="the replacement's success")
-    assert task_runs(main, "lost") == 1

@@ -1,0 +1,208 @@
+"""Faults that kill: a worker killed mid-run, an interrupted `membench run`, a prefork child killed
+mid-task; each is reported, nothing outlives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from helpers import (
+    GOOD_PARAMS,
+    executing_address,
+    exporter_addresses,
+    scrape,
+    send_batch,
+    stored_meta,
+    task_runs,
+    value,
+)
+
+from membench.exporter import names
+from membench.processes import wait_for
+from membench.run.runner import RunConfig, Runner, ScenarioResult
+from membench.run.worker import WorkerProcess
+from membench.workers.scenarios import SCENARIOS
+
+StartWorker = Callable[..., WorkerProcess]
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+TASK_RECEIVED = re.compile(r"Task membench\.process_batch\[[0-9a-f-]+\] received")
+
+
+def _gone(pid: int) -> bool:
+    """No such process any more (a zombie, dead and awaiting its reaper, counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is `pgid`."""
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and not _gone(process.pid):
+                members.append(process.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return members
+
+
+# ---- 4. the whole worker killed mid-run ----------------------------------------------------
+
+
+# A crash of the runner's sampler thread (e.g. reading the killed worker as a zombie) fails it.
+@pytest.mark.slow
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_worker_killed_mid_run_fails_that_run_and_the_next_run_gets_a_fresh_worker(
+    redis_url: str,
+) -> None:
+    config = RunConfig(
+        scenarios=[SCENARIOS["prefork_sequential"]],
+        subtasks=2,
+        size_mb=1,
+        hold_s=1.0,
+        workers=1,
+        concurrency=1,
+        runs=2,
+        payload="bytes",
+    )
+    killed: dict[str, Any] = {}
+    workers_by_run: dict[int, int] = {}
+    runner: Runner
+
+    def kill_worker_once(event: str, data: dict[str, Any]) -> None:
+        worker = runner._worker
+        if event != "tick" or worker is None:
+            return
+        workers_by_run[data["run"]] = worker.pid
+        if not killed:
+            killed["tree"] = worker.tree()
+            killed["pid"] = worker.pid
+            os.kill(worker.pid, signal.SIGKILL)
+
+    runner = Runner(config, redis_url, kill_worker_once)
+    results: list[ScenarioResult] = []
+    runner.run(results)
+    assert killed and len(killed["tree"]) == 2  # main process and its pool child
+    first, second = results[0].runs
+    assert first.status == "failed"
+    assert "killed by signal 9" in first.reason, first.reason
+    assert first.round_trip_s is not None
+    assert first.round_trip_s < 5 < config.deadline_seconds(SCENARIOS["prefork_sequential"]) / 10
+    assert second.status == "ok", second.reason
+    assert workers_by_run[2] != killed["pid"]
+    assert second.executing_pid not in killed["tree"]
+    # Stopping the failed run took the orphaned pool child too: nothing of that group is left.
+    assert _group_members(killed["pid"]) == []
+    assert all(_gone(pid) for pid in killed["tree"])
+
+
+# ---- 5. an interrupted `membench run` ------------------------------------------------------
+
+
+def _worker_log(membench_pid: int) -> Path | None:
+    """The log of the celery worker a `membench run` started (its stdout), once it exists."""
+    for child in psutil.Process(membench_pid).children():
+        try:
+            if "celery" in child.cmdline():
+                return Path(os.readlink(f"/proc/{child.pid}/fd/1"))
+        except (psutil.NoSuchProcess, FileNotFoundError):
+            continue
+    return None
+
+
+def _task_received(membench_pid: int) -> bool:
+    """Whether the worker of a `membench run` has received its task (so it is mid-task)."""
+    log = _worker_log(membench_pid)
+    return log is not None and bool(TASK_RECEIVED.search(log.read_text(errors="replace")))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_results(
+    sig: signal.Signals, tmp_path: Path
+) -> None:
+    argv = [sys.executable, "-m", "membench", "run", "--scenarios"]
+    argv += ["prefork_sequential", "--subtasks", "1", "--size", "1", "--time", "120"]
+    argv += ["--workers", "1", "--runs", "1", "--output", str(tmp_path)]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: proc.poll() is not None or _task_received(proc.pid), 90, what="the task")
+        assert proc.poll() is None, proc.communicate()
+        started = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        assert len(started) >= 3  # redis-server, the worker and its pool child
+        t0 = time.monotonic()
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert elapsed < 10
+    assert "interrupted" in err.decode() and "INCOMPLETE" in err.decode()
+    assert b"results.json" in out  # it still says where it wrote what it measured
+    wait_for(lambda: all(_gone(pid) for pid in started), 5, what="every started process gone")
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["complete"] is False
+
+
+# ---- 6. a prefork child killed mid-task ----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_child_killed_mid_task_is_counted_lost_and_its_replacement_exports(
+    start_worker: StartWorker, celery_app: Any, redis_url: str
+) -> None:
+    worker = start_worker("prefork_sequential")
+    main = exporter_addresses(worker)[names.ROLE_MAIN][0]
+    child = executing_address(worker)
+    (child_pid,) = [p for p in worker.tree() if p != worker.pid]
+    result = send_batch(celery_app, worker, **{**GOOD_PARAMS, "subtasks": 1, "hold_s": 120})
+    wait_for(lambda: value(scrape(child), names.SUBTASKS_IN_PROGRESS) == 1, 30, what="task running")
+    os.kill(child_pid, signal.SIGKILL)
+    wait_for(lambda: task_runs(main, "lost") == 1, 30, what="the lost run counted")
+    assert result.get(timeout=30, propagate=False) is not None
+    assert result.state == "FAILURE"
+    stored = stored_meta(redis_url, result.id)
+    assert stored is not None and stored["result"]["exc_type"] == "WorkerLostError", stored
+    text = scrape(main)
+    for outcome in ("success", "failure", "rejected"):
+        assert value(text, names.TASK_RUNS_TOTAL, outcome=outcome) == 0
+
+    def replacement() -> str | None:
+        for path in (worker.targets_dir / "workers").glob("*.json"):
+            if int(path.stem.rsplit("_", 1)[1]) not in (worker.pid, child_pid):
+                (entry,) = json.loads(path.read_text())
+                return str(entry["targets"][0])
+        return None
+
+    new_child = wait_for(replacement, 30, what="the replacement child's exporter")
+    text = scrape(new_child)
+    assert value(text, names.PROCESS_RSS_BYTES, role=names.ROLE_CHILD) > 0
+    assert value(text, names.TASK_RUNS_TOTAL, outcome="lost") == 0
+    report = send_batch(celery_app, worker, **GOOD_PARAMS).get(timeout=60)
+    assert report["pid"] != child_pid
+    wait_for(lambda: task_runs(new_child, "success") == 1, 10, what="the replacement's success")
+    assert task_runs(main, "lost") == 1
