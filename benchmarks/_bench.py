@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from membench.broker import EmbeddedRedis
+from membench.jsonfile import write_json_atomic
 from membench.run.report import machine_info
 from membench.run.worker import WorkerProcess
+from membench.stats import describe
 from membench.workers.scenarios import SCENARIOS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,10 +38,9 @@ def default_output(name: str) -> Path:
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write a result document (indent 2, trailing newline) atomically and say where."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, document)
     print(f"\nwrote {path}")
 
 
@@ -77,31 +76,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 def summary(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "n": len(values),
-    }
-
-
-def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Least-squares slope of ys over xs (0.0 with fewer than two points)."""
-    if len(xs) < 2:
-        return 0.0
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx == 0:
-        return 0.0
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    """membench.stats.describe without its stdev: the {median, min, max, n} the results keep."""
+    return {k: v for k, v in describe(values).items() if k != "stdev"}
 
 
 @contextlib.contextmanager

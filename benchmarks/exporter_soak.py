@@ -26,6 +26,7 @@ from typing import Any
 import _bench
 
 from membench.procfs import read_status_memory
+from membench.stats import slope
 
 
 def _name(proc: dict[str, Any]) -> str:
@@ -112,7 +113,8 @@ def main(argv: list[str]) -> int:
         t, rss, series = proc["t_s"], proc["rss_bytes"], proc["series"]
         cut = t[-1] * args.warmup if t else 0
         kept = [(x, y) for x, y in zip(t, rss, strict=True) if x >= cut]
-        slope_b_per_s = _bench.slope([x for x, _ in kept], [y for _, y in kept])
+        # 0.0 where no slope fits (under two points, one instant), as the results always had.
+        slope_b_per_s = slope([x for x, _ in kept], [y for _, y in kept]) or 0.0
         slope_kib_h = slope_b_per_s * 3600 / 1024
         slopes[_name(proc)] = slope_kib_h
         result = {

@@ -24,6 +24,8 @@ from typing import Any
 
 import _bench
 
+from membench.stats import percentile
+
 CONFIGS = {
     "defaults": "",
     "concurrent-200x3MB": "--subtasks 200 --size 3 --workers 40 --time 0.5 "
@@ -65,8 +67,8 @@ def main(argv: list[str]) -> int:
                 "missed_ticks": missed,
                 "on_time_ratio": on_time,
                 "interval_ms": {
-                    "p50": _bench.percentile(intervals, 50),
-                    "p99": _bench.percentile(intervals, 99),
+                    "p50": percentile(intervals, 50),
+                    "p99": percentile(intervals, 99),
                     "max": max(intervals),
                     "n": len(intervals),
                 }

@@ -23,6 +23,8 @@ from typing import Any
 
 import _bench
 
+from membench.stats import percentile
+
 SCENARIOS = ("gevent_greenlets", "gevent_threads", "prefork_sequential", "prefork_threads")
 
 
@@ -72,8 +74,8 @@ def main(argv: list[str]) -> int:
                 reps.append(
                     {
                         "scrapes": len(ms),
-                        "p50_ms": _bench.percentile(ms, 50),
-                        "p99_ms": _bench.percentile(ms, 99),
+                        "p50_ms": percentile(ms, 50),
+                        "p99_ms": percentile(ms, 99),
                         "max_ms": max(ms),
                         "latencies_ms": [round(x, 3) for x in ms],
                     }

@@ -21,7 +21,8 @@ Figures (details in docs/soak.md):
 - Prometheus series count count({__name__=~"membench_.*"}) at the first and last poll;
 - the machine.
 
-Standard library only (plus the installed `membench` for its stack command).
+Standard library only, plus the installed `membench`: its stack command, and membench.stats,
+membench.processes and membench.jsonfile (the figures are in _soak_figures.py).
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-SCENARIOS = ("prefork_threads", "prefork_sequential", "gevent_threads", "gevent_greenlets")
-MB = 1024 * 1024
+from _soak_figures import BASELINE_QUERY, SCENARIOS, summarise, table
+
+from membench.jsonfile import write_json_atomic
+from membench.processes import pid_alive
+
 SCHEDULE = """\
 # Written by benchmarks/soak.py: a compressed soak schedule (small tasks, short period).
 [defaults]
@@ -62,7 +66,6 @@ jitter_s = {jitter_s}
 
 [scenarios.gevent_greenlets]
 """
-BASELINE_QUERY = "min_over_time(scenario:membench_tree_rss_bytes:sum[5m])"
 QUERIES = {
     "baseline_min5m": BASELINE_QUERY,
     "baseline_min15m_rule": "scenario:membench_tree_rss_bytes:min15m",
@@ -149,134 +152,6 @@ def poll(prometheus_url: str, started: float) -> dict[str, Any]:
         "runs": runs,
         "series": raw["series"][0]["value"] if raw["series"] else None,
     }
-
-
-def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
-    """Least-squares slope of (seconds, bytes) in bytes per hour; None under 3 points."""
-    if len(points) < 3:
-        return None
-    n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_v = sum(v for _, v in points) / n
-    var = sum((t - mean_t) ** 2 for t, _ in points)
-    if var == 0:
-        return None
-    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
-    return cov / var * 3600
-
-
-def summarise(polls: list[dict[str, Any]], skip_s: float) -> dict[str, Any]:
-    """Per-scenario figures from the polled series."""
-    result: dict[str, Any] = {}
-    if not polls:
-        return result
-    first, last = polls[0], polls[-1]
-    for scenario in SCENARIOS:
-        series = [
-            (p["t"], p["baseline_min5m"][scenario])
-            for p in polls
-            if scenario in p["baseline_min5m"]
-        ]
-        late = [(t, v) for t, v in series if t >= skip_s]
-        runs = last["runs"].get(scenario, {})
-        success, failure, timeout = (int(runs.get(k, 0)) for k in ("success", "failure", "timeout"))
-        main_first = first["main_rss"].get(scenario)
-        main_last = last["main_rss"].get(scenario)
-        span_h = (last["t"] - first["t"]) / 3600
-        main_delta = main_last - main_first if None not in (main_first, main_last) else None
-        all_slope = slope_per_hour(series)
-        late_slope = slope_per_hour(late)
-        result[scenario] = {
-            "runs": {
-                "fired": success + failure + timeout,
-                "success": success,
-                "failure": failure,
-                "timeout": timeout,
-                "skipped": int(last["skipped"].get(scenario, 0)),
-            },
-            "baseline": {
-                "query": BASELINE_QUERY,
-                "first_bytes": series[0][1] if series else None,
-                "last_bytes": series[-1][1] if series else None,
-                "slope_mb_per_hour": None if all_slope is None else all_slope / MB,
-                "slope_after_warmup_mb_per_hour": None if late_slope is None else late_slope / MB,
-                "warmup_skipped_s": skip_s,
-                "points": len(series),
-                "min15m_rule_last_bytes": last["baseline_min15m_rule"].get(scenario),
-            },
-            "main_rss": {
-                "first_bytes": main_first,
-                "last_bytes": main_last,
-                "delta_mb": None if main_delta is None else main_delta / MB,
-                "mb_per_hour": None
-                if main_delta is None or not span_h
-                else main_delta / MB / span_h,
-                "runs_tasks": scenario.startswith("gevent"),
-            },
-        }
-    return result
-
-
-def _fmt(value: float | None, spec: str = "8.2f") -> str:
-    return f"{value:{spec}}" if value is not None else f"{'-':>{len(format(0.0, spec))}}"
-
-
-def table(summary: dict[str, Any], polls: list[dict[str, Any]], minutes: float) -> str:
-    lines = [
-        f"SOAK RESULTS ({minutes:g} min requested, {polls[-1]['t'] / 60:.1f} min polled, "
-        f"{len(polls)} polls)"
-        if polls
-        else "SOAK RESULTS (no polls)",
-        "",
-        f"{'scenario':<20}{'fired':>7}{'success':>9}{'failure':>9}{'timeout':>9}{'skipped':>9}",
-    ]
-    for scenario, figures in summary.items():
-        r = figures["runs"]
-        lines.append(
-            f"{scenario:<20}{r['fired']:>7}{r['success']:>9}{r['failure']:>9}"
-            f"{r['timeout']:>9}{r['skipped']:>9}"
-        )
-    lines += [
-        "",
-        "idle baseline = min_over_time(tree RSS [5m]); slope = least squares over the polls (MB/h)",
-        'main RSS = membench_process_rss_bytes{role="main"}, first vs last poll (MB)',
-        "",
-        f"{'scenario':<20}{'base first':>11}{'base last':>11}{'slope/h':>9}{'slope/h*':>10}"
-        f"{'main first':>12}{'main last':>11}{'delta':>8}{'delta/h':>9}",
-    ]
-    for scenario, figures in summary.items():
-        b, m = figures["baseline"], figures["main_rss"]
-        lines.append(
-            f"{scenario:<20}"
-            f"{_fmt(b['first_bytes'] and b['first_bytes'] / MB, '11.2f')}"
-            f"{_fmt(b['last_bytes'] and b['last_bytes'] / MB, '11.2f')}"
-            f"{_fmt(b['slope_mb_per_hour'], '9.2f')}"
-            f"{_fmt(b['slope_after_warmup_mb_per_hour'], '10.2f')}"
-            f"{_fmt(m['first_bytes'] and m['first_bytes'] / MB, '12.2f')}"
-            f"{_fmt(m['last_bytes'] and m['last_bytes'] / MB, '11.2f')}"
-            f"{_fmt(m['delta_mb'], '8.2f')}"
-            f"{_fmt(m['mb_per_hour'], '9.2f')}"
-        )
-    if polls:
-        skip = next(iter(summary.values()))["baseline"]["warmup_skipped_s"] if summary else 0
-        lines += [
-            f"slope/h*: the same slope over polls after the first {skip:g} s (warm-up excluded)",
-            "prefork main processes run no task: their growth is exporter + Celery overhead;",
-            "gevent main processes run the tasks, so theirs includes the task's leftovers.",
-            "",
-            f'Prometheus series count({{__name__=~"membench_.*"}}): '
-            f"start {_fmt(polls[0]['series'], '.0f')}, end {_fmt(polls[-1]['series'], '.0f')}",
-        ]
-    return "\n".join(lines)
-
-
-def pid_alive(pid: int) -> bool:
-    """True while /proc/PID exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def stop_stack(proc: subprocess.Popen[bytes], state: dict[str, Any] | None) -> dict[str, Any]:
@@ -462,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         "polls": polls,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(args.output, result)
     print(f"soak: wrote {args.output}", file=sys.stderr)
     if args.keep_dir:
         print(f"soak: kept {directory}", file=sys.stderr)

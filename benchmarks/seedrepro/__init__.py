@@ -1,0 +1,29 @@
+"""Reproduce the seed benchmark's published table, and explain every difference from measurements.
+
+Run it as `python benchmarks/reproduce_seed.py [--output DIR] [--runs N] [--skip-run]`:
+
+1. Runs the seed's use case (its four approaches, 1 worker process, 40 threads/greenlets,
+   200 subtasks of 3 MB, 0.5 s each) with `membench run ... --malloc-trim`.
+2. Runs an explanation matrix on the concurrent approaches plus the two single-process
+   scenarios (solo and threads pools): allocator (glibc, MALLOC_ARENA_MAX=2, jemalloc) x payload
+   (one 3 MB buffer per subtask, or ~1 KiB str records).
+3. Runs prefork-threads, solo-threads and gevent-greenlets (control) with MALLOC_ARENA_MAX=64 in
+   the workers' environment: one glibc arena per thread, as a machine with 8+ cores allows
+   (the default limit is 8 x cores; membench has no flag for it, so the variable is recorded
+   in OUT/arenas/environment.json).
+4. Writes docs/results/seed-reproduction.md from the JSON alone (no number in it is typed by
+   hand; the seed's table is parsed from the seed's README), copies the raw results into
+   docs/results/seed-reproduction/, writes summary.json there and prints a short table.
+
+`--skip-run` regenerates the report from the JSON already in `--output`; `--render-only [DIR]`
+re-renders it from the copies saved in docs/results/seed-reproduction/ (or DIR) without running
+or copying anything; `--steps` runs only some steps. The full run takes about 17 minutes and is
+timing-sensitive: run it alone, e.g. under the shared lock::
+
+    flock /tmp/membench-bench.lock python benchmarks/reproduce_seed.py --output /tmp/seedrepro
+
+Modules: cli (flags, running the steps), collect (reading the JSON), decompose (the arithmetic),
+tables and report (the Markdown), prose, matrix_prose and why (the sentences), build (the
+pipeline, summary.json, render-only). Standard library only, plus the installed `membench`
+(its command, and membench.jsonfile).
+"""
