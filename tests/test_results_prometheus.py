@@ -42,7 +42,7 @@ def test_results_json_equals_what_prometheus_recorded(tmp_path: Path) -> None:
         out = tmp_path / "out"
         result = membench(
             "run",
-            *("--subtasks", "2", "--size", "4", "--time", "2.5", "--workers", "2"),
+            *("--subtasks", "2", "--size", "4", "--time", "0.5", "--workers", "2"),
             *("--warmup", "1", "--runs", "3", "--reuse-worker"),
             *("--scenarios", ",".join(SCENARIOS)),
             *("--targets-dir", str(copy / "targets"), "--output", str(out)),

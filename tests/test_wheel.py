@@ -93,7 +93,15 @@ def test_stack_up_from_an_empty_directory_runs_prometheus_with_our_rules(
     state_file = empty / ".membench" / "stack" / "stack.json"
     log = open(tmp_path / "stack.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [installed / "bin" / "membench", "stack", "up", "--duration", "300"],
+        [
+            installed / "bin" / "membench",
+            "stack",
+            "up",
+            "--duration",
+            "300",
+            "--scenarios",
+            "gevent_greenlets",
+        ],
         cwd=empty,
         stdout=log,
         stderr=subprocess.STDOUT,
