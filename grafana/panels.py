@@ -30,7 +30,7 @@ DEFAULT_VARIABLES: dict[str, str] = {
 # $name, ${name} and ${name:format}; longest name wins (\w+ is greedy), so $__range_s is not
 # read as $__range followed by "_s".
 _VARIABLE = re.compile(r"\$\{(\w+)(?::[\w-]+)?\}|\$(\w+)")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _BRACKETS = re.compile(r"\[[^\]]*\]")
 _IDENTIFIER = re.compile(r"(?<![\w:.])[A-Za-z_:][\w:]*")
 
@@ -88,5 +88,5 @@ def identifiers(expr: str) -> set[str]:
     Callers filter what they care about (e.g. names starting with membench_ or containing ':');
     strings and [...] are dropped so `"membench_.*"` or a subquery's `[1h:5m]` never count.
     """
-    stripped = _BRACKETS.sub(" ", _STRING.sub(" ", expr))
+    stripped = _BRACKETS.sub(" ", STRING_LITERAL.sub(" ", expr))
     return set(_IDENTIFIER.findall(stripped))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from membench.exporter import names
-from membench.processes import spawn, wait_for
+from membench.processes import spawn, stop, wait_for
+from membench.run.runner import RunConfig
 from membench.run.worker import WorkerProcess
 from membench.stack import supervisor as stack
 from membench.targets import read_targets
+from membench.workers.scenarios import SCENARIOS
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
@@ -37,8 +40,18 @@ def require_binary(name: str) -> str:
     return path
 
 
+# The conftest fixture that starts a real worker and stops it at teardown.
+StartWorker = Callable[..., WorkerProcess]
+
 # Valid process_batch parameters, small and fast.
 GOOD_PARAMS = {"subtasks": 2, "size_mb": 1, "hold_s": 0, "workers": 2, "payload": "bytes"}
+
+
+def run_config(scenarios: list[str], **overrides: Any) -> RunConfig:
+    """A small `membench run` configuration of real scenarios; keywords override."""
+    fields: dict[str, Any] = dict(subtasks=2, size_mb=1, hold_s=1.0, workers=1, concurrency=1)
+    fields |= dict(runs=1, payload="bytes")
+    return RunConfig(scenarios=[SCENARIOS[name] for name in scenarios], **(fields | overrides))
 
 
 def send_batch(app: Any, worker: WorkerProcess, **params: Any) -> Any:
@@ -134,23 +147,34 @@ def prometheus_config(tmp_path: Path, interval: str = "1s") -> Path:
     return copy
 
 
-def start_prometheus(binary: str, config: Path, data: Path, port: int, log: Path) -> Any:
-    """Prometheus on 127.0.0.1:`port` with the tsdb in `data`, once it reports ready."""
-    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={data}"]
-    argv += [f"--web.listen-address=127.0.0.1:{port}"]
-    proc = spawn(argv, log_path=log)
+def start_service(
+    argv: list[str], ready_url: str, log: Path, env: dict[str, str] | None = None
+) -> Any:
+    """Spawn a server (in its own group, tied to our life) and wait until `ready_url` says 200."""
+    proc = spawn(argv, env=env, log_path=log)
 
     def ready() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"prometheus exited {proc.returncode}: see {log}")
+            raise AssertionError(f"{argv[0]} exited {proc.returncode}: {log.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as reply:
+            with urllib.request.urlopen(ready_url, timeout=2) as reply:
                 return reply.status == 200
         except OSError:
             return False
 
-    wait_for(ready, 60, what="prometheus ready")
+    try:
+        wait_for(ready, 60, what=ready_url)
+    except BaseException:
+        stop(proc)
+        raise
     return proc
+
+
+def start_prometheus(binary: str, config: Path, data: Path, port: int, log: Path) -> Any:
+    """Prometheus on 127.0.0.1:`port` with the tsdb in `data`, once it reports ready."""
+    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={data}"]
+    argv += [f"--web.listen-address=127.0.0.1:{port}"]
+    return start_service(argv, f"http://127.0.0.1:{port}/-/ready", log)
 
 
 def prometheus_query(port: int, promql: str) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -21,6 +22,12 @@ workers = 2
 period_s = 5
 [scenarios.gevent_threads]
 """
+
+
+def schedule_case(case_id: str, schedule: str, named: str) -> tuple[Any, ...]:
+    """`membench loadgen` given a schedule file with this text."""
+    return (case_id, ["loadgen", "--schedule", "{tmp}/s.toml"], {"s.toml": schedule}, {}, named)
+
 
 # (id, argv, files to create, environment, what the one line must name)
 CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
@@ -116,62 +123,24 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
         {},
         "--schedule",
     ),
-    (
-        "loadgen malformed toml",
-        ["loadgen", "--schedule", "{tmp}/s.toml"],
-        {"s.toml": "[defaults\nx="},
-        {},
-        "s.toml",
+    schedule_case("loadgen malformed toml", "[defaults\nx=", "s.toml"),
+    schedule_case("loadgen unknown scenario", GOOD_SCHEDULE + "[scenarios.nope]\n", "nope"),
+    schedule_case(
+        "loadgen period nan", GOOD_SCHEDULE.replace("period_s = 5", "period_s = nan"), "period_s"
     ),
-    (
-        "loadgen unknown scenario",
-        ["loadgen", "--schedule", "{tmp}/s.toml"],
-        {"s.toml": GOOD_SCHEDULE + "[scenarios.nope]\n"},
-        {},
-        "nope",
-    ),
-    (
-        "loadgen period nan",
-        ["loadgen", "--schedule", "{tmp}/s.toml"],
-        {"s.toml": GOOD_SCHEDULE.replace("period_s = 5", "period_s = nan")},
-        {},
-        "period_s",
-    ),
-    (
-        "loadgen jitter over period",
-        ["loadgen", "--schedule", "{tmp}/s.toml"],
-        {"s.toml": GOOD_SCHEDULE + "jitter_s = 9\n"},
-        {},
-        "jitter_s",
-    ),
-    (
+    schedule_case("loadgen jitter over period", GOOD_SCHEDULE + "jitter_s = 9\n", "jitter_s"),
+    schedule_case(
         "task param: size negative",
-        ["loadgen", "--schedule", "{tmp}/s.toml"],
-        {"s.toml": GOOD_SCHEDULE.replace("size_mb = 1.0", "size_mb = -1.0")},
-        {},
+        GOOD_SCHEDULE.replace("size_mb = 1.0", "size_mb = -1.0"),
         "size_mb",
     ),
-    (
+    schedule_case(
         "task param: subtasks zero",
-        ["loadgen", "--schedule", "{tmp}/s.toml"],
-        {"s.toml": GOOD_SCHEDULE.replace("subtasks = 2", "subtasks = 0")},
-        {},
+        GOOD_SCHEDULE.replace("subtasks = 2", "subtasks = 0"),
         "subtasks",
     ),
-    (
-        "task param: unknown payload",
-        ["loadgen", "--schedule", "{tmp}/s.toml"],
-        {"s.toml": GOOD_SCHEDULE + 'payload = "pickle"\n'},
-        {},
-        "payload",
-    ),
-    (
-        "task param: unknown key",
-        ["loadgen", "--schedule", "{tmp}/s.toml"],
-        {"s.toml": GOOD_SCHEDULE + "evil = 1\n"},
-        {},
-        "evil",
-    ),
+    schedule_case("task param: unknown payload", GOOD_SCHEDULE + 'payload = "pickle"\n', "payload"),
+    schedule_case("task param: unknown key", GOOD_SCHEDULE + "evil = 1\n", "evil"),
     (
         "stack missing schedule",
         ["stack", "up", "--dir", "{tmp}/st", "--schedule", "{tmp}/no"],

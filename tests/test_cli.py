@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import membench
+from helpers import membench, run_config
 
-from membench.run.runner import RunConfig, Runner, ScenarioResult
+from membench.run.runner import Runner, ScenarioResult
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 pytestmark = pytest.mark.slow
@@ -43,16 +43,7 @@ def test_run_prints_the_table_and_writes_both_files(tmp_path: Path) -> None:
 
 
 def test_a_killed_child_fails_that_run_and_the_next_scenario_still_runs(redis_url: str) -> None:
-    config = RunConfig(
-        scenarios=[SCENARIOS["prefork_sequential"], SCENARIOS["gevent_greenlets"]],
-        subtasks=4,
-        size_mb=1,
-        hold_s=1.0,
-        workers=2,
-        concurrency=1,
-        runs=1,
-        payload="bytes",
-    )
+    config = run_config(["prefork_sequential", "gevent_greenlets"], subtasks=4, workers=2)
     killed: list[int] = []
     runner: Runner
 

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import redis
 from helpers import (
     GOOD_PARAMS,
     REPO,
+    StartWorker,
     executing_address,
     scrape,
     send_batch,
@@ -37,12 +37,10 @@ from membench.exporter.server import _CLIENT_TIMEOUT_S, _MAX_REQUEST_BYTES
 from membench.processes import wait_for
 from membench.procfs import read_process_memory
 from membench.run.sampler import read_tree_memory
-from membench.run.worker import WorkerProcess
 from membench.stack import supervisor as stack
 from membench.workers.params import InvalidParameter
 from membench.workers.scenarios import SCENARIOS
 
-StartWorker = Callable[..., WorkerProcess]
 TASK_RECEIVED = re.compile(r"Task membench\.process_batch\[[0-9a-f-]+\] received")
 REFUSED_PICKLE = "Refusing to deserialize untrusted content of type pickle"
 

@@ -8,13 +8,14 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import (
+    StartWorker,
     executing_address,
     exporter_addresses,
     prometheus_config,
@@ -42,7 +43,6 @@ from membench.workers.params import BatchParams
 from membench.workers.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.slow
-StartWorker = Callable[..., WorkerProcess]
 SMALL = {"subtasks": 2, "size_mb": 1, "hold_s": 0, "workers": 2, "payload": "bytes"}
 # What a worker logs when something went wrong; a clean run logs none of these.
 LOG_ERRORS = ("ERROR", "CRITICAL", "Traceback")

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,10 @@ import psutil
 import pytest
 from helpers import (
     GOOD_PARAMS,
+    StartWorker,
     executing_address,
     exporter_addresses,
+    run_config,
     scrape,
     send_batch,
     stored_meta,
@@ -29,14 +30,8 @@ from helpers import (
 
 from membench.exporter import names
 from membench.processes import wait_for
-from membench.run.runner import RunConfig, Runner, ScenarioResult
-from membench.run.worker import WorkerProcess
+from membench.run.runner import Runner, ScenarioResult
 from membench.workers.scenarios import SCENARIOS
-
-StartWorker = Callable[..., WorkerProcess]
-
-StartWorker = Callable[..., WorkerProcess]
-
 
 TASK_RECEIVED = re.compile(r"Task membench\.process_batch\[[0-9a-f-]+\] received")
 
@@ -70,16 +65,7 @@ def _group_members(pgid: int) -> list[int]:
 def test_worker_killed_mid_run_fails_that_run_and_the_next_run_gets_a_fresh_worker(
     redis_url: str,
 ) -> None:
-    config = RunConfig(
-        scenarios=[SCENARIOS["prefork_sequential"]],
-        subtasks=2,
-        size_mb=1,
-        hold_s=1.0,
-        workers=1,
-        concurrency=1,
-        runs=2,
-        payload="bytes",
-    )
+    config = run_config(["prefork_sequential"], runs=2)
     killed: dict[str, Any] = {}
     workers_by_run: dict[int, int] = {}
     runner: Runner

@@ -14,6 +14,7 @@ import yaml
 from helpers import load_rule_groups, require_binary
 
 from membench.exporter import names
+from membench.grafana.panels import STRING_LITERAL
 
 T = TypeVar("T")
 
@@ -35,16 +36,13 @@ EXPECTED_ALERTS = {
 }
 # job name -> file_sd glob, relative to prometheus.yml (contract).
 CONTRACT_JOBS = {
-    "membench-workers": "targets/workers/*.json",
-    "membench-loadgen": "targets/loadgen/*.json",
-    "flower": "targets/flower/*.json",
-    "prometheus": "targets/prometheus/*.json",
+    job: f"targets/{job.removeprefix('membench-')}/*.json"
+    for job in ("membench-workers", "membench-loadgen", "flower", "prometheus")
 }
 
 RECORD_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+$")
 # A metric name not glued to a recording rule's colons (scenario:membench_x:sum is not membench_x).
 MEMBENCH_METRIC = re.compile(r"(?<![\w:])membench_\w+(?![\w:])")
-QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
@@ -62,7 +60,7 @@ def defined_metrics() -> set[str]:
 
 def referenced_metrics(promql: str) -> set[str]:
     """membench_* metric names in a PromQL expression (string literals ignored)."""
-    return set(MEMBENCH_METRIC.findall(QUOTED.sub('""', promql)))
+    return set(MEMBENCH_METRIC.findall(STRING_LITERAL.sub('""', promql)))
 
 
 def undefined(metric: str, defined: set[str]) -> bool:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -20,9 +18,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from helpers import REPO, load_rule_groups, require_binary
+from helpers import REPO, load_rule_groups, require_binary, start_prometheus, start_service
 
 from membench.exporter import names
+from membench.processes import free_port, stop
 
 T = TypeVar("T")
 PROM_DIR = REPO / "prometheus"
@@ -32,12 +31,6 @@ CONFIG = PROM_DIR / "prometheus.yml"
 
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(
@@ -130,36 +123,13 @@ def prometheus_server(
         labels = {"scenario": "prefork_threads", "pool": "prefork", "strategy": "threads"}
         address = f"127.0.0.1:{server.server_address[1]}"
         write_target(prom_copy, "workers", f"fake_{role}", address, {**labels, "role": role})
-    log_path = tmp_path / "prometheus.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={prom_copy / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    config = prom_copy / "prometheus.yml"
+    log = tmp_path / "prometheus.log"
+    process = start_prometheus(binary, config, tmp_path / "data", port, log)
     try:
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"prometheus exited {process.returncode}:\n{log_path.read_text()}")
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
-                return response.status == 200
-
-        wait_for(ready, 60, "prometheus /-/ready")
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)
 
 
 @pytest.mark.slow
@@ -231,19 +201,9 @@ def test_flower_metrics_need_no_auth(tmp_path: Path) -> None:
     }
     argv = [sys.executable, "-m", "celery", "-A", "membench.workers.app", "flower"]
     argv += ["--address=127.0.0.1", f"--port={port}"]
-    log_path = tmp_path / "flower.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    process = start_service(argv, f"{url}/healthcheck", tmp_path / "flower.log", env)
     try:
-
-        def healthy() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"flower exited {process.returncode}:\n{log_path.read_text()}")
-            with urllib.request.urlopen(f"{url}/healthcheck", timeout=2) as response:
-                return response.status == 200
-
-        wait_for(healthy, 60, "flower /healthcheck")
         with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
             assert response.status == 200
             assert b"flower_events_total" in response.read()
@@ -251,9 +211,4 @@ def test_flower_metrics_need_no_auth(tmp_path: Path) -> None:
             urllib.request.urlopen(f"{url}/api/workers", timeout=5)
         assert denied.value.code == 401
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)

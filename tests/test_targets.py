@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from membench.processes import pid_alive
 from membench.targets import (
     WORKERS_JOB,
     addresses_by_pid,
@@ -21,22 +22,12 @@ from membench.targets import (
 HOST = socket.gethostname()
 
 
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @pytest.fixture(scope="module")
 def dead_pid() -> int:
     """A pid no process has: the highest ones are handed out last, and this one is checked."""
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
     for pid in range(pid_max - 1, pid_max - 1000, -1):
-        if not _exists(pid):
+        if not pid_alive(pid) and not Path(f"/proc/{pid}").exists():
             return pid
     pytest.skip("no free pid near pid_max")
 

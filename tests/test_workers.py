@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import exporter_addresses, require_binary, samples, scrape, value
+from helpers import StartWorker, exporter_addresses, require_binary, samples, scrape, value
 
 from membench.exporter import names
 from membench.processes import wait_for
@@ -20,7 +19,6 @@ from membench.workers.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.slow
 MIB = 1024 * 1024
-StartWorker = Callable[..., WorkerProcess]
 
 
 def send(app: Any, worker: WorkerProcess, **params: Any) -> Any:

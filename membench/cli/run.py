@@ -203,37 +203,27 @@ def cmd_run(args: SimpleNamespace) -> int:
     return EXIT_OK
 
 
+# The seed benchmark's flags and defaults, to the letter: (flag, parameter, type, default, help).
+SEED_FLAGS: tuple[tuple[str, str, Any, Any, str], ...] = (
+    ("--subtasks", "subtasks", int, 10, "subtasks per task"),
+    ("--size", "size_mb", float, 20.0, "MB of data each subtask builds"),
+    ("--time", "hold_s", float, 0.5, "seconds each subtask holds its data"),
+    ("--workers", "workers", int, 4, "threads/greenlets inside the task"),
+    ("--concurrency", "concurrency", int, 1, "worker processes/greenlets"),
+    ("--runs", "runs", click.IntRange(1, 10_000), 3, "runs per scenario"),
+)
+
+
+def seed_flags(function: Any) -> Any:
+    for flag, name, kind, default, text in reversed(SEED_FLAGS):
+        function = click.option(
+            flag, name, type=kind, default=default, show_default=True, help=text
+        )(function)
+    return function
+
+
 @click.command("run")
-@click.option("--subtasks", type=int, default=10, show_default=True, help="subtasks per task")
-@click.option(
-    "--size",
-    "size_mb",
-    type=float,
-    default=20.0,
-    show_default=True,
-    help="MB of data each subtask builds",
-)
-@click.option(
-    "--time",
-    "hold_s",
-    type=float,
-    default=0.5,
-    show_default=True,
-    help="seconds each subtask holds its data",
-)
-@click.option(
-    "--workers", type=int, default=4, show_default=True, help="threads/greenlets inside the task"
-)
-@click.option(
-    "--concurrency", type=int, default=1, show_default=True, help="worker processes/greenlets"
-)
-@click.option(
-    "--runs",
-    type=click.IntRange(1, 10_000),
-    default=3,
-    show_default=True,
-    help="runs per scenario",
-)
+@seed_flags
 @click.option(
     "--warmup",
     type=click.IntRange(0, 10_000),
