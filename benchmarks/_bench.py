@@ -1,15 +1,19 @@
-"""Helpers shared by the performance benchmarks (docs/performance.md): workers, tables, JSON.
+"""Helpers shared by the performance benchmarks (docs/performance.md): command line, workers,
+tables, JSON.
 
-Not a benchmark itself. Every script prints a table and writes a JSON document with a `machine`
-block (membench.run.report.machine_info) so a number can be traced to the box it came from.
+Not a benchmark itself. Every script parses its flags with `Script`, prints a table and writes a
+JSON document with a `machine` block (membench.run.report.machine_info) through `Script.save`, so
+a number can be traced to the box it came from.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,6 +58,73 @@ def document(benchmark: str, argv: Sequence[str], **fields: Any) -> dict[str, An
         "pythonpath": os.environ.get("PYTHONPATH") or None,
         **fields,
     }
+
+
+# The `membench run` flags a benchmark can pass on, and their types.
+RUN_FLAGS: dict[str, type] = {
+    "subtasks": int,
+    "size": float,
+    "workers": int,
+    "time": float,
+    "runs": int,
+    "scenarios": str,
+}
+
+
+class Script(argparse.ArgumentParser):
+    """One benchmark script's command line and result file.
+
+    Takes the script's own flags like any ArgumentParser (description: the first line of its
+    docstring). Given `repetitions`, adds the shared `--repetitions` flag first, with that
+    default, and records its value first in the result document. `parse` adds `--output` last
+    (default: the committed result file) and `save` writes the result document there.
+    """
+
+    def __init__(self, benchmark: str, doc: str | None, repetitions: int | None = None) -> None:
+        super().__init__(description=(doc or benchmark).splitlines()[0])
+        self.benchmark = benchmark
+        self.repeats = repetitions is not None
+        self.run_flags: list[str] = []
+        self.argv: list[str] = []
+        self.args = argparse.Namespace()  # set by `parse`
+        if repetitions is not None:
+            self.add_argument("--repetitions", type=int, default=repetitions)
+
+    def add_run_flags(self, **defaults: Any) -> None:
+        """Flags passed on to `membench run` (RUN_FLAGS), in this order, with these defaults."""
+        for name, default in defaults.items():
+            self.add_argument(f"--{name}", type=RUN_FLAGS[name], default=default)
+        self.run_flags = list(defaults)
+
+    def run_args(self) -> list[str]:
+        """The `membench run` arguments of the parsed run flags, in the order they were added."""
+        return [
+            item for name in self.run_flags for item in (f"--{name}", str(getattr(self.args, name)))
+        ]
+
+    def parse(self, argv: Sequence[str]) -> argparse.Namespace:
+        """Add `--output`, parse `argv` and keep both for `save`."""
+        self.add_argument("--output", type=Path, default=default_output(self.benchmark))
+        self.argv, self.args = list(argv), self.parse_args(argv)
+        return self.args
+
+    def save(self, **fields: Any) -> int:
+        """Write the result document (`repetitions` if any, then `fields`) to `--output`.
+
+        Returns 0, the exit status of a finished benchmark.
+        """
+        if self.repeats:
+            fields = {"repetitions": self.args.repetitions, **fields}
+        write_json(self.args.output, document(self.benchmark, self.argv, **fields))
+        return 0
+
+
+def which(tool: str, missing: str) -> str | None:
+    """`tool`'s path on PATH, or None after printing `missing` to stderr."""
+    found = shutil.which(tool)
+    if found is None:
+        print(missing, file=sys.stderr)
+    return found
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -23,13 +23,11 @@ rounds x workers x that.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import _bench
@@ -77,28 +75,19 @@ def instrument_cpu_s(threads: int, calls: int = 2000) -> float:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subtasks", type=int, default=200)
-    parser.add_argument("--size", type=float, default=3.0)
-    parser.add_argument("--workers", type=int, default=40)
-    parser.add_argument("--time", type=float, default=0.5)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--scenarios", default=SCENARIOS)
-    parser.add_argument(
+    script = _bench.Script("concurrency_wall", __doc__)
+    script.add_run_flags(subtasks=200, size=3.0, workers=40, time=0.5, runs=5, scenarios=SCENARIOS)
+    script.add_argument(
         "--reuse-worker",
         action="store_true",
         help="one warmed worker per scenario (membench run --reuse-worker --warmup 1), "
         "instead of a fresh worker per run",
     )
-    parser.add_argument("--output", type=Path, default=_bench.default_output("concurrency_wall"))
-    args = parser.parse_args(argv)
+    args = script.parse(argv)
 
-    run_args = [
-        *("--subtasks", str(args.subtasks), "--size", str(args.size)),
-        *("--workers", str(args.workers), "--time", str(args.time)),
-        *("--runs", str(args.runs), "--scenarios", args.scenarios),
-        *(("--reuse-worker", "--warmup", "1") if args.reuse_worker else ()),
-    ]
+    run_args = script.run_args()
+    if args.reuse_worker:
+        run_args += ["--reuse-worker", "--warmup", "1"]
     rounds = math.ceil(args.subtasks / args.workers)
     ideal = rounds * args.time
     cpu = data_cpu_s(int(args.size * 1024 * 1024))
@@ -153,9 +142,7 @@ def main(argv: list[str]) -> int:
     _bench.print_table(
         ["scenario", "runs", "wall s", "min-max", "x ideal", "round trip s", "<= 1.05 x"], rows
     )
-    out = _bench.document(
-        "concurrency_wall",
-        argv,
+    return script.save(
         membench_command="membench run " + " ".join(run_args),
         ideal_s=ideal,
         data_cpu_ms_per_subtask=cpu * 1000,
@@ -167,8 +154,6 @@ def main(argv: list[str]) -> int:
         results=results,
         membench_wall_s=doc["_wall_s"],
     )
-    _bench.write_json(args.output, out)
-    return 0
 
 
 if __name__ == "__main__":

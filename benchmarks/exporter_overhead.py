@@ -14,11 +14,9 @@ Target: <= 1 MiB RSS per process, both pools.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import _bench
@@ -41,12 +39,10 @@ def measure(worker: Any, scrapes: int) -> dict[str, dict[str, int]]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--settle", type=float, default=2.0, help="seconds idle before reading")
-    parser.add_argument("--scrapes", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=_bench.default_output("exporter_overhead"))
-    args = parser.parse_args(argv)
+    script = _bench.Script("exporter_overhead", __doc__, repetitions=5)
+    script.add_argument("--settle", type=float, default=2.0, help="seconds idle before reading")
+    script.add_argument("--scrapes", type=int, default=3)
+    args = script.parse(argv)
 
     readings: dict[str, dict[str, list[dict[str, dict[str, int]]]]] = {}
     with _bench.broker() as (url, app), _bench.workdir() as wd, _bench.Workers(url, app, wd) as ws:
@@ -106,17 +102,9 @@ def main(argv: list[str]) -> int:
         ],
         rows,
     )
-    doc = _bench.document(
-        "exporter_overhead",
-        argv,
-        repetitions=args.repetitions,
-        settle_s=args.settle,
-        scrapes=args.scrapes,
-        results=results,
-        readings=readings,
+    return script.save(
+        settle_s=args.settle, scrapes=args.scrapes, results=results, readings=readings
     )
-    _bench.write_json(args.output, doc)
-    return 0
 
 
 if __name__ == "__main__":

@@ -17,10 +17,8 @@ stopped, also on Ctrl-C.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import _bench
@@ -34,12 +32,11 @@ def _name(proc: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--interval", type=float, default=1.0)
-    parser.add_argument("--warmup", type=float, default=0.1, help="fraction left out of the slope")
-    parser.add_argument("--output", type=Path, default=_bench.default_output("exporter_soak"))
-    args = parser.parse_args(argv)
+    script = _bench.Script("exporter_soak", __doc__)
+    script.add_argument("--minutes", type=float, default=30.0)
+    script.add_argument("--interval", type=float, default=1.0)
+    script.add_argument("--warmup", type=float, default=0.1, help="fraction left out of the slope")
+    args = script.parse(argv)
 
     processes: dict[int, dict[str, Any]] = {}
     complete = False
@@ -171,16 +168,13 @@ def main(argv: list[str]) -> int:
         ],
         rows,
     )
-    doc = _bench.document(
-        "exporter_soak",
-        argv,
+    script.save(
         complete=complete,
         minutes=args.minutes,
         interval_s=args.interval,
         warmup_fraction=args.warmup,
         processes=results,
     )
-    _bench.write_json(args.output, doc)
     return 0 if complete else 130
 
 

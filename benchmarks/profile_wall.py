@@ -22,10 +22,8 @@ task's observer and gauges) or the workload's own data work (build, digest, free
 
 from __future__ import annotations
 
-import argparse
 import collections
 import math
-import shutil
 import signal
 import statistics
 import subprocess
@@ -108,18 +106,18 @@ def profile_runs(
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument(
+    script = _bench.Script("profile_wall", __doc__)
+    script.add_argument("--runs", type=int, default=5)
+    script.add_argument(
         "--fresh", action="store_true", help="each run on a fresh worker (default: one warmed)"
     )
-    parser.add_argument("--rate", type=int, default=200, help="samples per second")
-    parser.add_argument("--scenarios", default=SCENARIOS)
-    parser.add_argument("--output", type=Path, default=_bench.default_output("profile_wall"))
-    args = parser.parse_args(argv)
-    py_spy = shutil.which("py-spy")
+    script.add_argument("--rate", type=int, default=200, help="samples per second")
+    script.add_argument("--scenarios", default=SCENARIOS)
+    args = script.parse(argv)
+    py_spy = _bench.which(
+        "py-spy", "profile_wall: error: py-spy is not on PATH (pip install py-spy)"
+    )
     if py_spy is None:
-        print("profile_wall: error: py-spy is not on PATH (pip install py-spy)", file=sys.stderr)
         return 2
 
     subtasks, size, workers, hold = 200, 3.0, 40, 0.5
@@ -183,9 +181,7 @@ def main(argv: list[str]) -> int:
         ["category", *results],
         [[k, *(r["active_s_per_task"][k] for r in results.values())] for k in names],
     )
-    out = _bench.document(
-        "profile_wall",
-        argv,
+    return script.save(
         params=params,
         py_spy=subprocess.run([py_spy, "--version"], capture_output=True, text=True).stdout.strip(),
         rate_hz=args.rate,
@@ -193,8 +189,6 @@ def main(argv: list[str]) -> int:
         ideal_s=ideal,
         results=results,
     )
-    _bench.write_json(args.output, out)
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,22 +16,18 @@ the runner's own work. Target: overhead <= 2 s per scenario.
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import statistics
 import sys
-from pathlib import Path
 from typing import Any
 
 import _bench
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--args", default="", help="extra `membench run` flags, one string")
-    parser.add_argument("--output", type=Path, default=_bench.default_output("run_overhead"))
-    args = parser.parse_args(argv)
+    script = _bench.Script("run_overhead", __doc__, repetitions=3)
+    script.add_argument("--args", default="", help="extra `membench run` flags, one string")
+    args = script.parse(argv)
 
     per_scenario: dict[str, dict[str, list[float]]] = {}
     commands: list[dict[str, Any]] = []
@@ -116,16 +112,7 @@ def main(argv: list[str]) -> int:
         f"whole command: {whole['wall_s']:.1f} s wall, {whole['tasks_s']:.1f} s of tasks, "
         f"{whole['before_first_scenario_s']:.2f} s before the first scenario"
     )
-    doc = _bench.document(
-        "run_overhead",
-        argv,
-        repetitions=args.repetitions,
-        membench_args=args.args,
-        results=results,
-        commands=commands,
-    )
-    _bench.write_json(args.output, doc)
-    return 0
+    return script.save(membench_args=args.args, results=results, commands=commands)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,9 @@ interval between consecutive samples (p50, p99, max). Target: >= 95% of ticks wi
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 import _bench
@@ -31,14 +29,25 @@ CONFIGS = {
     "concurrent-200x3MB": "--subtasks 200 --size 3 --workers 40 --time 0.5 "
     "--scenarios prefork_threads,gevent_threads,gevent_greenlets",
 }
+# The printed table: one row per config and scenario.
+COLUMNS = (
+    "config/scenario",
+    "ticks",
+    "late",
+    "missed",
+    "on time",
+    "interval p50 ms",
+    "p99 ms",
+    "max ms",
+    ">= 95%",
+)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--output", type=Path, default=_bench.default_output("sampler"))
-    args = parser.parse_args(argv)
+    script = _bench.Script("sampler", __doc__)
+    script.add_argument("--runs", type=int, default=5)
+    script.add_argument("--configs", default=",".join(CONFIGS))
+    args = script.parse(argv)
 
     rows = []
     results: dict[str, Any] = {}
@@ -91,23 +100,8 @@ def main(argv: list[str]) -> int:
             )
         print(f"{config}: done", flush=True)
     print(f"\nsampler punctuality (50 ms period, late = > 10 ms), {args.runs} runs per scenario")
-    _bench.print_table(
-        [
-            "config/scenario",
-            "ticks",
-            "late",
-            "missed",
-            "on time",
-            "interval p50 ms",
-            "p99 ms",
-            "max ms",
-            ">= 95%",
-        ],
-        rows,
-    )
-    out = _bench.document("sampler", argv, runs=args.runs, results=results)
-    _bench.write_json(args.output, out)
-    return 0
+    _bench.print_table(COLUMNS, rows)
+    return script.save(runs=args.runs, results=results)
 
 
 if __name__ == "__main__":

@@ -12,31 +12,26 @@ baseline, the OS threads the task used, and the whole command's wall time.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 import _bench
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=500)
-    parser.add_argument("--subtasks", type=int, default=5000)
-    parser.add_argument("--size", type=float, default=0.1)
-    parser.add_argument("--time", type=float, default=0.5)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--scenarios", default="gevent_threads,gevent_greenlets")
-    parser.add_argument("--output", type=Path, default=_bench.default_output("scale"))
-    args = parser.parse_args(argv)
+    script = _bench.Script("scale", __doc__)
+    script.add_run_flags(
+        workers=500,
+        subtasks=5000,
+        size=0.1,
+        time=0.5,
+        runs=5,
+        scenarios="gevent_threads,gevent_greenlets",
+    )
+    args = script.parse(argv)
 
-    run_args = [
-        *("--workers", str(args.workers), "--subtasks", str(args.subtasks)),
-        *("--size", str(args.size), "--time", str(args.time)),
-        *("--runs", str(args.runs), "--scenarios", args.scenarios),
-    ]
+    run_args = script.run_args()
     ideal = math.ceil(args.subtasks / args.workers) * args.time
     with _bench.workdir() as wd:
         doc = _bench.membench_run(run_args, wd)
@@ -114,9 +109,7 @@ def main(argv: list[str]) -> int:
                 f"{summary[name]['peak_rss_bytes']['median'] / mib:.1f} MiB, PSS "
                 f"{summary[name]['peak_pss_bytes']['median'] / mib:.1f} MiB"
             )
-    out = _bench.document(
-        "scale",
-        argv,
+    return script.save(
         membench_command="membench run " + " ".join(run_args),
         ideal_s=ideal,
         membench_wall_s=doc["_wall_s"],
@@ -124,8 +117,6 @@ def main(argv: list[str]) -> int:
         summary=summary,
         results=results,
     )
-    _bench.write_json(args.output, out)
-    return 0
 
 
 if __name__ == "__main__":

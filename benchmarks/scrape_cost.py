@@ -17,11 +17,9 @@ Target: one scrape <= 2 ms CPU in the worker.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import _bench
@@ -54,13 +52,11 @@ def per_call_ms(fn: Any, calls: int) -> float:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--scrapes", type=int, default=500)
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--big", type=int, default=1024, help="MiB this process holds for part 2")
-    parser.add_argument("--output", type=Path, default=_bench.default_output("scrape_cost"))
-    args = parser.parse_args(argv)
+    script = _bench.Script("scrape_cost", __doc__, repetitions=5)
+    script.add_argument("--scrapes", type=int, default=500)
+    script.add_argument("--calls", type=int, default=2000)
+    script.add_argument("--big", type=int, default=1024, help="MiB this process holds for part 2")
+    args = script.parse(argv)
 
     scrape_results: dict[str, Any] = {}
     read_results: dict[str, Any] = {}
@@ -120,16 +116,7 @@ def main(argv: list[str]) -> int:
 
     print(f"\nCPU ms, medians of {args.repetitions} windows")
     _bench.print_table(["what", "CPU ms", "min-max", "scrape <= 2 ms"], rows)
-    doc = _bench.document(
-        "scrape_cost",
-        argv,
-        repetitions=args.repetitions,
-        scrapes=args.scrapes,
-        scrape=scrape_results,
-        reads=read_results,
-    )
-    _bench.write_json(args.output, doc)
-    return 0
+    return script.save(scrapes=args.scrapes, scrape=scrape_results, reads=read_results)
 
 
 if __name__ == "__main__":

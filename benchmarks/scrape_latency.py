@@ -18,7 +18,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import _bench
@@ -52,14 +51,12 @@ def one_task(app: Any, worker: Any, address: str, args: argparse.Namespace) -> l
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--subtasks", type=int, default=2)
-    parser.add_argument("--size", type=float, default=150.0)
-    parser.add_argument("--pause", type=float, default=0.02)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--output", type=Path, default=_bench.default_output("scrape_latency"))
-    args = parser.parse_args(argv)
+    script = _bench.Script("scrape_latency", __doc__, repetitions=5)
+    script.add_argument("--subtasks", type=int, default=2)
+    script.add_argument("--size", type=float, default=150.0)
+    script.add_argument("--pause", type=float, default=0.02)
+    script.add_argument("--scenarios", default=",".join(SCENARIOS))
+    args = script.parse(argv)
 
     results: dict[str, Any] = {}
     rows = []
@@ -110,17 +107,9 @@ def main(argv: list[str]) -> int:
     _bench.print_table(
         ["scenario (exporter)", "scrapes", "p50", "p99", "p99 min-max", "max", "p99 <= 20 ms"], rows
     )
-    doc = _bench.document(
-        "scrape_latency",
-        argv,
-        repetitions=args.repetitions,
-        subtasks=args.subtasks,
-        size_mb=args.size,
-        pause_s=args.pause,
-        results=results,
+    return script.save(
+        subtasks=args.subtasks, size_mb=args.size, pause_s=args.pause, results=results
     )
-    _bench.write_json(args.output, doc)
-    return 0
 
 
 if __name__ == "__main__":

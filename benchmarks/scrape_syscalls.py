@@ -15,14 +15,11 @@ calls (the GIL changing hands) and more; the fewest is the scrape's own.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import re
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import _bench
@@ -48,13 +45,11 @@ def count(trace: str) -> list[dict[str, int]]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scrapes", type=int, default=5)
-    parser.add_argument("--output", type=Path, default=_bench.default_output("scrape_syscalls"))
-    args = parser.parse_args(argv)
-    strace = shutil.which("strace")
+    script = _bench.Script("scrape_syscalls", __doc__)
+    script.add_argument("--scrapes", type=int, default=5)
+    args = script.parse(argv)
+    strace = _bench.which("strace", "strace is not installed")
     if strace is None:
-        print("strace is not installed", file=sys.stderr)
         return 2
     results: dict[str, Any] = {}
     rows = []
@@ -90,8 +85,7 @@ def main(argv: list[str]) -> int:
             ws.stop(worker)
     print("\nsystem calls of the exporter thread for one scrape")
     _bench.print_table(["process", "calls per scrape", "by name (the scrape with fewest)"], rows)
-    _bench.write_json(args.output, _bench.document("scrape_syscalls", argv, results=results))
-    return 0
+    return script.save(results=results)
 
 
 if __name__ == "__main__":

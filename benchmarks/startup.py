@@ -16,11 +16,9 @@ absent in trees from before it, then only the total is reported).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import _bench
@@ -44,11 +42,9 @@ def _exec_done(pid: int) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--idle", type=float, default=1.0, help="seconds idle before stopping")
-    parser.add_argument("--output", type=Path, default=_bench.default_output("startup"))
-    args = parser.parse_args(argv)
+    script = _bench.Script("startup", __doc__, repetitions=5)
+    script.add_argument("--idle", type=float, default=1.0, help="seconds idle before stopping")
+    args = script.parse(argv)
 
     results: dict[str, Any] = {}
     rows = []
@@ -122,11 +118,7 @@ def main(argv: list[str]) -> int:
         ],
         rows,
     )
-    doc = _bench.document(
-        "startup", argv, repetitions=args.repetitions, idle_s=args.idle, results=results
-    )
-    _bench.write_json(args.output, doc)
-    return 0
+    return script.save(idle_s=args.idle, results=results)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 `python grafana/generate.py` (or `python -m membench.grafana.generate`) rewrites
 grafana/dashboards/*.json; `--check` exits 1 when the committed files are stale.
-The panels live in overview.py and soak.py, the SDK glue in sdk.py.
+The panels live in overview.py and soak.py (written with the factories of kinds.py), the SDK glue
+in sdk.py.
 """
 
 from __future__ import annotations

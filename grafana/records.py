@@ -1,7 +1,9 @@
 """What a dashboard is made of, as plain frozen records: no SDK here.
 
-`overview.py` and `soak.py` are lists of these; `sdk.py` turns each into an SDK builder. Also
-holds the PromQL vocabulary both dashboards share (selectors, legends, units).
+`overview.py` and `soak.py` are lists of these (mostly written through the factories of
+`kinds.py`); `sdk.py` turns each into an SDK builder. Also holds the PromQL vocabulary both
+dashboards share: selectors, legends, units, expression helpers and per-scenario/per-process
+targets.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ DEFAULT_LEGEND_CALCS = ("lastNotNull", "max")
 SCENARIO = 'scenario=~"$scenario"'
 PROCESS = 'scenario=~"$scenario", instance=~"$instance"'
 MIB = 1048576
+SCENARIO_LEGEND = "{{scenario}}"
 PROCESS_LEGEND = "{{scenario}} {{role}} ({{instance}})"
 
 
@@ -31,6 +34,39 @@ def on_scenario(metric: str) -> str:
 def on_process(metric: str) -> str:
     """`metric{scenario=~..., instance=~...}`: raw per-process worker series."""
     return f"{metric}{{{PROCESS}}}"
+
+
+def scenario_max(rule: str) -> str:
+    """Current value of a per-scenario rule, one series per scenario."""
+    return f"max by (scenario) ({on_scenario(rule)})"
+
+
+def range_peak(rule: str) -> str:
+    """Highest value of a per-scenario rule over the dashboard's time range."""
+    return f"max by (scenario) (max_over_time({on_scenario(rule)}[$__range]))"
+
+
+def range_increase(selector: str) -> str:
+    """Increase of a counter `selector` over the dashboard's time range, per scenario."""
+    return f"sum by (scenario) (increase({selector}[$__range]))"
+
+
+def quantile(q: float, by: str, buckets: str) -> str:
+    """Quantile `q` per `by` label from a histogram's `_bucket` series selector."""
+    return f"histogram_quantile({q}, sum by (le, {by}) (rate({buckets}[$__rate_interval])))"
+
+
+Target = tuple[str, str]  # (PromQL, legend)
+
+
+def per_scenario(expr: str, suffix: str = "") -> Target:
+    """A target drawn once per scenario: legend `{{scenario}}`, then `suffix` if any."""
+    return (expr, f"{SCENARIO_LEGEND} {suffix}" if suffix else SCENARIO_LEGEND)
+
+
+def per_process(expr: str, suffix: str = "") -> Target:
+    """A target drawn once per worker process (PROCESS_LEGEND), then `suffix` if any."""
+    return (expr, f"{PROCESS_LEGEND} {suffix}" if suffix else PROCESS_LEGEND)
 
 
 @dataclass(frozen=True)
@@ -52,7 +88,7 @@ class Panel:
     kind: PanelKind
     title: str
     description: str
-    targets: tuple[tuple[str, str], ...]
+    targets: tuple[Target, ...]
     unit: str
     width: int | None = None  # None: DEFAULT_WIDTH[kind]
     height: int = 8

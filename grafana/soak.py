@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 from membench.exporter import names as n
+from membench.grafana.kinds import per_hour, process_series, scenario_series, stat, timeseries
 from membench.grafana.records import (
     MIB,
-    PROCESS_LEGEND,
     SCENARIO,
     Dashboard,
-    Panel,
     Row,
     on_process,
     on_scenario,
+    per_process,
+    per_scenario,
+    range_increase,
 )
 
 # Soak panels compare the start of the range with its end, so legends show the first value too.
 FIRST_LAST_MAX = ("firstNotNull", "lastNotNull", "max")
 # deriv is bytes per second; a leak reads better per hour, in MiB.
 GROWTH_MIB_PER_HOUR = f"{on_scenario(n.RULE_TREE_RSS_DERIV1H)} * 3600 / {MIB}"
+# No recording rule for PSS: the same expression as the RSS min15m rule.
+PSS_MIN15M = (
+    f"sum by (scenario) (min_over_time({on_process(n.PROCESS_PSS_BYTES)}[15m]) "
+    f"and {on_process(n.PROCESS_PSS_BYTES)})"
+)
+LOADGEN_TIMEOUTS = f'{n.LOADGEN_RUNS_TOTAL}{{{SCENARIO}, outcome="timeout"}}'
+
 
 SOAK = Dashboard(
     uid="membench-soak",
@@ -30,148 +39,106 @@ SOAK = Dashboard(
     refresh="1m",
     items=(
         Row("Memory baselines"),
-        Panel(
-            "timeseries",
+        scenario_series(
             "Idle baseline tree RSS per approach (min over 15m)",
             "Each live worker process's lowest RSS in the last 15 minutes, summed per tree: what "
             "the tree holds between tasks. A rising line is memory the worker never gives back.",
-            ((on_scenario(n.RULE_TREE_RSS_MIN15M), "{{scenario}}"),),
-            unit="bytes",
+            "bytes",
+            n.RULE_TREE_RSS_MIN15M,
             height=9,
             legend_calcs=FIRST_LAST_MAX,
         ),
-        Panel(
-            "timeseries",
+        timeseries(
             "Idle baseline tree PSS per approach (min over 15m)",
             "The same floor in PSS (shared pages counted once): each live process's 15-minute "
             "minimum, summed per tree.",
-            (
-                (
-                    # No recording rule for PSS: the same expression as the RSS min15m rule.
-                    f"sum by (scenario) (min_over_time({on_process(n.PROCESS_PSS_BYTES)}[15m]) "
-                    f"and {on_process(n.PROCESS_PSS_BYTES)})",
-                    "{{scenario}}",
-                ),
-            ),
-            unit="bytes",
+            "bytes",
+            per_scenario(PSS_MIN15M),
             height=9,
             legend_calcs=FIRST_LAST_MAX,
         ),
-        Panel(
-            "timeseries",
+        timeseries(
             "Baseline growth per approach",
             "Slope of the idle RSS baseline over the last hour (deriv of the 15-minute minimum), "
             "in MiB per hour. Around zero is healthy; a lasting positive slope is a leak or "
             "allocator fragmentation.",
-            ((GROWTH_MIB_PER_HOUR, "{{scenario}}"),),
-            unit="suffix: MiB/h",
+            "suffix: MiB/h",
+            per_scenario(GROWTH_MIB_PER_HOUR),
             width=16,
             legend_calcs=("mean", "lastNotNull", "max"),
         ),
-        Panel(
-            "stat",
+        stat(
             "Current baseline growth",
             "Latest slope of the idle RSS baseline per scenario, MiB per hour.",
-            ((GROWTH_MIB_PER_HOUR, "{{scenario}}"),),
-            unit="suffix: MiB/h",
+            "suffix: MiB/h",
+            per_scenario(GROWTH_MIB_PER_HOUR),
             decimals=2,
         ),
-        Panel(
-            "timeseries",
+        scenario_series(
             "Hourly peak tree RSS / PSS per approach",
             "Highest worker-tree RSS and PSS sum in each trailing hour: the envelope of task "
             "peaks above the idle baseline.",
-            (
-                (on_scenario(n.RULE_TREE_RSS_MAX1H), "{{scenario}} RSS"),
-                (on_scenario(n.RULE_TREE_PSS_MAX1H), "{{scenario}} PSS"),
-            ),
-            unit="bytes",
+            "bytes",
+            {"RSS": n.RULE_TREE_RSS_MAX1H, "PSS": n.RULE_TREE_PSS_MAX1H},
         ),
-        Panel(
-            "timeseries",
+        process_series(
             "Worker process RSS by role (main / child)",
             "RSS of each exporting worker process, main and prefork children separately: shows "
             "whether growth sits in the parent or in the children.",
-            ((on_process(n.PROCESS_RSS_BYTES), PROCESS_LEGEND),),
-            unit="bytes",
+            "bytes",
+            n.PROCESS_RSS_BYTES,
             legend_calcs=FIRST_LAST_MAX,
         ),
         Row("Health"),
-        Panel(
-            "timeseries",
+        timeseries(
             "Series count (membench_*)",
             "Number of membench_* series Prometheus holds. Labels carry no pid or task id, so "
             "this must stay flat; growth means a label leaks per-run values.",
-            ((f'count({{__name__=~"{n.PREFIX}_.*"}})', "series"),),
-            unit="short",
+            "short",
+            (f'count({{__name__=~"{n.PREFIX}_.*"}})', "series"),
             width=8,
         ),
-        Panel(
-            "stat",
+        stat(
             "Loadgen skipped and timed-out runs (selected range)",
             "Runs the load generator skipped (previous run still in flight) and runs that "
             "timed out, per scenario, over the time range.",
-            (
-                (
-                    "sum by (scenario) "
-                    f"(increase({on_scenario(n.LOADGEN_SKIPPED_TOTAL)}[$__range]))",
-                    "{{scenario}} skipped",
-                ),
-                (
-                    "sum by (scenario) (increase("
-                    f'{n.LOADGEN_RUNS_TOTAL}{{{SCENARIO}, outcome="timeout"}}[$__range]))',
-                    "{{scenario}} timeout",
-                ),
-            ),
-            unit="short",
+            "short",
+            per_scenario(range_increase(on_scenario(n.LOADGEN_SKIPPED_TOTAL)), "skipped"),
+            per_scenario(range_increase(LOADGEN_TIMEOUTS), "timeout"),
             decimals=0,
         ),
-        Panel(
-            "timeseries",
+        scenario_series(
             "Loadgen skipped runs per hour",
             "Skipped loadgen runs in each trailing hour, per scenario (recording rule).",
-            ((on_scenario(n.RULE_LOADGEN_SKIPPED_INCREASE1H), "{{scenario}}"),),
-            unit="short",
+            "short",
+            n.RULE_LOADGEN_SKIPPED_INCREASE1H,
             width=8,
         ),
-        Panel(
-            "timeseries",
+        per_hour(
             "Task runs by outcome (per hour)",
             "Finished process_batch runs per hour, by scenario and outcome (5-minute rate scaled "
             "to an hour).",
-            ((f"{on_scenario(n.RULE_TASK_RUNS_RATE5M)} * 3600", "{{scenario}} {{outcome}}"),),
-            unit="suffix: /h",
-            legend_calcs=("mean", "lastNotNull"),
+            n.RULE_TASK_RUNS_RATE5M,
         ),
-        Panel(
-            "timeseries",
+        per_hour(
             "Loadgen runs by outcome (per hour)",
             "Load generator runs per hour, by scenario and outcome (success, failure, timeout).",
-            ((f"{on_scenario(n.RULE_LOADGEN_RUNS_RATE5M)} * 3600", "{{scenario}} {{outcome}}"),),
-            unit="suffix: /h",
-            legend_calcs=("mean", "lastNotNull"),
+            n.RULE_LOADGEN_RUNS_RATE5M,
         ),
-        Panel(
-            "timeseries",
+        scenario_series(
             "Task duration p90 and mean (5m)",
             "Whether tasks slow down over a long run: 5-minute p90 and mean wall time per "
             "scenario.",
-            (
-                (on_scenario(n.RULE_TASK_DURATION_P90_5M), "{{scenario}} p90"),
-                (on_scenario(n.RULE_TASK_DURATION_MEAN5M), "{{scenario}} mean"),
-            ),
-            unit="s",
+            "s",
+            {"p90": n.RULE_TASK_DURATION_P90_5M, "mean": n.RULE_TASK_DURATION_MEAN5M},
             legend_calcs=("mean", "max"),
         ),
-        Panel(
-            "timeseries",
+        timeseries(
             "OS threads and swap per worker process",
             "Thread count (a leak shows as a climb) and swapped-out bytes of each worker process.",
-            (
-                (on_process(n.PROCESS_THREADS), PROCESS_LEGEND + " threads"),
-                (on_process(n.PROCESS_SWAP_BYTES), PROCESS_LEGEND + " swap"),
-            ),
-            unit="short",
+            "short",
+            per_process(on_process(n.PROCESS_THREADS), "threads"),
+            per_process(on_process(n.PROCESS_SWAP_BYTES), "swap"),
             # Threads are a count and swap is bytes: the swap series get their own unit.
             overrides=((".* swap$", "unit", "bytes"),),
         ),

@@ -13,7 +13,7 @@ from typing import Any
 from membench.jsonfile import write_json_atomic
 
 from .collect import load_results, load_saved
-from .common import MANY_ARENAS, MAX_RESULTS_BYTES, med
+from .common import MANY_ARENAS, MAX_RESULTS_BYTES, ReportInputs, med
 from .decompose import compute_arenas, compute_decomposition, compute_matrix, compute_ratios
 from .fmt import f1, f2, short
 from .prose import explain
@@ -89,9 +89,10 @@ def compose(
     deco = compute_decomposition(data)
     matrix = compute_matrix(data)
     arenas = compute_arenas(data, matrix) if data["arenas"] else {}
+    inputs = ReportInputs(data, seed, ratios, deco, matrix, arenas)
     notes = notes | {"arenas_lines": render_arenas(data, arenas) if arenas else []}
-    facts = explain(data, seed, ratios, deco, matrix, arenas)
-    text = render(data, seed, ratios, deco, matrix, notes | facts["prose"])
+    facts = explain(inputs)
+    text = render(inputs, notes | facts["prose"])
     figures = {
         "ratios": ratios,
         "decomposition_mb": deco,

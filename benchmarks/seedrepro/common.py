@@ -1,10 +1,12 @@
 """What every part of the seed reproduction shares: paths, the scenarios it compares, its error
-type, and the arithmetic of medians that may be missing (None)."""
+type, the inputs the report's prose and page are built from, and the arithmetic of medians that
+may be missing (None)."""
 
 from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,19 @@ Cells = dict[str, dict[str, dict[str, dict[str, Any]]]]
 
 class Failure(Exception):
     """Something the report cannot be built without: one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the prose (prose.explain) and the page (report.render) are built from: the loaded
+    runs, the seed's parsed table and the figures decompose.py derives from them."""
+
+    data: dict[str, Any]  # collect.load_results or load_saved
+    seed: dict[str, Any]  # collect.parse_seed
+    ratios: list[dict[str, Any]]
+    deco: dict[str, dict[str, Any]]
+    matrix: Cells
+    arenas: Cells  # {} when the arenas step did not run
 
 
 def diff(a: float | None, b: float | None) -> float | None:

@@ -11,7 +11,7 @@ from .common import (
     MB,
     ONE_PROCESS,
     SEED_SCENARIOS,
-    Cells,
+    ReportInputs,
     diff,
     ideals,
     mean,
@@ -187,15 +187,9 @@ def _after_task(data: dict[str, Any], d: dict[str, dict[str, Any]], n: dict[str,
     return lines
 
 
-def explain(
-    data: dict[str, Any],
-    seed: dict[str, Any],
-    ratios: list[dict[str, Any]],
-    deco: dict[str, dict[str, Any]],
-    matrix: Cells,
-    arenas: Cells,
-) -> dict[str, Any]:
+def explain(inputs: ReportInputs) -> dict[str, Any]:
     """Every part of the prose, and `numbers`: each derived figure a sentence cites."""
+    data, seed, deco, matrix = inputs.data, inputs.seed, inputs.deco, inputs.matrix
     p = data["params"]
     n: dict[str, Any] = {}  # every derived number a sentence cites, for summary.json
     decomposition = [
@@ -207,7 +201,7 @@ def explain(
         "decomposition_prose": decomposition,
         "matrix_findings": matrix_findings(
             matrix,
-            arenas,
+            inputs.arenas,
             n,
             8 * data["seed_doc"]["machine"]["cores"],
             round(p["size_mb"] * MB / 1024),
@@ -215,10 +209,10 @@ def explain(
         "matrix_prose": matrix_prose(matrix, n),
         "why_prose": [
             *why_memory(data, seed, deco, n),
-            *why_allocator(data, matrix, arenas, n),
+            *why_allocator(data, matrix, inputs.arenas, n),
             *why_time(data, seed, n),
         ],
-        "paragraph": closing_paragraph(data, seed, ratios, deco, n),
+        "paragraph": closing_paragraph(inputs, n),
     }
     return {"prose": prose, "numbers": n}
 
@@ -233,20 +227,14 @@ def _closeness(name: str, ratio: dict[str, Any]) -> str:
     )
 
 
-def closing_paragraph(
-    data: dict[str, Any],
-    seed: dict[str, Any],
-    ratios: list[dict[str, Any]],
-    deco: dict[str, dict[str, Any]],
-    n: dict[str, Any],
-) -> str:
+def closing_paragraph(inputs: ReportInputs, n: dict[str, Any]) -> str:
     """The page in one paragraph: what we reproduce, the three terms, and what we cannot."""
-    ours, rows, p = data["seed"], seed["rows"], data["params"]
-    d = deco
+    ours, rows, p = inputs.data["seed"], inputs.seed["rows"], inputs.data["params"]
+    d = inputs.deco
     ps, gt, gg = d["prefork_sequential"], d["gevent_threads"], d["gevent_greenlets"]
     order_ours = sorted(SEED_SCENARIOS, key=lambda s: med(ours[s], "peak") or 0.0)
     order_seed = sorted(SEED_SCENARIOS, key=lambda s: rows[s]["peak_mb"])
-    r = {x["ratio"]: x for x in ratios}
+    r = {x["ratio"]: x for x in inputs.ratios}
     main = r["prefork_threads / prefork_sequential peak"]
     gev = [r[f"{s} / prefork_sequential peak"] for s in GREENLETS]
     scale = {s: rows[s]["peak_mb"] / (med(ours[s], "peak") or 1.0) for s in SEED_SCENARIOS}

@@ -15,6 +15,7 @@ from .common import (
     PAYLOADS,
     SEED_SCENARIOS,
     Cells,
+    ReportInputs,
     ideals,
 )
 from .fmt import short
@@ -229,15 +230,9 @@ def _matrix(matrix: Cells, notes: dict[str, Any]) -> list[str]:
     ]
 
 
-def render(
-    data: dict[str, Any],
-    seed: dict[str, Any],
-    ratios: list[dict[str, Any]],
-    deco: dict[str, dict[str, Any]],
-    matrix: Cells,
-    notes: dict[str, Any],
-) -> str:
+def render(inputs: ReportInputs, notes: dict[str, Any]) -> str:
     """The whole page; `notes` holds the prose, the arenas subsection and the Files list."""
+    data, seed = inputs.data, inputs.seed
     lines = [
         "# Reproducing the seed benchmark's published table",
         "",
@@ -253,10 +248,10 @@ def render(
     lines += [
         *_commands(data, seed, notes["argv"]),
         *_the_table(data, seed),
-        *_ratios(data, seed, ratios),
-        *_decomposition(data, deco),
+        *_ratios(data, seed, inputs.ratios),
+        *_decomposition(data, inputs.deco),
         *notes["decomposition_prose"],
-        *_matrix(matrix, notes),
+        *_matrix(inputs.matrix, notes),
         "",
         "## Why our figures differ from the seed's",
         "",
