@@ -113,6 +113,22 @@ def wait_for(condition: Any, timeout: float, interval: float = 0.05, what: str =
         time.sleep(interval)
 
 
+def process_identity(pid: int) -> dict[str, Any] | None:
+    """What names one process over time: pid, start time and argv (None once it is gone)."""
+    from membench.procfs import read_cmdline, read_start_time
+
+    try:
+        return {"pid": pid, "start_time": read_start_time(pid), "cmdline": read_cmdline(pid)}
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def same_process(identity: dict[str, Any]) -> bool:
+    """Whether the process `process_identity` described still runs (not a reuse of its pid)."""
+    now = process_identity(int(identity["pid"]))
+    return now is not None and pid_alive(now["pid"]) and now == identity
+
+
 def pid_alive(pid: int) -> bool:
     """True while the process exists and is not a zombie (a zombie holds no memory or port)."""
     try:

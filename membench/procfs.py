@@ -130,6 +130,19 @@ def read_cpu_seconds(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> fl
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def read_start_time(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> int:
+    """When the process started, in clock ticks since boot: with the pid, it names one process
+    for the machine's uptime (a pid alone is reused)."""
+    stat = _read_text(proc_root / str(pid) / "stat")
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def read_cmdline(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> list[str]:
+    """The process's argv ([] for a kernel thread or a zombie)."""
+    raw = _read_text(proc_root / str(pid) / "cmdline")
+    return raw.rstrip("\0").split("\0") if raw else []
+
+
 def list_children(pid: int, proc_root: Path = PROC_ROOT) -> list[int]:
     """Direct children of `pid`, from /proc/<pid>/task/*/children (needs CONFIG_PROC_CHILDREN)."""
     children: list[int] = []

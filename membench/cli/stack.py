@@ -68,9 +68,11 @@ def command(
         if duration is not None and not duration > 0:
             raise UsageError(f"--duration: must be > 0, got {duration}")
         writable_dir("--dir", where)
-        if (where / stack.STATE_FILE).exists():
+        running = stack.recorded_stack(where)  # a stale file is removed, and said so
+        if running is not None:
             raise UsageError(
-                f"--dir: a stack is already recorded in {where} (`membench stack down` first)"
+                f"--dir: a stack runs from {where} as pid {running['pid']} "
+                "(`membench stack down` first)"
             )
         if broker:
             check_broker(broker)
