@@ -132,24 +132,40 @@ def cmd_run(args: SimpleNamespace) -> int:
     done: list[tuple[str, dict[str, Any], Path]] = []
     embedded: EmbeddedRedis | None = None
     complete = False
+    unwritten: list[str] = []  # files a full disk (or similar) kept us from writing
 
-    def write(label: str, config: Any, results: list[ScenarioResult], started_at: float) -> None:
+    def save(path: Path, writer: Any) -> bool:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer(path)
+        except OSError as exc:
+            path.unlink(missing_ok=True)  # never half a file
+            unwritten.append(str(path))
+            print(
+                f"membench run: error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr
+            )
+            return False
+        return True
+
+    def write(
+        label: str, config: Any, results: list[ScenarioResult], started_at: float, finished: bool
+    ) -> None:
         where = combination_dir(output, label)
-        where.mkdir(parents=True, exist_ok=True)
         document = results_document(
             config,
             results,
             broker="embedded" if embedded else redact(broker or ""),
             command=command_line(),
             started_at=started_at,
-            complete=complete,
+            complete=finished,
         )
-        write_json_atomic(where / RESULTS_FILE, document)
-        plot_results(document, where / PLOT_FILE)
+        # The table first: whatever happens to the files, what was measured reaches stdout.
         if label:
             print(f"\n{label}")
         print(format_table(results, config.runs, config.warmup))
-        print(f"\nWrote {where / RESULTS_FILE} and {where / PLOT_FILE}")
+        wrote = save(where / RESULTS_FILE, lambda path: write_json_atomic(path, document))
+        if wrote and save(where / PLOT_FILE, lambda path: plot_results(document, path)):
+            print(f"\nWrote {where / RESULTS_FILE} and {where / PLOT_FILE}")
         done.append((label, document, where))
 
     try:
@@ -166,11 +182,10 @@ def cmd_run(args: SimpleNamespace) -> int:
             try:
                 Runner(config, broker, progress).run(results)
             except BaseException:
-                write(label, config, results, started_at)
+                write(label, config, results, started_at, finished=False)
                 raise
-            if number == len(plans):
-                complete = True
-            write(label, config, results, started_at)
+            write(label, config, results, started_at, finished=True)
+        complete = True
     except (KeyboardInterrupt, Interrupted) as exc:
         print(
             f"\nmembench: interrupted ({str(exc) or 'SIGINT'}); stopped every process",
@@ -188,9 +203,9 @@ def cmd_run(args: SimpleNamespace) -> int:
                 for scenario in document["scenarios"]
             ]
             summary["combinations"].append(entry | {"scenarios": figures})
-        write_json_atomic(output / MATRIX_FILE, summary)
         print("\n" + format_matrix_summary(summary["combinations"]))
-        print(f"\nWrote {output / MATRIX_FILE}")
+        if save(output / MATRIX_FILE, lambda path: write_json_atomic(path, summary)):
+            print(f"\nWrote {output / MATRIX_FILE}")
     if not complete:
         print("membench: results are INCOMPLETE (interrupted)", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -199,6 +214,8 @@ def cmd_run(args: SimpleNamespace) -> int:
     ]
     if failed:
         print(f"membench: {len(failed)} run(s) failed", file=sys.stderr)
+        return EXIT_FAILED_RUNS
+    if unwritten:
         return EXIT_FAILED_RUNS
     return EXIT_OK
 
