@@ -180,6 +180,8 @@ def _broken_summary(document: dict) -> dict[str, Any]:
         (_schema, "schema_version 99"),
         (_broken_summary, "summary.peak_rss_bytes"),
         (lambda d: make_document({"prefork_threads": STEADY}), "no scenario in common"),
+        ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+        ('{"schema_version": ' + "9" * 5000 + "}", "digits"),
     ],
 )
 def test_bad_file_is_one_line_exit_2(

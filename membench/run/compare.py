@@ -61,6 +61,10 @@ def load_results(path: Path) -> dict[str, Any]:
         raise BadResults(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise BadResults(f"{path}: not a results.json (nested too deeply to read)") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise BadResults(f"{path}: not a results.json ({exc})") from None
     if not isinstance(document, dict) or "schema_version" not in document:
         raise BadResults(f"{path}: not a membench results.json (no schema_version)")
     version = document["schema_version"]
