@@ -30,6 +30,7 @@ DEFAULTS_KEYS = (*PARAM_KEYS, "time", *TIMING_KEYS)
 SCENARIO_KEYS = (*DEFAULTS_KEYS, "queue")
 # Bounded so that a typo cannot overflow threading's timeouts; a week is far beyond any soak.
 MAX_SECONDS = 7 * 24 * 3600.0
+MIN_PERIOD_S = 1.0
 
 
 class ScheduleError(ValueError):
@@ -200,6 +201,10 @@ def _plan(
             except ValueError as exc:
                 raise fail(key, str(exc)) from None
     period, jitter = timing["period_s"], timing.get("jitter_s", 0.0)
+    if period < MIN_PERIOD_S:
+        # The scheduler accounts firings, skips and deadlines to about a second (its result
+        # wait polls in 1 s steps): a shorter period only spins a core counting skips.
+        raise fail("period_s", f"must be >= {MIN_PERIOD_S:g} s, got {period:g}")
     if jitter >= period:
         # Firings would overtake each other and the period would no longer mean anything.
         raise fail("jitter_s", f"must be < period_s ({period:g}), got {jitter:g}")

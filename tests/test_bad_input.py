@@ -128,6 +128,18 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
     schedule_case(
         "loadgen period nan", GOOD_SCHEDULE.replace("period_s = 5", "period_s = nan"), "period_s"
     ),
+    schedule_case(
+        "loadgen period under the floor",
+        GOOD_SCHEDULE.replace("period_s = 5", "period_s = 1e-9"),
+        "period_s (from [defaults]): must be >= 1 s",
+    ),
+    (
+        "loadgen scenarios empty",
+        ["loadgen", "--schedule", "{tmp}/s.toml", "--scenarios", ","],
+        {"s.toml": GOOD_SCHEDULE},
+        {},
+        "--scenarios",
+    ),
     schedule_case("loadgen jitter over period", GOOD_SCHEDULE + "jitter_s = 9\n", "jitter_s"),
     schedule_case(
         "task param: size negative",

@@ -326,7 +326,7 @@ subtasks = 2
 size_mb = 1
 time = 0.05
 workers = 2
-period_s = 0.4
+period_s = 1
 jitter_s = 0.1
 
 [scenarios.gevent_greenlets]

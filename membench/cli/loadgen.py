@@ -48,6 +48,8 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
     plans = schedule.plans
     if args.scenarios:
         wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+        if not wanted:
+            raise UsageError(f"--scenarios: names no scenario, got {args.scenarios!r}")
         in_schedule = {p.scenario for p in plans}
         for name in wanted:
             if name not in in_schedule:
