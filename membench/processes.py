@@ -92,13 +92,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket() as s:
+def bind_error(host: str, port: int = 0) -> OSError | None:
+    """Why host:port cannot be bound here (None if it can): not an address of this machine, or
+    the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
         try:
             s.bind((host, port))
-        except OSError:
-            return True
-    return False
+        except (OSError, OverflowError) as exc:
+            return exc if isinstance(exc, OSError) else OSError(str(exc))
+    return None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    return bind_error(host, port) is not None
 
 
 def wait_for(condition: Any, timeout: float, interval: float = 0.05, what: str = "") -> Any:

@@ -79,6 +79,34 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
         {},
         "--targets-dir",
     ),
+    (
+        "run broker from the environment",
+        ["run"],
+        {},
+        {"MEMBENCH_BROKER_URL": "garbage"},
+        "error: MEMBENCH_BROKER_URL: 'garbage'",
+    ),
+    (
+        "worker metrics host not an address",
+        ["worker", "gevent_threads", "--metrics-host", "999.1.1.1", "--metrics-port", "9999"],
+        {},
+        {},
+        "--metrics-host: cannot listen on '999.1.1.1'",
+    ),
+    (
+        "worker port past the children's",
+        ["worker", "prefork_threads", "--concurrency", "2", "--metrics-port", "65535"],
+        {},
+        {},
+        "between 0 and 65533 (prefork children use the next 2), got 65535",
+    ),
+    (
+        "worker unknown loglevel",
+        ["worker", "gevent_threads", "--loglevel", "BOGUS"],
+        {},
+        {},
+        "--loglevel",
+    ),
     ("worker unknown malloc", ["worker", "gevent_threads", "--malloc", "x"], {}, {}, "--malloc"),
     (
         "worker recycle on gevent",
@@ -213,8 +241,8 @@ def test_bad_input_is_one_line_exit_2_and_starts_nothing(
     args = [fill(a) for a in argv]
     if args[0] == "run" and "--output" not in args:
         args += ["--output", str(tmp_path / "out")]
-    environment = {**os.environ, **{k: fill(v) for k, v in env.items()}}
-    environment.pop("MEMBENCH_BROKER_URL", None)
+    environment = {k: v for k, v in os.environ.items() if k != "MEMBENCH_BROKER_URL"}
+    environment |= {k: fill(v) for k, v in env.items()}
     result = membench(*args, env=environment, timeout=60)
 
     assert result.returncode == 2, result.stderr

@@ -18,6 +18,7 @@ from membench.cli.options import (
     UsageError,
     broker_option,
     check_broker,
+    check_metrics_host,
     check_targets_dir,
 )
 from membench.loadgen.annotations import GrafanaAnnotator
@@ -64,6 +65,7 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
         )
     if args.runs is not None and args.runs < 1:
         raise UsageError(f"--runs: must be >= 1, got {args.runs}")
+    check_metrics_host(args.metrics_host)
     if not 0 <= args.metrics_port <= 65535:
         raise UsageError(f"--metrics-port: must be between 0 and 65535, got {args.metrics_port}")
     if args.metrics_port and port_in_use(args.metrics_host, args.metrics_port):

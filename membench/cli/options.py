@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from membench import settings
 from membench.workers.allocator import ALLOCATORS
@@ -53,13 +54,32 @@ def writable_dir(flag: str, path: Path) -> Path:
 
 
 def check_broker(url: str) -> None:
-    from membench.broker import BrokerError
+    from membench.broker import BrokerError, redact
     from membench.broker import check_broker as answer
 
     try:
         answer(url)
     except BrokerError as exc:
-        raise UsageError(f"--broker: {exc}") from None
+        raise UsageError(f"{source_of('broker', '--broker')}: {redact(str(exc))}") from None
+
+
+def source_of(parameter: str, flag: str) -> str:
+    """What to name in an error: the flag, or the environment variable the value came from."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.get_parameter_source(parameter) is not ParameterSource.ENVIRONMENT:
+        return flag
+    option = next(p for p in ctx.command.params if p.name == parameter)
+    return str(option.envvar)
+
+
+def check_metrics_host(host: str) -> None:
+    """--metrics-host must be an address of this machine (0.0.0.0 and :: included)."""
+    from membench.processes import bind_error
+
+    error = bind_error(host)
+    if error is not None:
+        reason = error.strerror or str(error)
+        raise UsageError(f"--metrics-host: cannot listen on {host!r}: {reason}")
 
 
 def check_targets_dir() -> Path | None:

@@ -18,6 +18,7 @@ from membench.cli.options import (
     UsageError,
     broker_option,
     check_broker,
+    check_metrics_host,
     check_targets_dir,
     positive_int,
     worker_option_group,
@@ -49,8 +50,13 @@ def cmd_worker(
             f"SCENARIO: unknown scenario {scenario_name!r} (choose from {', '.join(SCENARIOS)})"
         )
     concurrency = positive_int("--concurrency", concurrency, MAX_CONCURRENCY)
-    if not 0 <= metrics_port <= 65535 - concurrency - 1:
-        raise UsageError(f"--metrics-port: must be between 0 and 65535, got {metrics_port}")
+    check_metrics_host(metrics_host)
+    highest = 65535 - (concurrency if scenario.pool == "prefork" else 0)
+    if not 0 <= metrics_port <= highest:
+        children = f" (prefork children use the next {concurrency})" if highest < 65535 else ""
+        raise UsageError(
+            f"--metrics-port: must be between 0 and {highest}{children}, got {metrics_port}"
+        )
     if metrics_port:
         for port in range(metrics_port, metrics_port + expected_exporters(scenario, concurrency)):
             if port_in_use(metrics_host, port):
@@ -99,7 +105,12 @@ def cmd_worker(
 )
 @click.option("--queue", help="queue to consume (default: membench.SCENARIO)")
 @click.option("--hostname", help="celery node name (default: membench-SCENARIO@%h)")
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"], False),
+    default="INFO",
+    show_default=True,
+)
 @worker_option_group
 @click.option(
     "--check-broker/--no-check-broker",
