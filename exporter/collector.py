@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from membench.cgroup import FS_ROOT, MemoryCgroup, find_memory_cgroup, read_cgroup_memory
 from membench.exporter import names
 from membench.procfs import (
     PROC_ROOT,
@@ -17,17 +24,47 @@ from membench.procfs import (
     read_thread_count,
 )
 
+# (name, help, CgroupMemory field). The help says the values are per cgroup, not per process.
+_CGROUP_GAUGES = (
+    (
+        names.CGROUP_MEMORY_USAGE_BYTES,
+        "Memory charged to this process's cgroup, page cache included: what its memory limit "
+        "counts (v2 memory.current, v1 memory.usage_in_bytes). Same for every process in it.",
+        "usage",
+    ),
+    (
+        names.CGROUP_MEMORY_PEAK_BYTES,
+        "Peak memory charged to the cgroup (v2 memory.peak, v1 memory.max_usage_in_bytes).",
+        "peak",
+    ),
+    (
+        names.CGROUP_MEMORY_ANON_BYTES,
+        "Anonymous memory of the cgroup (v2 memory.stat anon, v1 total_rss).",
+        "anon",
+    ),
+    (
+        names.CGROUP_MEMORY_FILE_BYTES,
+        "Page cache of the cgroup, tmpfs included (v2 memory.stat file, v1 total_cache).",
+        "file",
+    ),
+)
+
 
 class ProcessMemoryCollector(Collector):
     """Memory of one process, read when scraped: no background thread, nothing between scrapes."""
 
     def __init__(
-        self, labels: Mapping[str, str], pid: int | str = "self", proc_root: Path = PROC_ROOT
+        self,
+        labels: Mapping[str, str],
+        pid: int | str = "self",
+        proc_root: Path = PROC_ROOT,
+        fs_root: Path = FS_ROOT,
     ) -> None:
         self._label_names = list(labels)
         self._label_values = list(labels.values())
         self._pid = pid
         self._proc_root = proc_root
+        self._fs_root = fs_root
 
     def _gauge(self, name: str, doc: str, value: float | None) -> GaugeMetricFamily:
         family = GaugeMetricFamily(name, doc, labels=self._label_names)
@@ -66,6 +103,29 @@ class ProcessMemoryCollector(Collector):
         )
         cpu.add_metric(self._label_values, self._cpu_seconds())
         yield cpu
+        yield from self._cgroup_families()
+
+    @functools.cached_property
+    def _cgroup(self) -> MemoryCgroup | None:
+        # Found at the first scrape, then kept: a process's cgroup is fixed for its life, and
+        # the lookup (mountinfo) is the expensive part. Reading it costs 9 system calls a scrape.
+        return find_memory_cgroup(self._pid, self._proc_root, self._fs_root)
+
+    def _cgroup_families(self) -> Iterator[Metric]:
+        """The cgroup's memory: families always, samples only for the files that exist."""
+        cgroup = self._cgroup
+        memory = read_cgroup_memory(cgroup) if cgroup is not None else None
+        for name, doc, field in _CGROUP_GAUGES:
+            yield self._gauge(name, doc, None if memory is None else getattr(memory, field))
+        info = InfoMetricFamily(
+            names.CGROUP_INFO.removesuffix("_info"),
+            "The cgroup version the membench_cgroup_memory_* series are read from.",
+            labels=self._label_names,
+        )
+        if cgroup is not None:
+            version = {names.CGROUP_VERSION_LABEL: cgroup.files.version}
+            info.add_metric(self._label_values, version)
+        yield info
 
     def _cpu_seconds(self) -> float:
         # Our own CPU time without reading /proc/self/stat: clock_gettime keeps the GIL, and a
@@ -83,8 +143,12 @@ class ProcessMemoryCollector(Collector):
             names.PROCESS_SWAP_BYTES,
             names.PROCESS_PEAK_RSS_BYTES,
             names.PROCESS_THREADS,
+            *(name for name, _, _ in _CGROUP_GAUGES),
         ):
             yield GaugeMetricFamily(name, "", labels=self._label_names)
+        yield InfoMetricFamily(
+            names.CGROUP_INFO.removesuffix("_info"), "", labels=self._label_names
+        )
         yield CounterMetricFamily(
             names.PROCESS_CPU_SECONDS_TOTAL.removesuffix("_total"), "", labels=self._label_names
         )

@@ -15,6 +15,19 @@ PROCESS_PEAK_RSS_BYTES = "membench_process_peak_rss_bytes"
 PROCESS_THREADS = "membench_process_threads"
 PROCESS_CPU_SECONDS_TOTAL = "membench_process_cpu_seconds_total"
 
+# The process's own memory cgroup, read at scrape time (membench/cgroup.py). Every process in
+# one cgroup exports the same values: aggregate with max, never sum. v1 and v2 give the same
+# names: usage = memory.current | memory.usage_in_bytes, peak = memory.peak |
+# memory.max_usage_in_bytes, anon = memory.stat anon | total_rss, file = file | total_cache.
+CGROUP_MEMORY_USAGE_BYTES = "membench_cgroup_memory_usage_bytes"
+CGROUP_MEMORY_PEAK_BYTES = "membench_cgroup_memory_peak_bytes"
+CGROUP_MEMORY_ANON_BYTES = "membench_cgroup_memory_anon_bytes"
+CGROUP_MEMORY_FILE_BYTES = "membench_cgroup_memory_file_bytes"
+# = 1 with the cgroup version ("1" or "2"); no path label: it holds container ids that change
+# at every restart (a new series each time) and reads `/` inside a cgroup namespace.
+CGROUP_INFO = "membench_cgroup_info"
+CGROUP_VERSION_LABEL = "version"
+
 # Tasks, updated by the task itself.
 TASKS_IN_PROGRESS = "membench_tasks_in_progress"
 SUBTASKS_IN_PROGRESS = "membench_subtasks_in_progress"

@@ -27,6 +27,8 @@ TIERS = {
     "membench.processes": 0,
     "membench.procfs": 0,
     "membench.targets": 0,
+    "membench.cgroup": 0,
+    "membench.query": 4,
     "membench.exporter": 1,
     "membench.workers": 2,
     "membench.grafana": 2,
