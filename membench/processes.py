@@ -25,10 +25,16 @@ def raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
-def _die_with_parent() -> None:
-    # If membench itself is SIGKILLed, the kernel sends SIGTERM to this child: no orphans.
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies (a killed membench).
+
+    SIGKILL, not SIGTERM: a Celery worker answers SIGTERM with a warm shutdown that waits for
+    its task and, under gevent, retries a dead broker for ever; with nobody left to collect
+    anything, nothing is worth waiting for. Set in the child before exec (and in every prefork
+    child of a worker): a process that outlives the membench that started it is a leak.
+    """
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def spawn(
@@ -51,7 +57,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     finally:
         if log_path is not None:

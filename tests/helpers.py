@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,6 +29,7 @@ from membench.workers.scenarios import SCENARIOS
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
+TASK_RECEIVED = re.compile(r"Task membench\.process_batch\[[0-9a-f-]+\] received")
 
 
 def require_binary(name: str) -> str:
@@ -68,6 +71,23 @@ def load_rule_groups() -> list[dict[str, Any]]:
     for path in sorted((REPO / "prometheus" / "rules").glob("*.yml")):
         groups.extend(yaml.safe_load(path.read_text())["groups"])
     return groups
+
+
+def worker_log(membench_pid: int) -> Path | None:
+    """The log of the celery worker a `membench run` started (its stdout), once it exists."""
+    for child in psutil.Process(membench_pid).children():
+        try:
+            if "celery" in child.cmdline():
+                return Path(os.readlink(f"/proc/{child.pid}/fd/1"))
+        except (psutil.NoSuchProcess, FileNotFoundError):
+            continue
+    return None
+
+
+def task_received(membench_pid: int) -> bool:
+    """Whether the worker of a `membench run` has received its task (so it is mid-task)."""
+    log = worker_log(membench_pid)
+    return log is not None and bool(TASK_RECEIVED.search(log.read_text(errors="replace")))
 
 
 def exporter_addresses(worker: WorkerProcess) -> dict[str, list[str]]:

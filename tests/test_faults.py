@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -41,7 +40,6 @@ from membench.stack import supervisor as stack
 from membench.workers.params import InvalidParameter
 from membench.workers.scenarios import SCENARIOS
 
-TASK_RECEIVED = re.compile(r"Task membench\.process_batch\[[0-9a-f-]+\] received")
 REFUSED_PICKLE = "Refusing to deserialize untrusted content of type pickle"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from helpers import (
     scrape,
     send_batch,
     stored_meta,
+    task_received,
     task_runs,
     value,
 )
@@ -32,8 +32,6 @@ from membench.exporter import names
 from membench.processes import wait_for
 from membench.run.runner import Runner, ScenarioResult
 from membench.workers.scenarios import SCENARIOS
-
-TASK_RECEIVED = re.compile(r"Task membench\.process_batch\[[0-9a-f-]+\] received")
 
 
 def _gone(pid: int) -> bool:
@@ -100,23 +98,6 @@ def test_worker_killed_mid_run_fails_that_run_and_the_next_run_gets_a_fresh_work
 # ---- 5. an interrupted `membench run` ------------------------------------------------------
 
 
-def _worker_log(membench_pid: int) -> Path | None:
-    """The log of the celery worker a `membench run` started (its stdout), once it exists."""
-    for child in psutil.Process(membench_pid).children():
-        try:
-            if "celery" in child.cmdline():
-                return Path(os.readlink(f"/proc/{child.pid}/fd/1"))
-        except (psutil.NoSuchProcess, FileNotFoundError):
-            continue
-    return None
-
-
-def _task_received(membench_pid: int) -> bool:
-    """Whether the worker of a `membench run` has received its task (so it is mid-task)."""
-    log = _worker_log(membench_pid)
-    return log is not None and bool(TASK_RECEIVED.search(log.read_text(errors="replace")))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_results(
@@ -133,7 +114,7 @@ def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_result
         start_new_session=True,
     )
     try:
-        wait_for(lambda: proc.poll() is not None or _task_received(proc.pid), 90, what="the task")
+        wait_for(lambda: proc.poll() is not None or task_received(proc.pid), 90, what="the task")
         assert proc.poll() is None, proc.communicate()
         started = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         assert len(started) >= 3  # redis-server, the worker and its pool child

@@ -24,6 +24,7 @@ from celery import signals
 
 from membench import settings
 from membench.exporter import names
+from membench.processes import die_with_parent
 from membench.procfs import reset_peak_rss
 from membench.workers.params import InvalidParameter
 from membench.workers.scenarios import SCENARIOS
@@ -134,6 +135,9 @@ def _on_child_init(**_: Any) -> None:
         return  # the solo pool sends this signal in the main process
     import billiard.process
 
+    # A child must not outlive its worker either: when a killed worker's children are orphaned
+    # they would hold their task's memory (and its broker connection) until it ends.
+    die_with_parent()
     # The inherited listening socket belongs to the parent's exporter: close our copy only.
     if _state.exporter is not None:
         _state.exporter.close()

@@ -1,0 +1,68 @@
+"""No process outlives the membench that started it, even a SIGKILLed one in the middle of a
+task, in any pool; the temporary directories it leaves are removed by the next membench."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import task_received
+
+from membench.processes import pid_alive, wait_for
+from membench.tempdirs import OWNER_FILE, owned_tempdir, prune_abandoned
+
+pytestmark = pytest.mark.slow
+
+
+def _owned_by(pid: int) -> list[Path]:
+    """The membench-* temporary directories that process `pid` created."""
+    found = []
+    for directory in Path(tempfile.gettempdir()).glob("membench-*"):
+        try:
+            if json.loads((directory / OWNER_FILE).read_text())["pid"] == pid:
+                found.append(directory)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("scenario", ["gevent_threads", "prefork_threads"])
+def test_a_sigkilled_run_takes_every_worker_with_it_mid_task(scenario: str, tmp_path: Path) -> None:
+    # The issue's repro: the task holds for 2 s per subtask when membench is killed.
+    argv = [sys.executable, "-m", "membench", "run", "--scenarios", scenario]
+    argv += ["--subtasks", "20", "--size", "2", "--time", "2", "--workers", "2", "--runs", "2"]
+    argv += ["--output", str(tmp_path)]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        wait_for(lambda: proc.poll() is not None or task_received(proc.pid), 90, what="the task")
+        assert proc.poll() is None
+        tree = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        assert len(tree) >= 2  # redis-server and the worker (and a prefork child)
+        abandoned = _owned_by(proc.pid)
+        assert abandoned, "the run made no private directory"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        # Not a warm shutdown waiting 2 s x 10 rounds for the task: gone within seconds.
+        wait_for(lambda: not any(pid_alive(pid) for pid in tree), 10, what="every process gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # Whoever comes next cleans up: the next membench's private directory prunes the killed one's.
+    fresh = owned_tempdir("membench-run-")
+    try:
+        assert not [d for d in abandoned if d.exists()], abandoned
+    finally:
+        prune_abandoned("membench-run-")  # nothing: fresh is ours and we run
+        assert fresh.exists()
+        fresh.joinpath(OWNER_FILE).unlink()
+        fresh.rmdir()
