@@ -1,0 +1,397 @@
+"""deploy/kubernetes/ offline: the kustomize build, its schemas, its Prometheus config (promtool)
+and relabelling (a real Prometheus), and its agreement with docker-compose.yml and the repo."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_compose as compose
+import yaml
+from helpers import (
+    REPO,
+    StartWorker,
+    exporter_addresses,
+    prometheus_query,
+    require_binary,
+    start_prometheus,
+)
+
+from membench.exporter import names
+from membench.processes import free_port, stop, wait_for
+from membench.run.worker import expected_exporters
+from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
+
+KUSTOMIZATION = REPO / "deploy" / "kubernetes"
+NAMESPACE = "membench"
+BROKER_URL = "redis://:$(REDIS_PASSWORD)@redis:6379/0"
+# Kubernetes' IANA_SVC_NAME: what a container port's name may be.
+PORT_NAME = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
+# Debian builds Prometheus without Kubernetes discovery (NEWS.Debian, 1.5.0+ds-1).
+NO_KUBERNETES_SD = "field kubernetes_sd_configs not found"
+# The only kubernetes_sd_configs block the config may use: this namespace's pods.
+POD_SD = {"role": "pod", "namespaces": {"own_namespace": True}}
+# Every object of `kubectl kustomize deploy/kubernetes`.
+Manifests = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def manifests() -> Manifests:
+    kubectl = require_binary("kubectl")
+    built = subprocess.run(
+        [kubectl, "kustomize", str(KUSTOMIZATION)], capture_output=True, text=True, timeout=120
+    )
+    assert built.returncode == 0, built.stderr
+    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+
+
+def of_kind(manifests: Manifests, kind: str) -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in manifests if obj["kind"] == kind}
+
+
+def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]
+
+
+def containers(manifests: Manifests) -> list[tuple[str, dict[str, Any]]]:
+    deployments = of_kind(manifests, "Deployment").items()
+    return [(name, c) for name, d in deployments for c in pod_spec(d)["containers"]]
+
+
+def argv(container: dict[str, Any]) -> list[str]:
+    return [str(arg) for arg in container.get("command", []) + container.get("args", [])]
+
+
+def env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def workers(manifests: Manifests) -> dict[str, dict[str, Any]]:
+    """Worker Deployments by the scenario they run."""
+    deployments = of_kind(manifests, "Deployment")
+    commands = [(name, argv(container)) for name, container in containers(manifests)]
+    return {c[2]: deployments[name] for name, c in commands if c[:2] == ["membench", "worker"]}
+
+
+def config_map(manifests: Manifests, volume: str) -> dict[str, str]:
+    """The data of the ConfigMap the Prometheus pod mounts as `volume` (names carry a hash)."""
+    volumes = pod_spec(of_kind(manifests, "Deployment")["prometheus"])["volumes"]
+    (name,) = [v["configMap"]["name"] for v in volumes if v["name"] == volume]
+    return of_kind(manifests, "ConfigMap")[name]["data"]
+
+
+def kubernetes_config(manifests: Manifests) -> dict[str, Any]:
+    return yaml.safe_load(config_map(manifests, "config")["prometheus.yml"])
+
+
+def with_file_sd(config: dict[str, Any], interval: str = "5s") -> dict[str, Any]:
+    """The config with each kubernetes_sd_configs replaced by file_sd of targets/<job>.json:
+    the same relabel rules, run on targets whose __meta_kubernetes_* labels a test writes."""
+    config = json.loads(json.dumps(config))
+    for job in config["scrape_configs"]:
+        if job.pop("kubernetes_sd_configs", None) is not None:
+            files = [f"targets/{job['job_name']}.json"]
+            job["file_sd_configs"] = [{"files": files, "refresh_interval": interval}]
+    return config
+
+
+def write_prometheus_dir(directory: Path, manifests: Manifests, config: Any) -> Path:
+    """config/prometheus.yml and rules/*.yml as the pod mounts them; the config's path."""
+    (directory / "config").mkdir(parents=True)
+    (directory / "rules").mkdir()
+    for name, text in config_map(manifests, "rules").items():
+        (directory / "rules" / name).write_text(text)
+    path = directory / "config" / "prometheus.yml"
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+    return path
+
+
+# --- build and schemas ---------------------------------------------------------------------
+
+
+def test_kustomize_builds_the_whole_stack(manifests: Manifests) -> None:
+    assert set(of_kind(manifests, "Namespace")) == {NAMESPACE}
+    for obj in manifests:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "celery-membench"
+    assert set(workers(manifests)) == set(SEED_SCENARIOS)
+    assert {"redis", "loadgen", "flower", "prometheus"} <= set(of_kind(manifests, "Deployment"))
+    assert not of_kind(manifests, "Secret"), "the user creates the Secret: none is committed"
+    mounted = {name: text.encode() for name, text in config_map(manifests, "rules").items()}
+    assert mounted == repo_rules(), "kustomization.yaml's prometheus-rules must list every file"
+
+
+@pytest.mark.parametrize("version", ["1.28.0", "latest"])
+def test_every_object_passes_kubernetes_validate_strict(manifests: Manifests, version: str) -> None:
+    import kubernetes_validate
+    from kubernetes_validate.utils import latest_version
+
+    version = latest_version() if version == "latest" else version
+    failures = []
+    for obj in manifests:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            failures.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message}")
+    assert not failures, "\n".join(failures)
+
+
+def repo_rules() -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (REPO / "prometheus" / "rules").glob("*.yml")}
+
+
+def test_the_rules_copy_is_the_repository_rules_byte_for_byte() -> None:
+    """kustomize reads no file outside deploy/kubernetes/: it mounts a copy of the rules."""
+    copy = {p.name: p.read_bytes() for p in (KUSTOMIZATION / "prometheus" / "rules").glob("*.yml")}
+    assert copy == repo_rules(), "cp prometheus/rules/*.yml deploy/kubernetes/prometheus/rules/"
+
+
+# --- the Prometheus config -----------------------------------------------------------------
+
+
+def test_prometheus_config_passes_promtool(manifests: Manifests, tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    config = with_file_sd(kubernetes_config(manifests))
+    stand_in = write_prometheus_dir(tmp_path / "file_sd", manifests, config)
+    checked = subprocess.run([promtool, "check", "config", str(stand_in)], capture_output=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    found = f"SUCCESS: {len(repo_rules())} rule files found".encode()
+    assert found in checked.stdout + checked.stderr
+    text = config_map(manifests, "config")["prometheus.yml"]
+    real = write_prometheus_dir(tmp_path / "kubernetes", manifests, text)
+    checked = subprocess.run([promtool, "check", "config", str(real)], capture_output=True)
+    # Where this promtool cannot parse the block at all, POD_SD is checked by the test below.
+    if NO_KUBERNETES_SD not in (checked.stdout + checked.stderr).decode():
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_scrape_jobs_are_those_of_the_file_sd_config(manifests: Manifests) -> None:
+    ours = kubernetes_config(manifests)
+    theirs = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    assert ours["global"] == theirs["global"]
+    jobs = {job["job_name"]: job for job in ours["scrape_configs"]}
+    assert list(jobs) == [job["job_name"] for job in theirs["scrape_configs"]]
+    for job in theirs["scrape_configs"]:
+        assert jobs[job["job_name"]].get("honor_labels") == job.get("honor_labels")
+    for name, job in jobs.items():
+        if name == "prometheus":
+            assert job["static_configs"] == [{"targets": ["localhost:9090"]}]
+        else:
+            assert job["kubernetes_sd_configs"] == [POD_SD], name
+
+
+# --- what the pods run ---------------------------------------------------------------------
+
+
+def selecting(component: str) -> dict[str, Any]:
+    return {"matchLabels": {"app.kubernetes.io/component": component}}
+
+
+def test_worker_pods_name_every_exporter_port(manifests: Manifests) -> None:
+    policies = of_kind(manifests, "NetworkPolicy").values()
+    (policy,) = [p for p in policies if p["spec"]["podSelector"] == selecting("worker")]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": selecting("prometheus")}], "Prometheus only"
+    (allowed,) = rule["ports"]
+    for name, deployment in workers(manifests).items():
+        scenario = SCENARIOS[name]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "worker"
+        expected = {"scenario": name, "pool": scenario.pool, "strategy": scenario.strategy}
+        assert {k: labels[f"membench.io/{k}"] for k in expected} == expected
+        (container,) = pod_spec(deployment)["containers"]
+        command = argv(container)
+        assert compose.option(command, "--metrics-port") == "9100"
+        assert env(container)["MEMBENCH_METRICS_HOST"]["value"] == "0.0.0.0"
+        concurrency = int(compose.option(command, "--concurrency") or 1)
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        wanted = {"metrics-main": 9100}
+        children = expected_exporters(scenario, concurrency) - 1
+        wanted |= {f"metrics-child-{i}": 9100 + 1 + i for i in range(children)}
+        assert ports == wanted, name
+        for port_name, number in ports.items():
+            assert PORT_NAME.match(port_name), f"{name}: invalid port name {port_name}"
+            assert allowed["port"] <= number <= allowed["endPort"], f"{name}: {port_name}"
+        probe = container["livenessProbe"]["httpGet"]
+        assert probe == {"path": "/", "port": "metrics-main"}, "no collection, no broker trip"
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_pods_run_non_root_with_memory_limits_and_no_service(manifests: Manifests) -> None:
+    uid = int(re.search(r"--uid (\d+)", (REPO / "Dockerfile").read_text()).group(1))
+    project_image = compose.services()["worker-prefork-threads"]["image"]
+    for name, deployment in of_kind(manifests, "Deployment").items():
+        spec = pod_spec(deployment)
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["enableServiceLinks"] is False, f"{name}: FLOWER_PORT=tcp://... & co."
+        for container in spec["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"] == {"drop": ["ALL"]}, name
+            resources = container["resources"]
+            assert resources["requests"]["memory"] and resources["limits"]["memory"], name
+            if container["image"] == project_image:
+                assert spec["securityContext"]["runAsUser"] == uid, name
+    for name, service in of_kind(manifests, "Service").items():
+        assert service["spec"]["type"] == "ClusterIP", name
+        selected = service["spec"]["selector"]["app.kubernetes.io/name"]
+        assert selected in {"redis", "flower", "prometheus"}, f"{name}: exporters get no Service"
+
+
+def test_images_are_pinned_as_in_compose(manifests: Manifests) -> None:
+    compose_images = {service["image"] for service in compose.services().values()}
+    for name, container in containers(manifests):
+        image = container["image"]
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+(-\w+)?", image.rpartition(":")[2]), image
+        assert image in compose_images, f"{name}: {image} is not the image compose runs"
+
+
+def test_broker_url_and_passwords_come_from_the_users_secret(manifests: Manifests) -> None:
+    for name, container in containers(manifests):
+        variables = env(container)
+        for key, item in variables.items():
+            if compose.SECRET_KEY.search(key):
+                assert "value" not in item, f"{name}: literal {key}"
+                assert item["valueFrom"]["secretKeyRef"]["name"] == "membench", f"{name}: {key}"
+        assert "--requirepass" not in argv(container), f"{name}: password on a command line"
+        if argv(container)[0] in ("membench", "celery"):
+            assert variables["MEMBENCH_BROKER_URL"]["value"] == BROKER_URL, name
+            # $(VAR) expands only variables defined before it in the list.
+            order = [item["name"] for item in container["env"]]
+            assert order.index("REDIS_PASSWORD") < order.index("MEMBENCH_BROKER_URL"), name
+    compose_url = compose.services()["loadgen"]["environment"]["MEMBENCH_BROKER_URL"]
+    assert re.sub(r"\$\{REDIS_PASSWORD[^}]*\}", "$(REDIS_PASSWORD)", compose_url) == BROKER_URL
+
+
+def command_kind(command: list[str]) -> tuple[str, ...]:
+    """`membench worker SCENARIO`, `membench loadgen` or `celery -A membench.workers.app flower`."""
+    if command[:2] == ["membench", "worker"]:
+        return tuple(command[:3])
+    (prefix,) = [p for p in compose.PYTHON_COMMAND_PREFIXES if tuple(command[: len(p)]) == p]
+    return prefix
+
+
+def test_commands_agree_with_compose(manifests: Manifests) -> None:
+    ours = [argv(c) for _, c in containers(manifests) if argv(c)[0] in ("membench", "celery")]
+    theirs = list(compose.compose_python_commands().values())
+    assert sorted(map(command_kind, ours)) == sorted(map(command_kind, theirs))
+    # Loadgen (its schedule, its port) and Flower run exactly as in compose.
+    others = {command_kind(c): c for c in theirs if c[1] != "worker"}
+    for command in ours:
+        if command[1] != "worker":
+            assert command == others[command_kind(command)]
+
+
+# --- the relabelling on a real Prometheus --------------------------------------------------
+
+PORT_META = "__meta_kubernetes_pod_container_port_name"
+PHASE_META = "__meta_kubernetes_pod_phase"
+RSS_QUERY = f'{names.PROCESS_RSS_BYTES}{{job="membench-workers"}}'
+
+
+def pod_name(deployment: dict[str, Any]) -> str:
+    return f"{deployment['metadata']['name']}-5d8f7c9b6-x2k4q"
+
+
+def meta_labels(deployment: dict[str, Any], port_name: str, address: str, phase: str) -> dict:
+    """The labels Prometheus's pod discovery gives one container port of the Deployment's pod."""
+    labels = {
+        "__meta_kubernetes_namespace": NAMESPACE,
+        "__meta_kubernetes_pod_name": pod_name(deployment),
+        "__meta_kubernetes_pod_ip": "10.244.1.7",
+        "__meta_kubernetes_pod_node_name": "node-1",
+        "__meta_kubernetes_pod_container_name": pod_spec(deployment)["containers"][0]["name"],
+        "__meta_kubernetes_pod_container_port_number": address.rpartition(":")[2],
+        PORT_META: port_name,
+        PHASE_META: phase,
+    }
+    for key, value in deployment["spec"]["template"]["metadata"]["labels"].items():
+        safe = re.sub(r"[^a-zA-Z0-9_]", "_", key)
+        labels[f"__meta_kubernetes_pod_label_{safe}"] = value
+        labels[f"__meta_kubernetes_pod_labelpresent_{safe}"] = "true"
+    return labels
+
+
+def api_targets(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as reply:
+        return json.loads(reply.read())["data"]
+
+
+def file_sd_prometheus_dir(
+    directory: Path, manifests: Manifests, pods: dict[str, list[tuple[Any, ...]]]
+) -> Path:
+    """The pod's config for the jobs of `pods`, on file_sd, scraping every second; each job's
+    targets file holds (deployment, port name, address, phase) as pod discovery labels them."""
+    config = with_file_sd(kubernetes_config(manifests), interval="1s")
+    config["global"] |= {"scrape_interval": "1s", "scrape_timeout": "1s"}
+    config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] in pods]
+    path = write_prometheus_dir(directory, manifests, config)
+    (path.parent / "targets").mkdir()
+    for job, entries in pods.items():
+        groups = [{"targets": [entry[2]], "labels": meta_labels(*entry)} for entry in entries]
+        (path.parent / "targets" / f"{job}.json").write_text(json.dumps(groups))
+    return path
+
+
+def label_sets(labels: list[dict[str, str]]) -> list[frozenset[tuple[str, str]]]:
+    return sorted((frozenset(item.items()) for item in labels), key=sorted)
+
+
+@pytest.mark.slow
+def test_relabelling_yields_the_file_sd_labels_on_a_real_prometheus(
+    manifests: Manifests, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """The built relabel rules, on the labels pod discovery gives a prefork pod's ports, against
+    a real `membench worker prefork_threads --concurrency 2`: exactly the file_sd labels."""
+    binary = require_binary("prometheus")
+    addresses = exporter_addresses(start_worker("prefork_threads", concurrency=2))
+    (main,) = addresses[names.ROLE_MAIN]
+    children = sorted(addresses[names.ROLE_CHILD])
+    assert len(children) == 2
+    pod = workers(manifests)["prefork_threads"]
+    loadgen = of_kind(manifests, "Deployment")["loadgen"]
+    kept = [(pod, "metrics-main", main, "Running")]
+    kept += [(pod, f"metrics-child-{i}", address, "Running") for i, address in enumerate(children)]
+    # Not worker targets: a port not named metrics-*, a finished pod, a loadgen pod.
+    dropped = [(pod, "http", main, "Running"), (pod, "metrics-main", main, "Failed")]
+    dropped.append((loadgen, "metrics", main, "Running"))
+    pods = {"membench-workers": kept + dropped, "membench-loadgen": dropped[-1:]}
+    scenario = SCENARIOS["prefork_threads"]
+    identity = {"scenario": scenario.name, "pool": scenario.pool, "strategy": scenario.strategy}
+    want = [
+        {"job": "membench-workers", "instance": f"{pod_name(pod)}:{address.rpartition(':')[2]}"}
+        | identity
+        | {"role": names.ROLE_MAIN if name == "metrics-main" else names.ROLE_CHILD}
+        for _, name, address, _ in kept
+    ]
+    loadgen_instance = f"{pod_name(loadgen)}:{main.rpartition(':')[2]}"
+    config = file_sd_prometheus_dir(tmp_path / "prometheus", manifests, pods)
+    port = free_port()
+    proc = start_prometheus(binary, config, tmp_path / "data", port, tmp_path / "prom.log")
+    try:
+
+        def all_up() -> list[dict[str, str]] | None:
+            active = api_targets(port)["activeTargets"]
+            healthy = [t["labels"] for t in active if t["health"] == "up"]
+            return healthy if len(healthy) == len(active) == len(kept) + 1 else None
+
+        active = wait_for(all_up, 60, interval=0.5, what="Prometheus scraping every exporter")
+        loadgen_target = {"job": "membench-loadgen", "instance": loadgen_instance}
+        assert label_sets(active) == label_sets([*want, loadgen_target])
+        gone = [t["discoveredLabels"] for t in api_targets(port)["droppedTargets"]]
+        assert sorted((t["job"], t[PORT_META], t[PHASE_META]) for t in gone) == sorted(
+            ("membench-workers", name, phase) for _, name, _, phase in dropped
+        )
+        # honor_labels: each series carries its target's labels, no exported_* copies.
+        series = wait_for(lambda: prometheus_query(port, RSS_QUERY), 30, what=RSS_QUERY)
+        got = [{k: v for k, v in s["metric"].items() if k != "__name__"} for s in series]
+        assert label_sets(got) == label_sets(want)
+    finally:
+        stop(proc)
