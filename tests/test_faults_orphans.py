@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from helpers import task_received
 
 from membench.processes import pid_alive, wait_for
-from membench.tempdirs import OWNER_FILE, owned_tempdir, prune_abandoned
+from membench.tempdirs import OWNER_FILE, owned_tempdir
 
 pytestmark = pytest.mark.slow
 
@@ -57,12 +58,11 @@ def test_a_sigkilled_run_takes_every_worker_with_it_mid_task(scenario: str, tmp_
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    # Whoever comes next cleans up: the next membench's private directory prunes the killed one's.
-    fresh = owned_tempdir("membench-run-")
+    # Whoever comes next cleans up: the next membench's private directories prune the killed one's.
+    fresh = [owned_tempdir(prefix) for prefix in ("membench-run-", "membench-redis-")]
     try:
+        assert {d.name.rsplit("-", 1)[0] for d in abandoned} == {"membench-run", "membench-redis"}
         assert not [d for d in abandoned if d.exists()], abandoned
     finally:
-        prune_abandoned("membench-run-")  # nothing: fresh is ours and we run
-        assert fresh.exists()
-        fresh.joinpath(OWNER_FILE).unlink()
-        fresh.rmdir()
+        for directory in fresh:
+            shutil.rmtree(directory)

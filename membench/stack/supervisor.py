@@ -241,8 +241,10 @@ def _start_grafana(stack: Stack, prometheus_url: str) -> None:
 def summary(stack: Stack, prometheus_url: str | None) -> str:
     lines = ["membench stack is up (Ctrl-C or `membench stack down` stops everything):"]
     if stack.broker is not None:
+        from membench.broker import redact  # its URL holds the password: services get it by env
+
         lines.append(
-            f"  {'redis (embedded)':<28} pid {stack.broker.proc.pid:<8} {stack.broker.url}"
+            f"  {'redis (embedded)':<28} pid {stack.broker.proc.pid:<8} {redact(stack.broker.url)}"
         )
     for service in stack.services:
         url = service.url.removesuffix("/api/health") if service.url else ""
