@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from membench.workers.params import BatchParams, InvalidParameter
+from membench.workers.params import BatchParams, InvalidParameter, is_user_payload
 from membench.workers.scenarios import SCENARIOS
+from membench.workers.user_payload import PayloadError, resolve
 
 EXAMPLE_SCHEDULE = Path(__file__).with_name("schedule.example.toml")
 # `membench run`'s defaults, so a scenario table may be empty.
@@ -188,6 +189,11 @@ def _plan(
         )
     except InvalidParameter as exc:
         raise fail(exc.field, exc.message) from None
+    if is_user_payload(params.payload):  # user code must resolve here, as in `membench run`
+        try:
+            resolve(params.payload)
+        except PayloadError as exc:
+            raise fail("payload", str(exc)) from None
 
     if "period_s" not in merged:
         raise ScheduleError(

@@ -26,6 +26,7 @@ class ProcessMemory:
     uss: int | None
     swap: int | None
     threads: int | None = None  # OS threads (status `Threads:`), None where not listed
+    stopped: bool = False  # status `State: T` or `t`: stopped by a signal (SIGSTOP) or a tracer
 
 
 def _read_text(path: Path) -> str:
@@ -57,8 +58,9 @@ def _parse_kib_fields(text: str, wanted: set[str]) -> dict[str, int]:
     return fields
 
 
-def _read_status(pid: int | str, proc_root: Path) -> tuple[int, int, int | None]:
-    """(VmRSS, VmHWM) in bytes and the thread count, from one read of /proc/<pid>/status."""
+def _read_status(pid: int | str, proc_root: Path) -> tuple[int, int, int | None, bool]:
+    """(VmRSS, VmHWM) in bytes, the thread count and whether it is stopped, from one read of
+    /proc/<pid>/status."""
     text = _read_text(proc_root / str(pid) / "status")
     fields = _parse_kib_fields(text, {"VmRSS", "VmHWM"})
     if "VmRSS" not in fields:
@@ -66,12 +68,13 @@ def _read_status(pid: int | str, proc_root: Path) -> tuple[int, int, int | None]
         raise ProcessLookupError(f"process {pid} has exited")
     _, found, rest = text.partition("\nThreads:")
     threads = int(rest.split(None, 1)[0]) if found else None
-    return fields["VmRSS"], fields["VmHWM"], threads
+    _, _, state = text.partition("\nState:")
+    return fields["VmRSS"], fields["VmHWM"], threads, state.lstrip()[:1] in ("T", "t")
 
 
 def read_status_memory(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> tuple[int, int]:
     """Return (VmRSS, VmHWM) in bytes from /proc/<pid>/status (cheap: no page-table walk)."""
-    rss, peak_rss, _ = _read_status(pid, proc_root)
+    rss, peak_rss, _, _ = _read_status(pid, proc_root)
     return rss, peak_rss
 
 
@@ -92,7 +95,7 @@ def read_process_memory(
     pid: int | str = "self", proc_root: Path = PROC_ROOT, with_pss: bool = True
 ) -> ProcessMemory:
     """Read one process's memory. Raises FileNotFoundError/ProcessLookupError if it is gone."""
-    rss, peak_rss, threads = _read_status(pid, proc_root)
+    rss, peak_rss, threads, stopped = _read_status(pid, proc_root)
     pss = uss = swap = None
     if with_pss:
         try:
@@ -103,7 +106,7 @@ def read_process_memory(
             pss = rollup["Pss"]
             uss = rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0)
             swap = rollup.get("Swap", 0)
-    return ProcessMemory(rss=rss, peak_rss=peak_rss, pss=pss, uss=uss, swap=swap, threads=threads)
+    return ProcessMemory(rss, peak_rss, pss, uss, swap, threads, stopped)
 
 
 def reset_peak_rss(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> bool:

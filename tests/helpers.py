@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from membench.exporter import names
 from membench.processes import spawn, stop, wait_for
-from membench.run.runner import RunConfig
+from membench.run.records import RunConfig
 from membench.run.worker import WorkerProcess
 from membench.stack import supervisor as stack
 from membench.targets import read_targets

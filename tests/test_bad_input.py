@@ -29,6 +29,13 @@ def schedule_case(case_id: str, schedule: str, named: str) -> tuple[Any, ...]:
     return (case_id, ["loadgen", "--schedule", "{tmp}/s.toml"], {"s.toml": schedule}, {}, named)
 
 
+def report_case(case_id: str, args: list[str], named: str = "") -> tuple[Any, ...]:
+    """`membench report` at a Prometheus nobody answers; the one line names `named` or the
+    first flag given."""
+    argv = ["report", "--prometheus", "http://127.0.0.1:1", *args]
+    return (case_id, argv, {}, {}, named or args[0])
+
+
 # (id, argv, files to create, environment, what the one line must name)
 CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
     ("run subtasks zero", ["run", "--subtasks", "0"], {}, {}, "--subtasks"),
@@ -37,17 +44,51 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
     ("run size negative", ["run", "--size", "-1"], {}, {}, "--size"),
     ("run size nan", ["run", "--size", "nan"], {}, {}, "--size"),
     ("run size huge", ["run", "--size", "1e12"], {}, {}, "--size"),
+    ("run size builds nothing", ["run", "--size", "1e-9"], {}, {}, "--size: must build at least"),
     ("run time negative", ["run", "--time", "-0.5"], {}, {}, "--time"),
     ("run time text", ["run", "--time", "soon"], {}, {}, "--time"),
     ("run time inf", ["run", "--time", "inf"], {}, {}, "--time"),
     ("run workers zero", ["run", "--workers", "0"], {}, {}, "--workers"),
     ("run concurrency zero", ["run", "--concurrency", "0"], {}, {}, "--concurrency"),
+    ("run sizing zero", ["run", "--sizing", "0"], {}, {}, "--sizing"),
+    ("run sizing text", ["run", "--sizing", "four"], {}, {}, "--sizing"),
     ("run runs zero", ["run", "--runs", "0"], {}, {}, "--runs"),
     ("run warmup negative", ["run", "--warmup", "-1"], {}, {}, "--warmup"),
     ("run unknown scenario", ["run", "--scenarios", "prefork_threads,nope"], {}, {}, "--scenarios"),
     ("run unknown payload", ["run", "--payload", "pickle"], {}, {}, "--payload"),
     ("run broker unreachable", ["run", "--broker", "redis://127.0.0.1:1/0"], {}, {}, "--broker"),
     ("run broker not redis", ["run", "--broker", "amqp://127.0.0.1//"], {}, {}, "--broker"),
+    # A password given as ?password= (kombu fails on it after a worker started), a mistyped
+    # scheme, a URL that does not parse: refused in one line, the password masked.
+    (
+        "run broker query password",
+        ["run", "--broker", "redis://127.0.0.1:1/0?password=S3cretPW"],
+        {},
+        {},
+        "--broker",
+    ),
+    (
+        "run broker mistyped scheme",
+        ["run", "--broker=reddis://:S3cretPW@127.0.0.1:6379/0"],
+        {},
+        {},
+        "--broker",
+    ),
+    ("run broker unparsable", ["run", "--broker", "redis://:S3cretPW@[::1/0"], {}, {}, "--broker"),
+    (
+        "worker broker query password",
+        ["worker", "gevent_greenlets", "--broker", "redis://127.0.0.1:1/0?password=S3cretPW"],
+        {},
+        {},
+        "--broker",
+    ),
+    (
+        "loadgen broker query password",
+        ["loadgen", "--schedule", "{tmp}/s.toml", "--broker=redis://127.0.0.1:1/0?password=pw"],
+        {"s.toml": GOOD_SCHEDULE},
+        {},
+        "--broker",
+    ),
     (
         "run over memory",
         ["run", "--size", "60000", "--workers", "8", "--subtasks", "8"],
@@ -201,6 +242,56 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
         {},
         {},
         "--duration",
+    ),
+    # `membench report`: flags are checked before Prometheus is asked (port 1: nobody answers).
+    ("report no prometheus", ["report", "--last", "1h"], {}, {}, "--prometheus"),
+    ("report url not http", ["report", "--prometheus", "ftp://127.0.0.1/"], {}, {}, "--prometheus"),
+    ("report url no host", ["report", "--prometheus", "http://"], {}, {}, "--prometheus"),
+    (
+        "report url with a query",
+        ["report", "--prometheus", "http://h/?q=1"],
+        {},
+        {},
+        "--prometheus",
+    ),
+    report_case("report prometheus unreachable", ["--output", "{tmp}/out"], "--prometheus"),
+    report_case("report last not a duration", ["--last", "5x"]),
+    report_case("report last zero", ["--last", "0s"]),
+    report_case("report last with start", ["--last", "1h", "--start", "0"]),
+    report_case("report start not a time", ["--start", "soon"]),
+    report_case("report start without offset", ["--start", "2024-05-01T12:00:00"]),
+    report_case("report start after end", ["--start", "2000", "--end", "1000"]),
+    report_case("report end not a time", ["--end", "x"]),
+    report_case("report unknown scenario", ["--scenarios", "nope"]),
+    # --payload MODULE:FUNCTION, resolved in the CLI process (modules in {tmp}, found through
+    # PYTHONPATH; no bytecode written, so the directory stays as it was).
+    ("run payload not a spec", ["run", "--payload", "mod:"], {}, {}, "--payload"),
+    ("run payload no module", ["run", "--payload", "membench_nosuchmod:work"], {}, {}, "--payload"),
+    ("run payload stdlib", ["run", "--payload", "os:system"], {}, {}, "--payload"),
+    *[
+        (
+            f"run payload {what}",
+            ["run", "--payload", f"{module}:work"],
+            {f"{module}.py": source},
+            {"PYTHONPATH": "{tmp}", "PYTHONDONTWRITEBYTECODE": "1"},
+            "--payload",
+        )
+        for what, module, source in (
+            ("no such function", "userpay_attr", "def other(): pass\n"),
+            ("not callable", "userpay_const", "work = 42\n"),
+            ("import raises", "userpay_raises", "raise RuntimeError('boom')\n"),
+            ("import exits", "userpay_exits", "import sys\nsys.exit(3)\n"),
+        )
+    ],
+    (
+        "run matrix user payload",
+        ["run", "--matrix", "payload=bytes,membench_nosuchmod:work"],
+        {},
+        {},
+        "--payload",
+    ),
+    schedule_case(
+        "task param: user payload", GOOD_SCHEDULE + 'payload = "membench_nosuchmod:w"\n', "payload"
     ),
 ]
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from helpers import membench, run_config
 
-from membench.run.runner import Runner, ScenarioResult
+from membench.run.records import ScenarioResult
+from membench.run.runner import Runner
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 pytestmark = pytest.mark.slow

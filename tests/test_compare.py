@@ -10,8 +10,8 @@ import pytest
 from helpers import membench
 
 from membench.cli.main import main
+from membench.run.records import MB, RunConfig, RunResult, ScenarioResult
 from membench.run.report import results_document
-from membench.run.runner import MB, RunConfig, RunResult, ScenarioResult
 from membench.workers.scenarios import SCENARIOS
 
 # (peak MB, duration s) per run; a helper turns them into a real results_document().

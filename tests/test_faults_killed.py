@@ -30,7 +30,8 @@ from helpers import (
 
 from membench.exporter import names
 from membench.processes import wait_for
-from membench.run.runner import Runner, ScenarioResult
+from membench.run.records import ScenarioResult
+from membench.run.runner import Runner
 from membench.workers.scenarios import SCENARIOS
 
 

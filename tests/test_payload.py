@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 
 from membench.procfs import read_status_memory
-from membench.workers.params import PAYLOADS
+from membench.workers.params import DATA_PAYLOADS
 from membench.workers.payload import (
     DICT_RECORD_BYTES,
     RECORD_BYTES,
@@ -24,14 +24,14 @@ MIB = 1024 * 1024
 GRAIN = {"bytes": 64, "records": RECORD_BYTES, "dicts": DICT_RECORD_BYTES}
 
 
-@pytest.mark.parametrize("kind", PAYLOADS)
+@pytest.mark.parametrize("kind", DATA_PAYLOADS)
 @pytest.mark.parametrize("size", [4095, MIB, 3 * MIB + 17, 20 * MIB])
 def test_live_bytes_are_the_requested_size(kind: str, size: int) -> None:
     data = build_payload(kind, 0, size)
     assert abs(live_bytes(data) - size) <= GRAIN[kind]
 
 
-@pytest.mark.parametrize("kind", PAYLOADS)
+@pytest.mark.parametrize("kind", DATA_PAYLOADS)
 def test_the_allocator_sees_the_requested_size(kind: str) -> None:
     """Independent of live_bytes: what Python's allocator holds for the payload once built."""
     size = 8 * MIB
@@ -79,7 +79,7 @@ def test_dicts_are_json_like_and_distinct() -> None:
     assert {type(v) for r in records for v in r.values()} == {int, str, float, list, dict}
 
 
-@pytest.mark.parametrize("kind", PAYLOADS)
+@pytest.mark.parametrize("kind", DATA_PAYLOADS)
 def test_digests_differ_by_index_and_ignore_completion_order(kind: str) -> None:
     a = digest_payload(build_payload(kind, 0, MIB))
     b = digest_payload(build_payload(kind, 1, MIB))

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import keyword
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 STRATEGIES = ("threads", "sequential", "greenlets")
-PAYLOADS = ("bytes", "records", "dicts")
+# Data shapes (workers/payload.py), the seed's numpy subtask, and subtasks that compute for the
+# hold instead of sleeping (workers/cpu_payload.py). Beside these, MODULE:FUNCTION (user code).
+DATA_PAYLOADS = ("bytes", "records", "dicts")
+CPU_PAYLOADS = ("cpu-numpy", "cpu-python")
+PAYLOADS = (*DATA_PAYLOADS, "numpy", *CPU_PAYLOADS)
 MIB = 1024 * 1024
+MAX_SPEC_CHARS = 200
 
 # Bounds that keep a typo from taking the machine down; real uses sit far inside them.
 MAX_SUBTASKS = 1_000_000
 MAX_WORKERS = 10_000
 MAX_SIZE_MB = 64 * 1024.0
+# A subtask builds at least one page: a size that rounds to nothing would report "ok" having
+# built nothing (a record or dict payload's unit is larger still, and says so itself).
+MIN_SIZE_BYTES = 4096
 MAX_HOLD_S = 3600.0
 
 
@@ -59,10 +68,38 @@ def _float(field: str, value: Any, low: float, high: float, low_open: bool) -> f
     return number
 
 
+def _size_mb(value: Any) -> float:
+    size_mb = _float("size_mb", value, 0.0, MAX_SIZE_MB, low_open=True)
+    if int(size_mb * MIB) < MIN_SIZE_BYTES:
+        minimum = MIN_SIZE_BYTES / MIB
+        raise InvalidParameter(
+            "size_mb", f"must build at least {MIN_SIZE_BYTES} bytes ({minimum:g} MB), got {value!r}"
+        )
+    return size_mb
+
+
 def _choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise InvalidParameter(field, f"must be one of {', '.join(choices)}, got {value!r}")
     return str(value)
+
+
+def is_user_payload(payload: str) -> bool:
+    """Whether `payload` is the MODULE:FUNCTION form (the syntax only; nothing is imported)."""
+    module, colon, function = payload.partition(":")
+    parts = [*module.split("."), function]
+    return bool(colon) and all(p.isidentifier() and not keyword.iskeyword(p) for p in parts)
+
+
+def validate_payload(value: Any) -> str:
+    """A built-in payload name or a MODULE:FUNCTION spec; raises InvalidParameter."""
+    if value in PAYLOADS:
+        return str(value)
+    if isinstance(value, str) and len(value) <= MAX_SPEC_CHARS and is_user_payload(value):
+        return value
+    raise InvalidParameter(
+        "payload", f"must be one of {', '.join(PAYLOADS)} or MODULE:FUNCTION, got {value!r}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,32 +122,47 @@ class BatchParams:
                 raise InvalidParameter(required, "is required")
         return cls(
             subtasks=_int("subtasks", raw["subtasks"], 1, MAX_SUBTASKS),
-            size_mb=_float("size_mb", raw["size_mb"], 0.0, MAX_SIZE_MB, low_open=True),
+            size_mb=_size_mb(raw["size_mb"]),
             hold_s=_float("hold_s", raw["hold_s"], 0.0, MAX_HOLD_S, low_open=False),
             workers=_int("workers", raw["workers"], 1, MAX_WORKERS),
             strategy=_choice("strategy", raw["strategy"], STRATEGIES),
-            payload=_choice("payload", raw.get("payload", "bytes"), PAYLOADS),
+            payload=validate_payload(raw.get("payload", "bytes")),
         )
 
     @property
     def size_bytes(self) -> int:
         return int(self.size_mb * MIB)
 
+    @property
+    def computes(self) -> bool:
+        """The hold is CPU time spent computing (cpu-*), not a sleep."""
+        return self.payload in CPU_PAYLOADS
+
     def ideal_seconds(self) -> float:
-        """Wall time if only holds counted: ceil(subtasks/workers) x hold, or subtasks x hold."""
-        concurrent = self.strategy != "sequential"
+        """Wall time if only holds counted: ceil(subtasks/workers) x hold, or subtasks x hold
+        (sequential, and CPU holds, which at worst share one core)."""
+        concurrent = self.strategy != "sequential" and not self.computes
         rounds = -(-self.subtasks // self.workers) if concurrent else self.subtasks
         return rounds * self.hold_s
 
     def deadline_seconds(self) -> float:
         """A generous limit for one task (>= 60 s); building data is bounded by memory bandwidth:
-        allow ~50 MB/s per subtask on a slow machine."""
+        allow ~50 MB/s per subtask on a slow machine. User code may compute: holds run serially."""
         build = self.subtasks * self.size_mb / 50
-        return 60 + 3 * (self.ideal_seconds() + build)
+        holds = self.subtasks * self.hold_s if is_user_payload(self.payload) else 0.0
+        return 60 + 3 * (max(self.ideal_seconds(), holds) + build)
 
     def held_at_once(self) -> int:
         """Subtasks whose data is alive at the same time: the floor of the task's memory."""
         return 1 if self.strategy == "sequential" else min(self.workers, self.subtasks)
+
+    def floor_bytes(self, pool: str) -> int | None:
+        """Live data the approach must hold at once; None for user code (unknown). Under gevent
+        a computing subtask never yields, so its greenlets hold one subtask's data at a time."""
+        if is_user_payload(self.payload):
+            return None
+        at_once = 1 if self.computes and pool == "gevent" else self.held_at_once()
+        return at_once * self.size_bytes
 
     def as_kwargs(self) -> dict[str, Any]:
         return asdict(self)

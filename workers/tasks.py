@@ -17,8 +17,15 @@ from membench.procfs import (
 from membench.workers.allocator import active_allocator, release_free_memory
 from membench.workers.app import app
 from membench.workers.instrumentation import current_metrics
-from membench.workers.params import BatchParams
-from membench.workers.payload import build_payload, combine_digests, digest_payload
+from membench.workers.numpy_payload import numpy_loaded
+from membench.workers.params import BatchParams, validate_payload
+from membench.workers.subtasks import (
+    SubtaskResult,
+    batch_digest,
+    load_payload,
+    result_means,
+    subtask_body,
+)
 
 
 class _Observer:
@@ -37,23 +44,26 @@ class _Observer:
         self.max_rss = max(self.max_rss, memory.rss)
 
 
-def _run_threads(fn: Callable[[int], int], params: BatchParams) -> list[int]:
+Subtask = Callable[[int], SubtaskResult]
+
+
+def _run_threads(fn: Subtask, params: BatchParams) -> list[SubtaskResult]:
     # Under the gevent pool, `threading` is monkey-patched: these "threads" are greenlets.
     with ThreadPoolExecutor(max_workers=params.workers) as pool:
         return list(pool.map(fn, range(params.subtasks)))
 
 
-def _run_sequential(fn: Callable[[int], int], params: BatchParams) -> list[int]:
+def _run_sequential(fn: Subtask, params: BatchParams) -> list[SubtaskResult]:
     return [fn(i) for i in range(params.subtasks)]
 
 
-def _run_greenlets(fn: Callable[[int], int], params: BatchParams) -> list[int]:
+def _run_greenlets(fn: Subtask, params: BatchParams) -> list[SubtaskResult]:
     import gevent.pool  # imported here: prefork workers never need gevent loaded
 
     return list(gevent.pool.Pool(params.workers).imap_unordered(fn, range(params.subtasks)))
 
 
-STRATEGY_RUNNERS: dict[str, Callable[[Callable[[int], int], BatchParams], list[int]]] = {
+STRATEGY_RUNNERS: dict[str, Callable[[Subtask, BatchParams], list[SubtaskResult]]] = {
     "threads": _run_threads,
     "sequential": _run_sequential,
     "greenlets": _run_greenlets,
@@ -64,21 +74,22 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
     """Run one batch in this process and return its report (no Celery involved: testable alone)."""
     metrics = current_metrics()
     observer = _Observer()
-    size = params.size_bytes
 
-    def subtask(index: int) -> int:
+    def held(index: int) -> None:
+        # Every OS thread the strategy uses exists once the first held_at_once subtasks
+        # run, so later rounds need no /proc read: each read releases the GIL, a hand-off
+        # the measured threads then wait for. Without VmHWM, every subtask samples RSS.
+        if index < params.held_at_once() or peak_method == "sampled":
+            observer.observe()
+
+    # First use imports numpy or the user's module: before the peak is reset, so it is not counted.
+    body = subtask_body(params, held)
+
+    def subtask(index: int) -> SubtaskResult:
         with metrics.subtask_running():
-            data = build_payload(params.payload, index, size)
-            # Every OS thread the strategy uses exists once the first held_at_once subtasks
-            # run, so later rounds need no /proc read: each read releases the GIL, a hand-off
-            # the measured threads then wait for. Without VmHWM, every subtask samples RSS.
-            if index < params.held_at_once() or peak_method == "sampled":
-                observer.observe()
-            time.sleep(params.hold_s)  # cooperative under gevent: the pool's scheduling is measured
-            digest = digest_payload(data)
-            del data
+            result = body(index)
         metrics.subtasks_completed.inc()
-        return digest
+        return result
 
     peak_method = "vmhwm" if reset_peak_rss() else "sampled"
     start_rss, _ = read_status_memory()
@@ -87,7 +98,7 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
     t0 = time.perf_counter()
     metrics.tasks_in_progress.inc()
     try:
-        digests = STRATEGY_RUNNERS[params.strategy](subtask, params)
+        results = STRATEGY_RUNNERS[params.strategy](subtask, params)
     finally:
         metrics.tasks_in_progress.dec()
     wall_s = time.perf_counter() - t0
@@ -101,8 +112,10 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
         "started_at": started_at,
         "finished_at": started_at + wall_s,
         "wall_s": wall_s,
-        "subtasks_done": len(digests),
-        "digest": combine_digests(digests),
+        "subtasks_done": len(results),
+        "digest": batch_digest(results),
+        "subtask_means": result_means(results),
+        "numpy_loaded": numpy_loaded(),
         "start_rss_bytes": start_rss,
         "end_rss_bytes": end_rss,
         "peak_rss_bytes": peak,
@@ -117,6 +130,21 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
 def process_batch(self: Any, **raw: Any) -> dict[str, Any]:
     """Validate the message's parameters (never trust the queue), then run the batch."""
     return run_batch(BatchParams.validate(raw))
+
+
+@app.task(name="membench.load_payload")
+def load_payload_task(payload: str, linger_s: float = 0.0) -> dict[str, Any]:
+    """Import what `payload` runs on in this process (the runner does it before its baseline);
+    linger so that the copies sent to a prefork pool at once land in distinct children."""
+    rss_before, _ = read_status_memory()
+    load_payload(validate_payload(payload))
+    time.sleep(min(max(float(linger_s), 0.0), 1.0))
+    return {
+        "pid": os.getpid(),
+        "rss_before_bytes": rss_before,
+        "rss_after_bytes": read_status_memory()[0],
+        "numpy_loaded": numpy_loaded(),
+    }
 
 
 @app.task(name="membench.release_free_memory")

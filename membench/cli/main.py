@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import click
 
-from membench.cli import compare, loadgen, plot, run, stack, worker
+from membench.cli import compare, loadgen, plot, report, run, stack, worker
 from membench.cli.options import EXIT_INTERRUPTED, EXIT_USAGE
 
 
@@ -23,12 +23,14 @@ def group() -> None:
     """Memory and time of Celery workers per pool and in-task concurrency model."""
 
 
-for module in (run, worker, loadgen, stack, compare, plot):
+for module in (run, worker, loadgen, stack, compare, plot, report):
     group.add_command(module.command)
 
 
 def _message(exc: click.UsageError) -> str:
     """The error in one line, led by the flag or argument it is about."""
+    if isinstance(exc, click.MissingParameter):
+        return " ".join(exc.format_message().split())  # "Missing option '--schedule'."
     if isinstance(exc, click.BadParameter) and exc.param is not None:
         param = exc.param
         is_option = isinstance(param, click.Option) and param.opts

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from membench.run.runner import PROMETHEUS_SCRAPE_WAIT_S
+from membench.run.records import PROMETHEUS_SCRAPE_WAIT_S
+
+# A sampler tick or two of a stopped state can be a race with a signal; a second is a stall.
+STALL_WARNING_S = 1.0
 
 
 class Progress:
@@ -45,6 +48,11 @@ class Progress:
                 )
             else:
                 text = f"    {r.scenario} {self._run(r.run, r.warmup)}: FAILED: {r.reason}"
+            if r.stalled_s >= STALL_WARNING_S:
+                text += (
+                    f"; WARNING: a worker process was stopped for {r.stalled_s:.1f} s of this run "
+                    "(SIGSTOP or a tracer): its time and memory say nothing about the approach"
+                )
             if r.scraped_by_prometheus is False:
                 text += (
                     "; WARNING: no Prometheus scraped the worker within "

@@ -34,8 +34,22 @@ from membench.procfs import read_meminfo
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 
+def _user_payload_sha256(payload: str) -> str | None:
+    """A MODULE:FUNCTION payload must import and resolve here, before any process starts; the
+    sha256 of its module file goes to results.json. None for built-in payloads."""
+    from membench.workers.params import is_user_payload
+    from membench.workers.user_payload import PayloadError, module_sha256
+
+    if not is_user_payload(payload):
+        return None  # a built-in name, or refused with the others by BatchParams
+    try:
+        return module_sha256(payload)
+    except PayloadError as exc:
+        raise UsageError(f"--payload: {exc}") from None
+
+
 def _run_config(args: SimpleNamespace) -> Any:
-    from membench.run.runner import RunConfig
+    from membench.run.records import RunConfig
     from membench.workers.params import InvalidParameter
     from membench.workers.scenarios import parse_scenarios
 
@@ -52,6 +66,7 @@ def _run_config(args: SimpleNamespace) -> Any:
         concurrency=positive_int("--concurrency", args.concurrency, MAX_CONCURRENCY),
         runs=args.runs,
         payload=args.payload,
+        payload_sha256=_user_payload_sha256(args.payload),
         reuse_worker=args.reuse_worker,
         warmup=args.warmup,
         options=worker_options(
@@ -103,6 +118,7 @@ def _run_plans(args: SimpleNamespace) -> list[tuple[str, Any]]:
 
 def cmd_run(args: SimpleNamespace) -> int:
     plans = _run_plans(args)
+    sizing = None if args.sizing is None else positive_int("--sizing", args.sizing, MAX_CONCURRENCY)
     broker = args.broker or None
     if broker:
         check_broker(broker)
@@ -116,6 +132,7 @@ def cmd_run(args: SimpleNamespace) -> int:
     from membench.jsonfile import write_json_atomic
     from membench.processes import Interrupted, raise_interrupted
     from membench.run.matrix import combination_dir
+    from membench.run.records import ScenarioResult
     from membench.run.report import (
         MATRIX_FILE,
         PLOT_FILE,
@@ -126,7 +143,8 @@ def cmd_run(args: SimpleNamespace) -> int:
         plot_results,
         results_document,
     )
-    from membench.run.runner import Runner, ScenarioResult
+    from membench.run.runner import BrokerLost, Runner
+    from membench.run.sizing import format_sizing
 
     signal.signal(signal.SIGTERM, raise_interrupted)
     done: list[tuple[str, dict[str, Any], Path]] = []
@@ -158,21 +176,32 @@ def cmd_run(args: SimpleNamespace) -> int:
             command=command_line(),
             started_at=started_at,
             complete=finished,
+            sizing=sizing,
         )
         # The table first: whatever happens to the files, what was measured reaches stdout.
         if label:
             print(f"\n{label}")
         print(format_table(results, config.runs, config.warmup))
+        print(format_sizing(document["sizing"]))
         wrote = save(where / RESULTS_FILE, lambda path: write_json_atomic(path, document))
         if wrote and save(where / PLOT_FILE, lambda path: plot_results(document, path)):
             print(f"\nWrote {where / RESULTS_FILE} and {where / PLOT_FILE}")
         done.append((label, document, where))
 
+    def replace_broker() -> str | None:
+        """The embedded redis-server died: start another and go on (an external one: stop)."""
+        if embedded is None:
+            return None
+        # Same port and password: the worker and client connections that retry reconnect.
+        embedded.restart()
+        print("membench run: the embedded redis-server died; restarted it", file=sys.stderr)
+        return broker
+
     try:
         if broker is None:
             embedded = EmbeddedRedis()
             broker = embedded.start()
-            print(f"membench: embedded redis-server at {broker}", file=sys.stderr)
+            print(f"membench: embedded redis-server at {redact(broker)}", file=sys.stderr)
         for number, (label, config) in enumerate(plans, 1):
             if label:
                 print(f"membench: [{number}/{len(plans)}] {label}", file=sys.stderr)
@@ -180,7 +209,11 @@ def cmd_run(args: SimpleNamespace) -> int:
             started_at = time.time()
             progress = Progress(len(config.scenarios), config.runs, warmup=config.warmup)
             try:
-                Runner(config, broker, progress).run(results)
+                Runner(config, broker, progress, replace_broker).run(results)
+            except BrokerLost as exc:
+                write(label, config, results, started_at, finished=False)
+                print(f"membench run: error: stopped: {redact(str(exc))}", file=sys.stderr)
+                return EXIT_FAILED_RUNS
             except BaseException:
                 write(label, config, results, started_at, finished=False)
                 raise
@@ -258,7 +291,11 @@ def seed_flags(function: Any) -> Any:
     "--payload",
     default="bytes",
     show_default=True,
-    help="bytes: one buffer per subtask; records: ~1 KB str objects; dicts: JSON-like nested dicts",
+    help="bytes: one buffer per subtask; records: ~1 KB str objects; dicts: JSON-like nested "
+    "dicts; numpy: the seed's subtask (np.random.random, sleep, np.mean, np.std); cpu-numpy, "
+    "cpu-python: compute instead of sleeping, --time CPU seconds per subtask (numpy releases the "
+    "GIL, Python holds it); MODULE:FUNCTION: your FUNCTION(index, size_mb, hold_s), importable "
+    "from the current directory or PYTHONPATH",
 )
 @click.option(
     "--output", default=".", show_default=True, help="directory for results.json and the plot"
@@ -282,6 +319,13 @@ def seed_flags(function: Any) -> Any:
     metavar="DIR",
     help="write the workers' Prometheus file_sd targets here (to watch a run live); each "
     "run then waits up to 30 s for Prometheus to scrape the worker before going on",
+)
+@click.option(
+    "--sizing",
+    type=int,
+    metavar="N",
+    help="state, per approach, the memory a worker needs at --concurrency N and a "
+    "--max-memory-per-child that does not recycle after every task [default: --concurrency]",
 )
 @click.option(
     "--matrix",

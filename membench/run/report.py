@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import sys
 from datetime import UTC, datetime
 from importlib import metadata
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from membench.procfs import read_meminfo
-from membench.run.runner import MB, RunConfig, ScenarioResult
+from membench.run.records import MB, RunConfig, ScenarioResult
+from membench.run.sizing import sizing_entry
 from membench.workers.allocator import inherited_allocator_environment
 
 RESULTS_FILE = "results.json"
@@ -66,27 +68,27 @@ def _range_mb(figure: dict[str, float] | None) -> str:
     return f"{_mb(figure['min'])}-{_mb(figure['max'])}" if figure else "-"
 
 
+def seed_table(rows: list[tuple[str, float | None, float | None]]) -> list[str]:
+    """The seed's table in its layout: (approach, peak memory in bytes, execution time in s)."""
+    rule = "=" * 80
+    lines = [rule, "BENCHMARK RESULTS", rule]
+    lines += [f"{'Approach':<38}{'Peak Memory (MB)':>18}{'Execution Time (s)':>20}", "-" * 80]
+    lines += [f"{name:<38}{_mb(peak):>18}{_seconds(time):>20}" for name, peak, time in rows]
+    return [*lines, rule]
+
+
 def format_table(results: list[ScenarioResult], runs: int, warmup: int = 0) -> str:
     """The seed's table, same columns and layout, then the figures a careful reader needs.
 
     Medians over successful measured runs (warmup runs excluded), sorted by peak memory.
     """
     ordered = sorted(results, key=_sort_key)
-    rule = "=" * 80
-    lines = [
-        rule,
-        "BENCHMARK RESULTS",
-        rule,
-        f"{'Approach':<38}{'Peak Memory (MB)':>18}{'Execution Time (s)':>20}",
-        "-" * 80,
-    ]
-    for result in ordered:
-        summary = result.summary()
-        lines.append(
-            f"{result.approach:<38}{_mb(_median(summary, 'peak_rss_bytes')):>18}"
-            f"{_seconds(_median(summary, 'duration_s')):>20}"
-        )
-    lines.append(rule)
+    lines = seed_table(
+        [
+            (r.approach, _median(r.summary(), "peak_rss_bytes"), _median(r.summary(), "duration_s"))
+            for r in ordered
+        ]
+    )
     breakdown = (
         ("Baseline", "baseline_rss_bytes"),
         ("Floor", "floor_bytes"),
@@ -137,7 +139,49 @@ def format_table(results: list[ScenarioResult], runs: int, warmup: int = 0) -> s
         "Retained: tree RSS once the result is back. Trimmed: retained after gc + malloc_trim "
         "(--malloc-trim)."
     )
-    return "\n".join(lines)
+    return "\n".join(lines + payload_notes(ordered))
+
+
+def _median_of(result: ScenarioResult, key: str) -> float | None:
+    values = [v for r in result.ok_runs() if (v := getattr(r, key)) is not None]
+    return statistics.median(values) if values else None
+
+
+def payload_notes(ordered: list[ScenarioResult]) -> list[str]:
+    """What the footer adds for payloads that change its terms: numpy's concurrent temporaries,
+    cpu-*'s CPU holds, user code's unknown floor."""
+    runs = [r for result in ordered for r in result.ok_runs()]
+    lines: list[str] = []
+    if any(r.concurrent_temporaries_bytes is not None for r in runs):
+        header = f"{'Concurrent temporaries (numpy)':<38}{'MB':>10}{'x size':>9}{'OS threads':>12}"
+        lines += ["", header, "-" * len(header)]
+        for result in ordered:
+            temporaries, at_once = _median_of(result, "concurrent_temporaries_bytes"), None
+            if temporaries is not None:
+                at_once = f"{_median_of(result, 'temporaries_at_once'):.1f}"
+            threads = _median_of(result, "max_os_threads")
+            lines.append(
+                f"{result.approach:<38}{_mb(temporaries):>10}{at_once or '-':>9}"
+                f"{'-' if threads is None else f'{threads:.0f}':>12}"
+            )
+        lines.append(
+            "Peak (the tree's summed VmHWM) - baseline - floor, allocator excess included: np.std "
+            "allocates x - mean, one data-sized\ntemporary per subtask; x size: how many at once. "
+            "OS threads may each hold one at once (numpy frees the GIL); greenlets one at a time."
+        )
+    if any(r.subtask_means and "cpu_s" in r.subtask_means for r in runs):
+        spent = statistics.median(r.subtask_means["cpu_s"] for r in runs if r.subtask_means)
+        lines.append(
+            f"\n--time is CPU seconds per subtask (cpu-*: median {spent:.2f} s spent per subtask): "
+            "OS threads run numpy in parallel,\nPython one at a time (the GIL); greenlets never "
+            "yield while computing: one subtask at a time, so their floor is 1 x size."
+        )
+    if runs and all(r.floor_bytes is None for r in runs):
+        lines.append(
+            "\nFloor and Excess '-': user code (--payload MODULE:FUNCTION) holds what it holds; "
+            "its floor is unknown (results.json: null)."
+        )
+    return lines
 
 
 def results_document(
@@ -148,8 +192,10 @@ def results_document(
     command: list[str],
     started_at: float,
     complete: bool,
+    sizing: int | None = None,
 ) -> dict[str, Any]:
-    return {
+    """`sizing`: the concurrency to size workers for (membench.run.sizing; default the run's)."""
+    document = {
         "schema_version": SCHEMA_VERSION,
         "complete": complete,
         "command": command,
@@ -164,6 +210,7 @@ def results_document(
             "runs": config.runs,
             "warmup": config.warmup,
             "payload": config.payload,
+            "payload_sha256": config.payload_sha256,
             "scenarios": [s.name for s in config.scenarios],
             "reuse_worker": config.reuse_worker,
             "malloc": config.options.malloc,
@@ -187,6 +234,8 @@ def results_document(
             for r in results
         ],
     }
+    document["sizing"] = sizing_entry(document["scenarios"], sizing or config.concurrency)
+    return document
 
 
 def format_matrix_summary(combinations: list[dict[str, Any]]) -> str:
@@ -259,13 +308,8 @@ def plot_results(document: dict[str, Any], path: Path) -> None:
 
 
 def command_line() -> list[str]:
-    """The command as typed, with any broker password replaced (results.json gets shared)."""
+    """The command as typed with every password redacted, whatever word holds it: --broker URL,
+    --broker=URL or any other (results.json gets shared)."""
     from membench.broker import redact
 
-    args = sys.argv[1:]
-    for i, arg in enumerate(args):
-        if arg.startswith("--broker="):
-            args[i] = "--broker=" + redact(arg.removeprefix("--broker="))
-        elif i > 0 and args[i - 1] == "--broker":
-            args[i] = redact(arg)
-    return ["membench", *args]
+    return ["membench", *(redact(arg) for arg in sys.argv[1:])]

@@ -4,140 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import tempfile
+import shutil
+import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from celery.exceptions import TimeoutError as ResultTimeout
 
 from membench.procfs import read_status_memory, reset_peak_rss
+from membench.run.payloads import derive_figures, preload_payload
+from membench.run.records import PROMETHEUS_SCRAPE_WAIT_S, RunConfig, RunResult, ScenarioResult
 from membench.run.sampler import TreeMemory, TreeSampler, read_tree_memory
-from membench.run.worker import WorkerFailed, WorkerOptions, WorkerProcess
-from membench.stats import describe
+from membench.run.worker import WorkerFailed, WorkerProcess
+from membench.tempdirs import owned_tempdir
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
-
-MB = 1024 * 1024
-# With --targets-dir, how long a worker is kept after a run for Prometheus to scrape it: a new
-# target waits for file_sd discovery (refresh 5 s) and the scrape interval (5 s in our config).
-PROMETHEUS_SCRAPE_WAIT_S = 30.0
-
-
-@dataclass
-class RunConfig:
-    scenarios: list[Scenario]
-    subtasks: int
-    size_mb: float
-    hold_s: float
-    workers: int
-    concurrency: int
-    runs: int
-    payload: str
-    reuse_worker: bool = False
-    sample_interval: float = 0.05
-    warmup: int = 0  # extra runs per scenario before the measured ones, not in the summary
-    options: WorkerOptions = field(default_factory=WorkerOptions)
-    malloc_trim: bool = False  # after each run, release free memory and measure again
-    targets_dir: Path | None = None  # file_sd directory a Prometheus watches; else private
-
-    def params(self, scenario: Scenario) -> BatchParams:
-        return BatchParams.validate(
-            {
-                "subtasks": self.subtasks,
-                "size_mb": self.size_mb,
-                "hold_s": self.hold_s,
-                "workers": self.workers,
-                "strategy": scenario.strategy,
-                "payload": self.payload,
-            }
-        )
-
-    def ideal_seconds(self, scenario: Scenario) -> float:
-        return self.params(scenario).ideal_seconds()
-
-    def deadline_seconds(self, scenario: Scenario) -> float:
-        return self.params(scenario).deadline_seconds()
-
-
-@dataclass
-class RunResult:
-    scenario: str
-    run: int  # 1-based, counted separately for warmup and measured runs
-    status: str = "ok"  # ok | failed
-    warmup: bool = False  # a warmup run: recorded, never in the summary
-    reason: str = ""
-    worker_ready_s: float | None = None
-    duration_s: float | None = None  # task wall time, measured inside the task
-    round_trip_s: float | None = None  # send to result received, measured by the runner
-    baseline_rss_bytes: int | None = None
-    baseline_pss_bytes: int | None = None
-    peak_rss_bytes: int | None = None  # sampled tree RSS sum, the seed's figure
-    peak_pss_bytes: int | None = None
-    task_peak_rss_bytes: int | None = None  # exact peak of the executing process (VmHWM)
-    peak_method: str | None = None
-    tree_hwm_sum_bytes: int | None = None  # sum over the tree of each process's VmHWM
-    retained_rss_bytes: int | None = None  # tree RSS once the result is back
-    retained_pss_bytes: int | None = None
-    floor_bytes: int | None = None  # live data the scenario must hold at once
-    excess_rss_bytes: int | None = None  # peak - baseline - floor: allocator + interpreter cost
-    excess_pss_bytes: int | None = None
-    trimmed_rss_bytes: int | None = None  # retained after gc + malloc_trim (--malloc-trim)
-    trimmed_pss_bytes: int | None = None
-    trim_method: str | None = None
-    allocator: str | None = None  # what the executing process really used (from its mappings)
-    subtasks_done: int | None = None
-    digest: str | None = None
-    max_os_threads: int | None = None
-    executing_pid: int | None = None
-    processes: int | None = None
-    # With --targets-dir: whether Prometheus scraped the worker after the run (None: not asked).
-    scraped_by_prometheus: bool | None = None
-    sampler: dict[str, Any] = field(default_factory=dict)
-    timeline: dict[str, list[float]] = field(default_factory=dict)
-
-
-@dataclass
-class ScenarioResult:
-    scenario: Scenario
-    approach: str
-    runs: list[RunResult] = field(default_factory=list)
-
-    def measured_runs(self) -> list[RunResult]:
-        return [r for r in self.runs if not r.warmup]
-
-    def ok_runs(self) -> list[RunResult]:
-        """Successful measured runs: what the summary and the table count."""
-        return [r for r in self.measured_runs() if r.status == "ok"]
-
-    def summary(self) -> dict[str, dict[str, float] | None]:
-        """Median, min, max and standard deviation of each figure over successful measured runs."""
-        keys = (
-            "peak_rss_bytes",
-            "peak_pss_bytes",
-            "baseline_rss_bytes",
-            "baseline_pss_bytes",
-            "task_peak_rss_bytes",
-            "tree_hwm_sum_bytes",
-            "retained_rss_bytes",
-            "retained_pss_bytes",
-            "floor_bytes",
-            "excess_rss_bytes",
-            "excess_pss_bytes",
-            "trimmed_rss_bytes",
-            "trimmed_pss_bytes",
-            "duration_s",
-            "round_trip_s",
-            "worker_ready_s",
-        )
-        out: dict[str, dict[str, float] | None] = {}
-        for key in keys:
-            values = [getattr(r, key) for r in self.ok_runs() if getattr(r, key) is not None]
-            out[key] = describe(values) if values else None
-        return out
-
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
@@ -163,18 +45,48 @@ def _timeline(samples: list[TreeMemory], origin: float) -> dict[str, list[float]
     }
 
 
-class Runner:
-    """Runs every scenario `runs` times against one broker and collects RunResults."""
+class BrokerLost(Exception):
+    """The broker (or result backend) went away during a run and could not be replaced."""
 
-    def __init__(self, config: RunConfig, broker_url: str, progress: ProgressFn) -> None:
+
+# What a dead Redis looks like from the client: Celery's "Retry limit exceeded" RuntimeError,
+# redis-py's and kombu's connection errors, or a plain socket error.
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return (RuntimeError, OSError, OperationalError, RedisConnectionError)
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+class Runner:
+    """Runs every scenario `runs` times against one broker and collects RunResults.
+
+    `replace_broker`, if given, is called when the broker died during a run: it returns the URL
+    of a new one (the embedded redis-server, restarted) and the next scenario goes on there.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        broker_url: str,
+        progress: ProgressFn,
+        replace_broker: Callable[[], str | None] | None = None,
+    ) -> None:
         self.config = config
         self.broker_url = broker_url
         self.progress = progress
-        self._workdir = tempfile.TemporaryDirectory(prefix="membench-run-")
-        self.workdir = Path(self._workdir.name)
+        self.replace_broker = replace_broker
+        self._broker_lost: str | None = None  # why the last run failed, if the broker went
+        # Worker logs and ready files; a killed runner's is removed by the next runner.
+        self.workdir = owned_tempdir("membench-run-")
         self._worker: WorkerProcess | None = None
         self._sampler: TreeSampler | None = None
         self._in_flight: Any = None  # the AsyncResult of the task last sent
+        self._payload_import: int | None = None  # measured when the current worker started
         from membench.broker import client_app
 
         self.app = client_app(broker_url)
@@ -200,6 +112,9 @@ class Runner:
                     outcome = self._one_run(scenario, params, run, warmup)
                     result.runs.append(outcome)
                     self.progress("run-end", {"scenario": scenario.name, "result": outcome})
+                    if self._broker_lost is not None:
+                        self._survive_broker_loss()
+                        break  # this scenario's worker lost its broker: on with the next
                     if not self.config.reuse_worker or outcome.status != "ok":
                         self._stop_worker()
                 self._stop_worker()
@@ -208,8 +123,41 @@ class Runner:
             raise
         finally:
             self._stop_worker()
-            self._workdir.cleanup()
+            shutil.rmtree(self.workdir, ignore_errors=True)
         return results
+
+    def _survive_broker_loss(self) -> None:
+        """Kill the worker now (a warm stop would wait on the dead broker), then go on against a
+        replacement broker, or raise BrokerLost when there is none."""
+        reason, self._broker_lost = self._broker_lost, None
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
+        if self._worker is not None:
+            self._worker.stop(timeout=5.0, sig=signal.SIGKILL)
+            self._worker = None
+        self._in_flight = None
+        replacement = self.replace_broker() if self.replace_broker is not None else None
+        if replacement is None:
+            raise BrokerLost(reason)
+        from membench.broker import client_app
+
+        # The client app is shared: drop its pooled connections, its control (whose mailbox
+        # keeps the old producer pool) and its result backend, all bound to the dead server.
+        self.app.close()
+        self.app.__dict__.pop("control", None)
+        with contextlib.suppress(AttributeError):
+            del self.app._local.backend
+        self.broker_url = replacement
+        self.app = client_app(self.broker_url)
+        # One more connection kombu keeps fails once on first use ("Connection closed by
+        # server") and is replaced: spend that failure here, not in the next worker's start.
+        for _ in range(3):
+            try:
+                self.app.control.ping(timeout=0.05)
+                break
+            except _broker_errors():
+                continue
 
     def _start_worker(self, scenario: Scenario) -> WorkerProcess:
         worker = WorkerProcess(
@@ -225,6 +173,7 @@ class Runner:
         worker.start()
         self._sampler = TreeSampler(worker.pid, self.config.sample_interval).start()
         worker.wait_ready(self.app)
+        self._payload_import = preload_payload(self.app, worker, self.config.payload)
         return worker
 
     def _release_free_memory(self, worker: WorkerProcess, result: RunResult) -> None:
@@ -275,6 +224,7 @@ class Runner:
             result.status, result.reason = "failed", str(exc)
             return result
         result.worker_ready_s = worker.ready_s
+        result.payload_import_rss_bytes, self._payload_import = self._payload_import, None
         sampler = self._sampler
         assert sampler is not None
         pids = worker.tree()
@@ -283,9 +233,14 @@ class Runner:
         baseline = read_tree_memory(worker.pid)
         result.baseline_rss_bytes, result.baseline_pss_bytes = baseline.rss, baseline.pss
         sent_at = time.time()
-        async_result = self.app.send_task(
-            "membench.process_batch", kwargs=params.as_kwargs(), queue=worker.queue
-        )
+        try:
+            async_result = self.app.send_task(
+                "membench.process_batch", kwargs=params.as_kwargs(), queue=worker.queue
+            )
+        except _broker_errors() as exc:
+            self._broker_lost = result.reason = f"broker lost: cannot send the task: {_line(exc)}"
+            result.status = "failed"
+            return result
         self._in_flight = async_result
         deadline = time.monotonic() + self.config.deadline_seconds(scenario)
         report: dict[str, Any] | None = None
@@ -314,6 +269,10 @@ class Runner:
                     },
                 )
                 continue
+            except _broker_errors() as exc:
+                result.status = "failed"
+                self._broker_lost = result.reason = f"broker lost during the run: {_line(exc)}"
+                break
             if async_result.failed():
                 result.status = "failed"
                 result.reason = f"{type(value).__name__}: {value}"
@@ -321,8 +280,10 @@ class Runner:
             report = value
         received_at = time.time()
         result.round_trip_s = received_at - sent_at
+        result.stalled_s = round(sampler.stalled_seconds(sent_at, received_at), 3)
         if report is None:
-            async_result.forget()
+            with contextlib.suppress(Exception):  # a lost backend cannot forget either
+                async_result.forget()
             preroll = max(sent_at - 1.0, worker.ready_at or sent_at)
             result.timeline = _timeline(sampler.between(preroll, received_at), sent_at)
             return result
@@ -341,9 +302,7 @@ class Runner:
         result.max_os_threads = report["max_os_threads"]
         result.executing_pid = report["pid"]
         result.allocator = report["allocator"]
-        result.floor_bytes = params.held_at_once() * params.size_bytes
-        result.excess_rss_bytes = result.peak_rss_bytes - baseline.rss - result.floor_bytes
-        result.excess_pss_bytes = result.peak_pss_bytes - baseline.pss - result.floor_bytes
+        derive_figures(result, params, scenario.pool, baseline, report)  # floor, excess, ...
         result.sampler = sampler.stats()
         # Up to a second of idle worker before the task (never its start-up ramp), led by the
         # baseline read just before sending, so the timeline starts from the idle worker.

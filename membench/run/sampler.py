@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -11,17 +12,19 @@ from membench.procfs import list_tree, read_process_memory
 
 @dataclass(frozen=True, slots=True)
 class TreeMemory:
-    """One reading of a process tree: wall-clock time, summed RSS and PSS, process count."""
+    """One reading of a process tree: wall-clock time, summed RSS and PSS, process count, and
+    how many of its processes were stopped (SIGSTOP, a tracer): a stalled worker."""
 
     t: float
     rss: int
     pss: int
     processes: int
+    stopped: int = 0
 
 
 def read_tree_memory(root_pid: int) -> TreeMemory:
     """RSS and PSS summed over `root_pid` and its descendants (processes may vanish meanwhile)."""
-    rss = pss = count = 0
+    rss = pss = count = stopped = 0
     for pid in list_tree(root_pid):
         try:
             memory = read_process_memory(pid)
@@ -30,7 +33,8 @@ def read_tree_memory(root_pid: int) -> TreeMemory:
         rss += memory.rss
         pss += memory.pss if memory.pss is not None else memory.rss
         count += 1
-    return TreeMemory(time.time(), rss, pss, count)
+        stopped += memory.stopped
+    return TreeMemory(time.time(), rss, pss, count, stopped)
 
 
 class TreeSampler:
@@ -77,6 +81,13 @@ class TreeSampler:
 
     def between(self, start: float, end: float) -> list[TreeMemory]:
         return [s for s in list(self.samples) if start <= s.t <= end]
+
+    def stalled_seconds(self, start: float, end: float) -> float:
+        """How long, between `start` and `end`, some process of the tree was seen stopped."""
+        window = self.between(start, end)
+        return sum(
+            later.t - earlier.t for earlier, later in itertools.pairwise(window) if earlier.stopped
+        )
 
     def latest(self) -> TreeMemory | None:
         return self.samples[-1] if self.samples else None

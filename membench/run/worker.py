@@ -17,6 +17,7 @@ from membench.processes import pid_alive, spawn, stop, wait_for
 from membench.procfs import list_tree
 from membench.targets import addresses_by_pid, prune_dead_targets
 from membench.workers.scenarios import Scenario
+from membench.workers.user_payload import with_started_dir
 
 CELERY_APP = "membench.workers.app"
 
@@ -145,6 +146,8 @@ class WorkerProcess:
                 settings.TARGETS_DIR: str(self.targets_dir),
                 settings.READY_FILE: str(self.ready_path),
                 "PYTHONUNBUFFERED": "1",
+                # --payload MODULE:FUNCTION imports from the directory membench was started in.
+                "PYTHONPATH": with_started_dir(env),
             }
         )
         self.ready_path.unlink(missing_ok=True)

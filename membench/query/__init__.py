@@ -1,0 +1,1 @@
+"""`membench report`'s engine: read the runs back from Prometheus's HTTP API (read-only)."""

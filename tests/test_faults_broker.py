@@ -1,0 +1,89 @@
+"""A broker that dies during a run is a fault reported, never lost: the run in flight is recorded
+failed with the reason; an embedded redis-server is restarted and the next scenario runs; an
+external one stops the run cleanly, results written, one line on stderr, exit 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import task_received
+
+from membench.broker import EmbeddedRedis
+from membench.processes import wait_for
+
+pytestmark = pytest.mark.slow
+
+RUN = ["--subtasks", "2", "--size", "1", "--time", "3", "--workers", "1", "--runs", "1"]
+SCENARIOS = "gevent_greenlets,prefork_sequential"
+
+
+def _run(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "membench", "run", *RUN, "--scenarios", SCENARIOS]
+    argv += ["--output", str(tmp_path), *extra]
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def _runs(tmp_path: Path) -> dict[str, list[dict]]:
+    document = json.loads((tmp_path / "results.json").read_text())
+    return {s["scenario"]: s["runs"] for s in document["scenarios"]}
+
+
+def test_an_embedded_broker_that_dies_is_restarted_and_the_next_scenario_runs(
+    tmp_path: Path,
+) -> None:
+    proc = _run(tmp_path)
+    try:
+        wait_for(lambda: proc.poll() is not None or task_received(proc.pid), 90, what="the task")
+        (redis_server,) = [
+            p for p in psutil.Process(proc.pid).children() if p.name().startswith("redis-server")
+        ]
+        os.kill(redis_server.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    assert "restarted it" in err
+    runs = _runs(tmp_path)
+    (lost,) = runs["gevent_greenlets"]
+    assert lost["status"] == "failed" and "broker lost" in lost["reason"], lost
+    (after,) = runs["prefork_sequential"]
+    assert after["status"] == "ok", after["reason"]
+    assert "Approach" in out  # the table of what ran
+
+
+def test_an_external_broker_that_dies_stops_the_run_cleanly(tmp_path: Path) -> None:
+    with EmbeddedRedis() as external:
+        proc = _run(tmp_path, "--broker", external.url)
+        try:
+            wait_for(
+                lambda: proc.poll() is not None or task_received(proc.pid), 90, what="the task"
+            )
+            assert external.proc is not None
+            os.kill(external.proc.pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    stopped = [line for line in err.splitlines() if "stopped" in line]
+    assert len(stopped) == 1 and "broker lost" in stopped[0], err
+    runs = _runs(tmp_path)
+    (lost,) = runs["gevent_greenlets"]
+    assert lost["status"] == "failed" and "broker lost" in lost["reason"]
+    assert "prefork_sequential" not in runs or runs["prefork_sequential"] == []
+    assert json.loads((tmp_path / "results.json").read_text())["complete"] is False
+    assert "Approach" in out
