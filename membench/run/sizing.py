@@ -1,0 +1,181 @@
+"""Sizing from a run's figures: the memory (PSS) a worker needs at concurrency N, and a prefork
+--max-memory-per-child (KiB) under which Celery would not recycle a child after every task."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MB = 1024 * 1024
+KIB = 1024
+# Over the largest child peak any run saw: run-to-run spread, and a replacement child forked
+# later from a parent that has grown meanwhile. docs/sizing.md. Percent: integer arithmetic.
+THRESHOLD_MARGIN_PERCENT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    """What one successful measured run recorded that sizing needs (results.json run, bytes)."""
+
+    baseline_rss: int
+    baseline_pss: int
+    peak_pss: int
+    task_peak_rss: int  # VmHWM of the process that ran the task, over the task
+    tree_hwm_sum: int  # every process's VmHWM since the runner reset it, summed
+    processes: int
+    exact: bool  # peak_method "vmhwm": the HWM figures are the task's own, not the lifetime's
+
+    @classmethod
+    def of(cls, run: Mapping[str, Any]) -> RunFigures | None:
+        """The figures of a successful measured run; None for failed, warmup or partial runs."""
+        keys = (
+            "baseline_rss_bytes",
+            "baseline_pss_bytes",
+            "peak_pss_bytes",
+            "task_peak_rss_bytes",
+            "tree_hwm_sum_bytes",
+            "processes",
+        )
+        values = [run.get(key) for key in keys]
+        if run.get("status") != "ok" or run.get("warmup") or None in values:
+            return None
+        return cls(*values, exact=run.get("peak_method") == "vmhwm")
+
+    @property
+    def rise(self) -> int:
+        """What the task added to the tree: its PSS over the baseline (which counts pages a
+        prefork child un-shares by writing them) or, exact only, the RSS the kernel's
+        high-water marks saw (which catches spikes between samples), whichever is larger."""
+        pss = self.peak_pss - self.baseline_pss
+        hwm = self.tree_hwm_sum - self.baseline_rss if self.exact else 0
+        return max(pss, hwm, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """One run's terms: need(N) = fixed + tasks_in_flight(N) x per_task (bytes of PSS)."""
+
+    fixed: int  # prefork: the parent, with the pages it shares with its children; else the
+    # idle process
+    per_task: int  # prefork: an idle child's PSS + the task's rise; else the task's rise
+    rise: int
+    child_pss: int | None = None  # prefork only
+    child_peak_rss: int | None = None  # prefork: the child's ru_maxrss after a task
+
+
+def estimate(run: RunFigures, pool: str) -> Estimate | None:
+    """The sizing terms of one run on `pool`; None where they cannot be told apart (prefork
+    needs the exact peaks to find the child's RSS in the tree's sums)."""
+    rise = run.rise
+    if pool != "prefork":
+        return Estimate(fixed=run.baseline_pss, per_task=rise, rise=rise)
+    children = run.processes - 1
+    if not run.exact or children < 1 or run.baseline_rss <= 0:
+        return None
+    # Sums over the tree only: a child's RSS before the task is its exact task peak less the
+    # tree's rise (every process's VmHWM was reset to its RSS before the task), and its share
+    # of the tree's PSS is taken as its share of the tree's RSS.
+    child_rss = run.task_peak_rss - (run.tree_hwm_sum - run.baseline_rss)
+    child_pss = round(run.baseline_pss * child_rss / run.baseline_rss)
+    parent_rss = run.baseline_rss - children * child_rss
+    return Estimate(
+        fixed=run.baseline_pss - children * child_pss,
+        per_task=child_pss + rise,
+        rise=rise,
+        child_pss=child_pss,
+        # A forked child's RSS starts near its parent's (the page tables are copied), so its
+        # lifetime peak is at least that even before any task.
+        child_peak_rss=max(run.task_peak_rss, parent_rss),
+    )
+
+
+def tasks_in_flight(pool: str, concurrency: int) -> int:
+    """How many tasks a worker of `pool` runs at once at `concurrency`: solo runs one."""
+    return 1 if pool == "solo" else concurrency
+
+
+def threshold_kib(child_peak_rss: int, margin_percent: int = THRESHOLD_MARGIN_PERCENT) -> int:
+    """--max-memory-per-child in KiB (Celery's unit) a child peaking at `child_peak_rss` stays
+    under: Celery recycles a child whose ru_maxrss is *over* the value after a task."""
+    return -(-child_peak_rss * (100 + margin_percent) // (100 * KIB))  # rounded up
+
+
+def size_approach(runs: Iterable[Mapping[str, Any]], pool: str, concurrency: int) -> dict[str, Any]:
+    """Sizing at `concurrency` from an approach's runs: medians of each run's terms; the
+    threshold from the largest child peak of any run."""
+    figures = [f for f in map(RunFigures.of, runs) if f is not None]
+    estimates = [e for e in (estimate(f, pool) for f in figures) if e is not None]
+    slots = tasks_in_flight(pool, concurrency)
+    out: dict[str, Any] = {"concurrency": concurrency, "tasks_in_flight": slots}
+    if not estimates:
+        out["note"] = (
+            "no successful run with the exact task peak (VmHWM)" if figures else "no successful run"
+        )
+        return out
+
+    def median(values: list[int]) -> int:
+        return round(statistics.median(values))
+
+    peaks = [e.child_peak_rss for e in estimates if e.child_peak_rss is not None]
+    children = [e.child_pss for e in estimates if e.child_pss is not None]
+    out |= {
+        "need_bytes": median([e.fixed + slots * e.per_task for e in estimates]),
+        "fixed_bytes": median([e.fixed for e in estimates]),
+        "per_task_bytes": median([e.per_task for e in estimates]),
+        "task_rise_bytes": median([e.rise for e in estimates]),
+        "child_pss_bytes": median(children) if children else None,
+        "child_peak_rss_bytes": max(peaks) if peaks else None,
+        "max_memory_per_child_kib": threshold_kib(max(peaks)) if peaks else None,
+        "runs": len(estimates),
+    }
+    return out
+
+
+def sizing_entry(scenarios: Iterable[Mapping[str, Any]], concurrency: int) -> dict[str, Any]:
+    """results.json's `sizing`: per approach (a results document's scenario entries)."""
+    return {
+        "concurrency": concurrency,
+        "basis": "pss",
+        "threshold_margin_percent": THRESHOLD_MARGIN_PERCENT,
+        "approaches": [
+            {
+                "scenario": s["scenario"],
+                "approach": s["approach"],
+                "pool": s["pool"],
+                **size_approach(s["runs"], s["pool"], concurrency),
+            }
+            for s in scenarios
+        ],
+    }
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / MB:.2f}"
+
+
+def format_sizing(entry: Mapping[str, Any]) -> str:
+    """The printed block: per approach, the memory needed at N and the recycling threshold."""
+    n = entry["concurrency"]
+    header = (
+        f"{f'Sizing at --concurrency {n} (MB, PSS)':<38}{'Need':>10}{'Fixed':>10}"
+        f"{'Per task':>10}{'Rise':>10}{'--max-memory-per-child':>24}"
+    )
+    lines = ["", header, "-" * len(header)]
+    for a in entry["approaches"]:
+        kib = a.get("max_memory_per_child_kib")
+        lines.append(
+            f"{a['approach']:<38}{_mb(a.get('need_bytes')):>10}{_mb(a.get('fixed_bytes')):>10}"
+            f"{_mb(a.get('per_task_bytes')):>10}{_mb(a.get('task_rise_bytes')):>10}"
+            f"{'-' if kib is None else f'{kib} KiB':>24}"
+        )
+    lines.append(
+        "Need = Fixed + tasks in flight x Per task, shared pages counted once (PSS; a container's "
+        "cgroup adds page cache).\nprefork: Fixed = the parent, Per task = an idle child + the "
+        "task's rise; gevent/threads: one process,\nN tasks in flight each adding its rise; solo "
+        "runs one. --max-memory-per-child (prefork, KiB): the child's\npeak RSS after a task "
+        f"(Celery compares ru_maxrss), at least its parent's RSS, +{THRESHOLD_MARGIN_PERCENT}%. "
+        "docs/sizing.md"
+    )
+    return "\n".join(lines)
