@@ -43,26 +43,6 @@ from membench.workers.scenarios import SCENARIOS
 REFUSED_PICKLE = "Refusing to deserialize untrusted content of type pickle"
 
 
-def _gone(pid: int) -> bool:
-    """No such process any more (a zombie, dead and awaiting its reaper, counts as gone)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is `pgid`."""
-    members = []
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) == pgid and not _gone(process.pid):
-                members.append(process.pid)
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            continue
-    return members
-
-
 def _listening(pid: int) -> list[str]:
     """Addresses a process listens on (TCP), as ip:port."""
     return [

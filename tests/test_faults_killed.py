@@ -29,18 +29,10 @@ from helpers import (
 )
 
 from membench.exporter import names
-from membench.processes import wait_for
+from membench.processes import pid_alive, wait_for
 from membench.run.records import ScenarioResult
 from membench.run.runner import Runner
 from membench.workers.scenarios import SCENARIOS
-
-
-def _gone(pid: int) -> bool:
-    """No such process any more (a zombie, dead and awaiting its reaper, counts as gone)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -48,7 +40,7 @@ def _group_members(pgid: int) -> list[int]:
     members = []
     for process in psutil.process_iter():
         try:
-            if os.getpgid(process.pid) == pgid and not _gone(process.pid):
+            if os.getpgid(process.pid) == pgid and pid_alive(process.pid):
                 members.append(process.pid)
         except (ProcessLookupError, psutil.NoSuchProcess):
             continue
@@ -93,7 +85,7 @@ def test_worker_killed_mid_run_fails_that_run_and_the_next_run_gets_a_fresh_work
     assert second.executing_pid not in killed["tree"]
     # Stopping the failed run took the orphaned pool child too: nothing of that group is left.
     assert _group_members(killed["pid"]) == []
-    assert all(_gone(pid) for pid in killed["tree"])
+    assert not any(pid_alive(pid) for pid in killed["tree"])
 
 
 # ---- 5. an interrupted `membench run` ------------------------------------------------------
@@ -131,7 +123,10 @@ def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_result
     assert elapsed < 10
     assert "interrupted" in err.decode() and "INCOMPLETE" in err.decode()
     assert b"results.json" in out  # it still says where it wrote what it measured
-    wait_for(lambda: all(_gone(pid) for pid in started), 5, what="every started process gone")
+    gone = lambda: not any(pid_alive(pid) for pid in started)  # noqa: E731
+    wait_for(gone, 5, what="every started process gone")
+        lambda: not any(pid_alive(pid) for pid in started), 5, what="every started process gone"
+    )
     document = json.loads((tmp_path / "results.json").read_text())
     assert document["complete"] is False
 
