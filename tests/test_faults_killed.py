@@ -123,8 +123,7 @@ def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_result
     assert elapsed < 10
     assert "interrupted" in err.decode() and "INCOMPLETE" in err.decode()
     assert b"results.json" in out  # it still says where it wrote what it measured
-    gone = lambda: not any(pid_alive(pid) for pid in started)  # noqa: E731
-    wait_for(gone, 5, what="every started process gone")
+    wait_for(
         lambda: not any(pid_alive(pid) for pid in started), 5, what="every started process gone"
     )
     document = json.loads((tmp_path / "results.json").read_text())
