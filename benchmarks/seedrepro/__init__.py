@@ -11,6 +11,9 @@ Run it as `python benchmarks/reproduce_seed.py [--output DIR] [--runs N] [--skip
    the workers' environment: one glibc arena per thread, as a machine with 8+ cores allows
    (the default limit is 8 x cores; membench has no flag for it, so the variable is recorded
    in OUT/arenas/environment.json).
+3b. (`numpy` step, seedmethod.py) Runs the seed's own subtask and method: `membench run --payload
+   numpy --reuse-worker` at --concurrency 1 and 2, and the seed driver's idle RSS; the JSON goes
+   straight into docs/results/seed-reproduction/ (numpy-c1.json, numpy-c2.json, driver-rss.json).
 4. Writes docs/results/seed-reproduction.md from the JSON alone (no number in it is typed by
    hand; the seed's table is parsed from the seed's README), copies the raw results into
    docs/results/seed-reproduction/, writes summary.json there and prints a short table.
@@ -20,10 +23,10 @@ re-renders it from the copies saved in docs/results/seed-reproduction/ (or DIR) 
 or copying anything; `--steps` runs only some steps. The full run takes about 17 minutes and is
 timing-sensitive: run it alone, e.g. under the shared lock::
 
-    flock /tmp/membench-bench.lock python benchmarks/reproduce_seed.py --output /tmp/seedrepro
+    flock /tmp/membench-test.lock python benchmarks/reproduce_seed.py --output /tmp/seedrepro
 
-Modules: cli (flags, running the steps), collect (reading the JSON), decompose (the arithmetic),
-tables and report (the Markdown), prose, matrix_prose and why (the sentences), build (the
-pipeline, summary.json, render-only). Standard library only, plus the installed `membench`
-(its command, and membench.jsonfile).
+Modules: cli (flags, running the steps), seedmethod (the seed's own method and its section),
+collect (reading the JSON), decompose (the arithmetic), tables and report (the Markdown), prose,
+matrix_prose and why (the sentences), build (the pipeline, summary.json, render-only). Standard
+library only, plus the installed `membench` (its command, and membench.jsonfile).
 """

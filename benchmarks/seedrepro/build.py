@@ -12,6 +12,7 @@ from typing import Any
 
 from membench.jsonfile import write_json_atomic
 
+from . import seedmethod
 from .collect import load_results, load_saved
 from .common import MANY_ARENAS, MAX_RESULTS_BYTES, ReportInputs, med
 from .decompose import compute_arenas, compute_decomposition, compute_matrix, compute_ratios
@@ -72,6 +73,7 @@ def _files(rel: str, copied: dict[str, Any]) -> list[str]:
         f"summaries (`MALLOC_ARENA_MAX={MANY_ARENAS}`)",
         f"[`{rel}/summary.json`]({rel}/summary.json): the ratios, the decomposition and the "
         "matrix figures on this page, machine-readable",
+        *seedmethod.files(rel),
     ]
 
 
@@ -92,7 +94,8 @@ def compose(
     inputs = ReportInputs(data, seed, ratios, deco, matrix, arenas)
     notes = notes | {"arenas_lines": render_arenas(data, arenas) if arenas else []}
     facts = explain(inputs)
-    text = render(inputs, notes | facts["prose"])
+    method = seedmethod.build(notes["saved_dir"], seed["rows"], deco, arenas)
+    text = render(inputs, notes | facts["prose"] | {"seed_method_lines": method})
     figures = {
         "ratios": ratios,
         "decomposition_mb": deco,
@@ -114,6 +117,7 @@ def build_report(
         "quick": args.quick,
         "argv": argv_text(args.output, args.runs),
         "files": _files(target.name, copied),
+        "saved_dir": target,
     }
     text, figures = compose(data, seed, notes)
     report.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +179,7 @@ def render_saved(saved: Path, seed: dict[str, Any], report: Path) -> dict[str, A
         "quick": summary["quick"],
         "argv": argv_text(_seed_output(data["seed_doc"]["command"]), data["params"]["runs"]),
         "files": _files(report.with_suffix("").name, summary["results_copy"]),
+        "saved_dir": saved,
     }
     text, figures = compose(data, seed, notes)
     report.parent.mkdir(parents=True, exist_ok=True)

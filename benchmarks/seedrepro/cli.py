@@ -14,6 +14,7 @@ from pathlib import Path
 
 from membench.jsonfile import write_json_atomic
 
+from . import seedmethod
 from .build import build_report, print_summary, render_saved
 from .collect import parse_seed
 from .common import (
@@ -36,6 +37,8 @@ DESCRIPTION = (
     "measurements."
 )
 Step = tuple[str, list[str], dict[str, str]]  # name, `membench` arguments, extra environment
+# `numpy`: the seed's subtask and method (seedmethod.py), straight into the report's directory.
+ALL_STEPS = (*STEPS, "numpy")
 
 
 def membench_argv() -> list[str]:
@@ -137,16 +140,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--steps",
-        default=",".join(STEPS),
-        help="measurement steps to run (default: %(default)s); the report reads all three",
+        default=",".join(ALL_STEPS),
+        help="measurement steps to run (default: %(default)s); the report reads all four",
     )
     # Development only: tiny settings and a 1x2 matrix, to exercise the whole pipeline quickly.
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.steps = [step.strip() for step in args.steps.split(",") if step.strip()]
-    unknown = [step for step in args.steps if step not in STEPS]
+    unknown = [step for step in args.steps if step not in ALL_STEPS]
     if unknown:
-        parser.error(f"--steps: unknown step {unknown[0]!r} (choose from {', '.join(STEPS)})")
+        parser.error(f"--steps: unknown step {unknown[0]!r} (choose from {', '.join(ALL_STEPS)})")
     if not 1 <= args.runs <= 1000:
         parser.error(f"--runs: must be between 1 and 1000, got {args.runs}")
     return args
@@ -170,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name, command, extra_env in commands:
                     if name in args.steps:
                         codes[name] = run_step(out, name, command, extra_env)
+                if "numpy" in args.steps and not args.quick:
+                    seedmethod.measure(report.with_suffix(""), membench_argv())
             summary = build_report(out, seed, seed_readme, report, args)
     except Failure as exc:
         print(f"reproduce_seed: error: {exc}", file=sys.stderr)
