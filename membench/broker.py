@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 import redis
 
@@ -60,6 +60,20 @@ def redis_server_executable() -> str:
 def check_broker(url: str, timeout: float = 3.0) -> None:
     """Raise BrokerError unless `url` is a Redis URL that answers PING; no message holds the
     URL's password."""
+    parts = check_broker_url(url)
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client.ping()
+        client.close()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        message = redact(f"cannot reach {url}: {exc}")
+        for secret in filter(None, {parts.password, unquote(parts.password or "")}):
+            message = message.replace(secret, "***")  # however a library may have echoed it
+        raise BrokerError(message) from None
+
+
+def check_broker_url(url: str) -> SplitResult:
+    """Raise BrokerError unless `url` is a Redis URL Celery accepts (no connection made)."""
     try:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
@@ -74,15 +88,12 @@ def check_broker(url: str, timeout: float = 3.0) -> None:
             "give the password in the URL's userinfo (redis://:PASSWORD@host:port/db), "
             "not as ?password="
         )
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-        client.ping()
-        client.close()
-    except (redis.RedisError, OSError, ValueError) as exc:
-        message = redact(f"cannot reach {url}: {exc}")
-        for secret in filter(None, {parts.password, unquote(parts.password or "")}):
-            message = message.replace(secret, "***")  # however a library may have echoed it
-        raise BrokerError(message) from None
+    if parts.scheme == "rediss" and not any(key == "ssl_cert_reqs" for key, _ in query):
+        # Celery refuses such a URL only once the worker has started.
+        raise BrokerError(
+            "a rediss:// URL needs ?ssl_cert_reqs=required (or optional, none), as Celery asks"
+        )
+    return parts
 
 
 # scheme:[//]userinfo@ : the userinfo runs to the last "@" before a space, so a password typed

@@ -148,6 +148,20 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
         {},
         "--loglevel",
     ),
+    (
+        "worker broker form unchecked broker",
+        ["worker", "gevent_threads", "--no-check-broker", "--broker", "redis://h:1/0?password=x"],
+        {},
+        {},
+        "--broker: give the password in the URL's userinfo",
+    ),
+    (
+        "run rediss without ssl_cert_reqs",
+        ["run", "--broker", "rediss://127.0.0.1:1/0"],
+        {},
+        {},
+        "--broker: a rediss:// URL needs ?ssl_cert_reqs",
+    ),
     ("worker unknown malloc", ["worker", "gevent_threads", "--malloc", "x"], {}, {}, "--malloc"),
     (
         "worker recycle on gevent",

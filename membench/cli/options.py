@@ -53,12 +53,13 @@ def writable_dir(flag: str, path: Path) -> Path:
     return path
 
 
-def check_broker(url: str) -> None:
-    from membench.broker import BrokerError, redact
+def check_broker(url: str, *, connect: bool = True) -> None:
+    """The broker URL is usable (and, with `connect`, answers PING); else one line naming it."""
+    from membench.broker import BrokerError, check_broker_url, redact
     from membench.broker import check_broker as answer
 
     try:
-        answer(url)
+        answer(url) if connect else check_broker_url(url)
     except BrokerError as exc:
         raise UsageError(f"{source_of('broker', '--broker')}: {redact(str(exc))}") from None
 

@@ -64,8 +64,8 @@ def cmd_worker(
                 raise UsageError(f"--metrics-port: port {port} on {metrics_host} is in use")
     check_targets_dir()
     options = worker_options(malloc, max_tasks_per_child, max_memory_per_child, {scenario.pool})
-    if broker and check:
-        check_broker(broker)
+    if broker:
+        check_broker(broker, connect=check)  # without --check-broker: the URL's form only
 
     env = dict(os.environ)
     env.update(worker_environment(scenario, metrics_host, metrics_port, options))
