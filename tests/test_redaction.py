@@ -271,10 +271,7 @@ def test_embedded_run_leaks_its_password_nowhere(tmp_path: Path) -> None:
     [
         ("redis://127.0.0.1:{port}/0?password={pw}", "not as ?password="),
         ("reddis://:{pw}@127.0.0.1:{port}/0", "is not a redis:// or rediss:// URL"),
-        (
-            "rediss://:{pw}@127.0.0.1:{port}/0?ssl_cert_reqs=required",
-            "cannot reach rediss://:***@127.0.0.1",
-        ),
+        ("rediss://:{pw}@127.0.0.1:{port}/0?ssl_cert_reqs=none", "cannot reach rediss://:***@"),
         ("rediss://:{pw}@127.0.0.1:{port}/0", "needs ?ssl_cert_reqs"),
     ],
 )
