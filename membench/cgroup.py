@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from membench.procfs import PROC_ROOT, _read_text
+from membench.procfs import PROC_ROOT, read_text
 
 FS_ROOT = Path("/")
 _MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")  # mountinfo writes space as \040, etc.
@@ -115,8 +115,8 @@ def find_memory_cgroup(
     memory.current and is passed over. `pid` must share our mount namespace.
     """
     try:
-        paths = _cgroup_paths(_read_text(proc_root / str(pid) / "cgroup"))
-        mounts = _memory_mounts(_read_text(proc_root / str(pid) / "mountinfo"))
+        paths = _cgroup_paths(read_text(proc_root / str(pid) / "cgroup"))
+        mounts = _memory_mounts(read_text(proc_root / str(pid) / "mountinfo"))
     except OSError:
         return None
     for files in (V2, V1):
@@ -133,7 +133,7 @@ def find_memory_cgroup(
 
 def _read_int(path: Path) -> int | None:
     try:
-        return int(_read_text(path))
+        return int(read_text(path))
     except (OSError, ValueError):
         return None
 
@@ -141,7 +141,7 @@ def _read_int(path: Path) -> int | None:
 def _read_stat(path: Path, wanted: set[str]) -> dict[str, int]:
     """The wanted `key value` lines of a memory.stat file; {} if it is unreadable."""
     try:
-        pairs = (line.partition(" ") for line in _read_text(path).splitlines())
+        pairs = (line.partition(" ") for line in read_text(path).splitlines())
         return {key: int(number) for key, _, number in pairs if key in wanted}
     except (OSError, ValueError):
         return {}

@@ -29,7 +29,7 @@ class ProcessMemory:
     stopped: bool = False  # status `State: T` or `t`: stopped by a signal (SIGSTOP) or a tracer
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     """The whole file in as few system calls as possible: open, one read, close.
 
     Every system call releases the GIL, and a thread that wants it back while a CPU-bound
@@ -61,7 +61,7 @@ def _parse_kib_fields(text: str, wanted: set[str]) -> dict[str, int]:
 def _read_status(pid: int | str, proc_root: Path) -> tuple[int, int, int | None, bool]:
     """(VmRSS, VmHWM) in bytes, the thread count and whether it is stopped, from one read of
     /proc/<pid>/status."""
-    text = _read_text(proc_root / str(pid) / "status")
+    text = read_text(proc_root / str(pid) / "status")
     fields = _parse_kib_fields(text, {"VmRSS", "VmHWM"})
     if "VmRSS" not in fields:
         # A zombie (exited, not yet reaped) has no memory lines: it is gone, like a vanished pid.
@@ -80,13 +80,13 @@ def read_status_memory(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> 
 
 def read_meminfo(proc_root: Path = PROC_ROOT) -> dict[str, int]:
     """System memory (/proc/meminfo: MemTotal, MemAvailable, ...) in bytes."""
-    text = _read_text(proc_root / "meminfo")
+    text = read_text(proc_root / "meminfo")
     return _parse_kib_fields(text, {"MemTotal", "MemAvailable", "SwapTotal", "SwapFree"})
 
 
 def read_smaps_rollup(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> dict[str, int]:
     """Return the smaps_rollup totals (Rss, Pss, Private_*, Swap, ...) in bytes."""
-    text = _read_text(proc_root / str(pid) / "smaps_rollup")
+    text = read_text(proc_root / str(pid) / "smaps_rollup")
     wanted = {"Rss", "Pss", "Private_Clean", "Private_Dirty", "Swap", "SwapPss"}
     return _parse_kib_fields(text, wanted)
 
@@ -126,7 +126,7 @@ def read_thread_count(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> i
 
 def read_cpu_seconds(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> float:
     """User + system CPU time of the process, from /proc/<pid>/stat."""
-    stat = _read_text(proc_root / str(pid) / "stat")
+    stat = read_text(proc_root / str(pid) / "stat")
     # The command name may contain spaces and parentheses: fields start after the last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])
@@ -136,13 +136,13 @@ def read_cpu_seconds(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> fl
 def read_start_time(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> int:
     """When the process started, in clock ticks since boot: with the pid, it names one process
     for the machine's uptime (a pid alone is reused)."""
-    stat = _read_text(proc_root / str(pid) / "stat")
+    stat = read_text(proc_root / str(pid) / "stat")
     return int(stat[stat.rindex(")") + 2 :].split()[19])
 
 
 def read_cmdline(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> list[str]:
     """The process's argv ([] for a kernel thread or a zombie)."""
-    raw = _read_text(proc_root / str(pid) / "cmdline")
+    raw = read_text(proc_root / str(pid) / "cmdline")
     return raw.rstrip("\0").split("\0") if raw else []
 
 
@@ -152,7 +152,7 @@ def list_children(pid: int, proc_root: Path = PROC_ROOT) -> list[int]:
     task_dir = proc_root / str(pid) / "task"
     for tid in os.listdir(task_dir):
         try:
-            children.extend(int(c) for c in _read_text(task_dir / tid / "children").split())
+            children.extend(int(c) for c in read_text(task_dir / tid / "children").split())
         except FileNotFoundError:
             continue
     return children

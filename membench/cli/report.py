@@ -44,7 +44,8 @@ def _outcomes(outcomes: dict[str, int]) -> str:
 
 def format_report(report: Report) -> str:
     """The seed's table (its layout, from membench run), then what Prometheus adds."""
-    from membench.run.report import _mb, _seconds, seed_table
+    from membench.run.records import format_mb, format_seconds
+    from membench.run.report import seed_table
 
     found = report.approaches
     lines = seed_table([(a.label, a.peak_rss_bytes, a.execution_time_s) for a in found])
@@ -56,9 +57,9 @@ def format_report(report: Report) -> str:
     for a in found:
         peaks = a.task_peaks or {}
         lines.append(
-            f"{a.label:<38}{_mb(a.peak_pss_bytes):>10}{_mb(peaks.get('median')):>10}"
-            f"{_mb(peaks.get('max')):>11}{_seconds(a.quantiles_s.get('p50')):>7}"
-            f"{_seconds(a.quantiles_s.get('p90')):>7}{a.total_runs:>6}{len(a.runs):>6}"
+            f"{a.label:<38}{format_mb(a.peak_pss_bytes):>10}{format_mb(peaks.get('median')):>10}"
+            f"{format_mb(peaks.get('max')):>11}{format_seconds(a.quantiles_s.get('p50')):>7}"
+            f"{format_seconds(a.quantiles_s.get('p90')):>7}{a.total_runs:>6}{len(a.runs):>6}"
             f"  {_outcomes(a.outcomes)}"
         )
     window = report.window

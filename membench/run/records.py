@@ -12,6 +12,17 @@ from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
 
 MB = 1024 * 1024
+
+
+def format_mb(value: float | None) -> str:
+    """A byte figure as the tables print it: MB (2^20) to 2 places, `-` when unknown."""
+    return "-" if value is None else f"{value / MB:.2f}"
+
+
+def format_seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 # With --targets-dir, how long a worker is kept after a run for Prometheus to scrape it: a new
 # target waits for file_sd discovery (refresh 5 s) and the scrape interval (5 s in our config).
 PROMETHEUS_SCRAPE_WAIT_S = 30.0

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from membench.procfs import read_meminfo
-from membench.run.records import MB, RunConfig, ScenarioResult
+from membench.run.records import (
+    MB,
+    RunConfig,
+    ScenarioResult,
+    format_mb,
+    format_seconds,
+)
 from membench.run.sizing import sizing_entry
 from membench.workers.allocator import inherited_allocator_environment
 
@@ -46,14 +52,6 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _mb(value: float | None) -> str:
-    return "-" if value is None else f"{value / MB:.2f}"
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def _sort_key(result: ScenarioResult) -> tuple[int, float]:
     peak = result.summary()["peak_rss_bytes"]
     return (0, peak["median"]) if peak else (1, 0.0)
@@ -65,7 +63,7 @@ def _median(summary: dict[str, Any], key: str) -> float | None:
 
 
 def _range_mb(figure: dict[str, float] | None) -> str:
-    return f"{_mb(figure['min'])}-{_mb(figure['max'])}" if figure else "-"
+    return f"{format_mb(figure['min'])}-{format_mb(figure['max'])}" if figure else "-"
 
 
 def seed_table(rows: list[tuple[str, float | None, float | None]]) -> list[str]:
@@ -73,7 +71,9 @@ def seed_table(rows: list[tuple[str, float | None, float | None]]) -> list[str]:
     rule = "=" * 80
     lines = [rule, "BENCHMARK RESULTS", rule]
     lines += [f"{'Approach':<38}{'Peak Memory (MB)':>18}{'Execution Time (s)':>20}", "-" * 80]
-    lines += [f"{name:<38}{_mb(peak):>18}{_seconds(time):>20}" for name, peak, time in rows]
+    lines += [
+        f"{name:<38}{format_mb(peak):>18}{format_seconds(time):>20}" for name, peak, time in rows
+    ]
     return [*lines, rule]
 
 
@@ -104,7 +104,7 @@ def format_table(results: list[ScenarioResult], runs: int, warmup: int = 0) -> s
     lines += ["", header, "-" * len(header)]
     for result in ordered:
         summary = result.summary()
-        cells = "".join(f"{_mb(_median(summary, key)):>10}" for _, key in breakdown)
+        cells = "".join(f"{format_mb(_median(summary, key)):>10}" for _, key in breakdown)
         lines.append(f"{result.approach:<38}{cells}")
     spread_header = (
         f"{'Spread over runs':<38}{'Peak min-max':>16}{'sd':>7}{'Time min-max':>14}{'sd':>7}  Runs"
@@ -117,8 +117,8 @@ def format_table(results: list[ScenarioResult], runs: int, warmup: int = 0) -> s
         time_range = f"{duration['min']:.2f}-{duration['max']:.2f}" if duration else "-"
         lines.append(
             f"{result.approach:<38}{_range_mb(peak):>16}"
-            f"{_mb(peak['stdev'] if peak else None):>7}{time_range:>14}"
-            f"{_seconds(duration['stdev'] if duration else None):>7}"
+            f"{format_mb(peak['stdev'] if peak else None):>7}{time_range:>14}"
+            f"{format_seconds(duration['stdev'] if duration else None):>7}"
             f"  {len(result.ok_runs())}/{len(result.measured_runs())} ok"
         )
         failures += [
@@ -161,7 +161,7 @@ def payload_notes(ordered: list[ScenarioResult]) -> list[str]:
                 at_once = f"{_median_of(result, 'temporaries_at_once'):.1f}"
             threads = _median_of(result, "max_os_threads")
             lines.append(
-                f"{result.approach:<38}{_mb(temporaries):>10}{at_once or '-':>9}"
+                f"{result.approach:<38}{format_mb(temporaries):>10}{at_once or '-':>9}"
                 f"{'-' if threads is None else f'{threads:.0f}':>12}"
             )
         lines.append(
@@ -250,11 +250,11 @@ def format_matrix_summary(combinations: list[dict[str, Any]]) -> str:
             summary = scenario["summary"]
             lines.append(
                 f"{combination['label']:<34}{scenario['approach']:<38}"
-                f"{_mb(_median(summary, 'peak_rss_bytes')):>9}"
-                f"{_mb(_median(summary, 'excess_rss_bytes')):>9}"
-                f"{_mb(_median(summary, 'retained_rss_bytes')):>10}"
-                f"{_mb(_median(summary, 'trimmed_rss_bytes')):>9}"
-                f"{_seconds(_median(summary, 'duration_s')):>10}"
+                f"{format_mb(_median(summary, 'peak_rss_bytes')):>9}"
+                f"{format_mb(_median(summary, 'excess_rss_bytes')):>9}"
+                f"{format_mb(_median(summary, 'retained_rss_bytes')):>10}"
+                f"{format_mb(_median(summary, 'trimmed_rss_bytes')):>9}"
+                f"{format_seconds(_median(summary, 'duration_s')):>10}"
             )
     return "\n".join(lines)
 

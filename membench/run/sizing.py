@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MB = 1024 * 1024
+from membench.run.records import format_mb
+
 KIB = 1024
 # Over the largest child peak any run saw: run-to-run spread, and a replacement child forked
 # later from a parent that has grown meanwhile. docs/sizing.md. Percent: integer arithmetic.
@@ -151,10 +152,6 @@ def sizing_entry(scenarios: Iterable[Mapping[str, Any]], concurrency: int) -> di
     }
 
 
-def _mb(value: int | None) -> str:
-    return "-" if value is None else f"{value / MB:.2f}"
-
-
 def format_sizing(entry: Mapping[str, Any]) -> str:
     """The printed block: per approach, the memory needed at N and the recycling threshold."""
     n = entry["concurrency"]
@@ -166,8 +163,8 @@ def format_sizing(entry: Mapping[str, Any]) -> str:
     for a in entry["approaches"]:
         kib = a.get("max_memory_per_child_kib")
         lines.append(
-            f"{a['approach']:<38}{_mb(a.get('need_bytes')):>10}{_mb(a.get('fixed_bytes')):>10}"
-            f"{_mb(a.get('per_task_bytes')):>10}{_mb(a.get('task_rise_bytes')):>10}"
+            f"{a['approach']:<38}{format_mb(a.get('need_bytes')):>10}{format_mb(a.get('fixed_bytes')):>10}"
+            f"{format_mb(a.get('per_task_bytes')):>10}{format_mb(a.get('task_rise_bytes')):>10}"
             f"{'-' if kib is None else f'{kib} KiB':>24}"
         )
     lines.append(
