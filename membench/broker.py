@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -37,6 +38,37 @@ def client_app(url: str) -> Any:
     app.conf.broker_url = url
     app.conf.result_backend = url
     app.conf.result_backend_transport_options = {"retry_policy": CLIENT_RESULT_RETRY_POLICY}
+    return app
+
+
+def broker_errors() -> tuple[type[BaseException], ...]:
+    """What a dead Redis looks like from a client: Celery's "Retry limit exceeded" RuntimeError,
+    redis-py's and kombu's connection errors, or a plain socket error."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return (RuntimeError, OSError, OperationalError, RedisConnectionError)
+
+
+def reconnect_client(app: Any, url: str) -> Any:
+    """`client_app(url)` for an app whose broker died and came back (or moved).
+
+    The app is shared: its pooled connections, its control (whose mailbox keeps the old producer
+    pool) and its result backend are all bound to the dead server, so they are dropped first.
+    """
+    app.close()
+    app.__dict__.pop("control", None)
+    with contextlib.suppress(AttributeError):
+        del app._local.backend
+    app = client_app(url)
+    # One more connection kombu keeps fails once on first use ("Connection closed by server")
+    # and is replaced: spend that failure here, not in the caller's next broadcast.
+    for _ in range(3):
+        try:
+            app.control.ping(timeout=0.05)
+            break
+        except broker_errors():
+            continue
     return app
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as ResultTimeout
 
+from membench.broker import broker_errors
 from membench.procfs import read_status_memory, reset_peak_rss
 from membench.run.payloads import derive_figures, preload_payload
 from membench.run.records import PROMETHEUS_SCRAPE_WAIT_S, RunConfig, RunResult, ScenarioResult
@@ -47,15 +48,6 @@ def _timeline(samples: list[TreeMemory], origin: float) -> dict[str, list[float]
 
 class BrokerLost(Exception):
     """The broker (or result backend) went away during a run and could not be replaced."""
-
-
-# What a dead Redis looks like from the client: Celery's "Retry limit exceeded" RuntimeError,
-# redis-py's and kombu's connection errors, or a plain socket error.
-def _broker_errors() -> tuple[type[BaseException], ...]:
-    from kombu.exceptions import OperationalError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    return (RuntimeError, OSError, OperationalError, RedisConnectionError)
 
 
 def _line(exc: BaseException) -> str:
@@ -140,24 +132,10 @@ class Runner:
         replacement = self.replace_broker() if self.replace_broker is not None else None
         if replacement is None:
             raise BrokerLost(reason)
-        from membench.broker import client_app
+        from membench.broker import reconnect_client
 
-        # The client app is shared: drop its pooled connections, its control (whose mailbox
-        # keeps the old producer pool) and its result backend, all bound to the dead server.
-        self.app.close()
-        self.app.__dict__.pop("control", None)
-        with contextlib.suppress(AttributeError):
-            del self.app._local.backend
         self.broker_url = replacement
-        self.app = client_app(self.broker_url)
-        # One more connection kombu keeps fails once on first use ("Connection closed by
-        # server") and is replaced: spend that failure here, not in the next worker's start.
-        for _ in range(3):
-            try:
-                self.app.control.ping(timeout=0.05)
-                break
-            except _broker_errors():
-                continue
+        self.app = reconnect_client(self.app, self.broker_url)
 
     def _start_worker(self, scenario: Scenario) -> WorkerProcess:
         worker = WorkerProcess(
@@ -237,7 +215,7 @@ class Runner:
             async_result = self.app.send_task(
                 "membench.process_batch", kwargs=params.as_kwargs(), queue=worker.queue
             )
-        except _broker_errors() as exc:
+        except broker_errors() as exc:
             self._broker_lost = result.reason = f"broker lost: cannot send the task: {_line(exc)}"
             result.status = "failed"
             return result
@@ -269,7 +247,7 @@ class Runner:
                     },
                 )
                 continue
-            except _broker_errors() as exc:
+            except broker_errors() as exc:
                 result.status = "failed"
                 self._broker_lost = result.reason = f"broker lost during the run: {_line(exc)}"
                 break
