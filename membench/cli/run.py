@@ -156,8 +156,7 @@ def cmd_run(args: SimpleNamespace) -> int:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             writer(path)
-        except OSError as exc:
-            path.unlink(missing_ok=True)  # never half a file
+        except OSError as exc:  # both writers go through a temporary file: no half file left
             unwritten.append(str(path))
             print(
                 f"membench run: error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr

@@ -303,8 +303,17 @@ def plot_results(document: dict[str, Any], path: Path) -> None:
         if ax.get_legend_handles_labels()[0]:  # no line at all when every run failed
             ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    # Through a temporary file, as results.json: a full disk leaves the old plot or none, never
+    # half a PNG.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, dpi=120, format="png")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
 
 
 def command_line() -> list[str]:
