@@ -51,13 +51,13 @@ def command(
 ) -> int:
     """Start redis, a worker per scenario, loadgen, Flower, Prometheus and Grafana (when
     installed) on 127.0.0.1; Ctrl-C or `membench stack down` stops them all."""
-    from membench.stack import supervisor as stack
+    from membench.stack import state, supervisor
     from membench.workers.scenarios import parse_scenarios
 
     where = Path(directory).resolve()
     try:
         if action == "down":
-            return stack.stack_down(where)
+            return state.stack_down(where)
         try:
             names = [s.name for s in parse_scenarios(scenarios)]
         except ValueError as exc:
@@ -68,7 +68,7 @@ def command(
         if duration is not None and not duration > 0:
             raise UsageError(f"--duration: must be > 0, got {duration}")
         writable_dir("--dir", where)
-        running = stack.recorded_stack(where)  # a stale file is removed, and said so
+        running = state.recorded_stack(where)  # a stale file is removed, and said so
         if running is not None:
             raise UsageError(
                 f"--dir: a stack runs from {where} as pid {running['pid']} "
@@ -76,7 +76,7 @@ def command(
             )
         if broker:
             check_broker(broker)
-        return stack.run_stack(where, broker or None, schedule_path, names, duration)
-    except stack.StackError as exc:
+        return supervisor.run_stack(where, broker or None, schedule_path, names, duration)
+    except state.StackError as exc:
         print(f"membench stack: error: {exc}", file=sys.stderr)
         return EXIT_FAILED_RUNS
