@@ -31,7 +31,8 @@ def write_state(stack: Stack, prometheus_url: str | None) -> None:
         # `stack down` signals only the process with this start time and argv.
         "process": process_identity(os.getpid()),
         "prometheus_url": prometheus_url,
-        "services": {s.name: {"pid": s.proc.pid, "url": s.url} for s in stack.services},
+        "services": {s.name: {"pid": s.proc.pid, "url": s.url} for s in stack.watched()},
+        "restarts": [r.as_dict() for r in stack.restarts],
     }
     write_json_atomic(stack.directory / STATE_FILE, state)
 

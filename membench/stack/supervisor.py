@@ -1,7 +1,8 @@
 """`membench stack up|down`: the compose stack's services as local processes, on loopback.
 
 Embedded redis, one worker per scenario, loadgen and Flower always; Prometheus when the
-`prometheus` binary is on PATH, Grafana when `grafana-server` is. Same commands as compose.
+`prometheus` binary is on PATH, Grafana when `grafana-server` is. Same commands as compose, and
+the same `restart: unless-stopped` (membench/stack/restarts.py).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from membench.processes import (
     wait_for,
 )
 from membench.prometheus import CONFIG_DIR
+from membench.stack.restarts import CrashLoop, Restart, RestartPolicy, describe_exit
 from membench.stack.state import STATE_FILE, StackError, write_state
-from membench.targets import read_targets, write_target
+from membench.targets import addresses_by_pid, read_targets, write_target
 
 GRAFANA_DIR = Path(membench.grafana.__file__).resolve().parent
 FLOWER_COMMAND = [sys.executable, "-m", "celery", "-A", "membench.workers.app", "flower"]
@@ -47,6 +49,9 @@ class Service:
     proc: subprocess.Popen[bytes]
     log: Path
     url: str = ""
+    argv: list[str] = field(default_factory=list)  # what a restart runs again
+    env: dict[str, str] | None = None
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -57,18 +62,86 @@ class Stack:
     services: list[Service] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
     broker: Any = None  # the EmbeddedRedis, stopped after every service that uses it
+    redis: Service | None = None  # the embedded redis-server's process, supervised like a service
+    restarts: list[Restart] = field(default_factory=list)
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
 
     def add(self, name: str, argv: list[str], env: dict[str, str], url: str = "") -> Service:
         log = self.directory / "logs" / f"{name}.log"
-        service = Service(name, spawn(argv, env=env, log_path=log), log, url)
+        service = Service(name, spawn(argv, env=env, log_path=log), log, url, argv, env)
         self.services.append(service)
         return service
 
+    def watched(self) -> list[Service]:
+        """Every supervised process: the services, then the embedded redis-server."""
+        return self.services + ([self.redis] if self.redis is not None else [])
+
     def dead(self) -> list[Service]:
-        services = list(self.services)
-        if self.broker is not None and self.broker.proc is not None:
-            services.append(Service("redis", self.broker.proc, self.directory / "logs/redis.log"))
-        return [s for s in services if s.proc.poll() is not None]
+        return [s for s in self.watched() if s.proc.poll() is not None]
+
+    def restart_dead(self) -> list[Restart]:
+        """Restart each dead service whose back-off is over, as compose's `restart:
+        unless-stopped` does; every restart is said on stderr and kept in `restarts`.
+        Raises CrashLoop when one keeps dying right after it starts."""
+        from membench.broker import BrokerError  # redis-py: not loaded by `stack down`
+
+        done = []
+        for service in self.dead():
+            now = time.monotonic()
+            if self.policy.on_death(service.name, now - service.started, now) > now:
+                continue
+            record = Restart(
+                service.name,
+                service.proc.pid,
+                describe_exit(service.proc.returncode),
+                round(now - service.started, 3),
+                time.time(),
+            )
+            try:
+                self._respawn(service)
+                record.restarted_at, record.new_pid = time.time(), service.proc.pid
+                self.policy.restarted(service.name)
+            except (OSError, BrokerError) as exc:
+                record.error = str(exc)  # tried again on the next pass, backed off
+                self.policy.restarted(service.name)
+            service.started = time.monotonic()
+            self.restarts.append(record)
+            done.append(record)
+            again = f"restarted as pid {record.new_pid}" if record.new_pid else record.error
+            print(
+                f"membench stack: {service.name} (pid {record.old_pid}) {record.exit} after "
+                f"{record.ran_s:.1f} s; {again} (restart {self.restart_count(service.name)}; "
+                f"see {service.log})",
+                file=sys.stderr,
+                flush=True,
+            )
+        return done
+
+    def find_worker_urls(self) -> bool:
+        """Fill each worker's main exporter URL from its target file; True if one changed."""
+        changed = False
+        # The file's name carries the pid: `membench worker` execs Celery, so it is the service's.
+        by_pid = addresses_by_pid(self.directory / "prometheus" / "targets")
+        for service in self.services:
+            addresses = by_pid.get(service.proc.pid)
+            if service.name.startswith("worker-") and not service.url and addresses:
+                service.url = f"http://{addresses[0]}/metrics"
+                changed = True
+        return changed
+
+    def restart_count(self, name: str) -> int:
+        return sum(1 for r in self.restarts if r.service == name)
+
+    def _respawn(self, service: Service) -> None:
+        stop(service.proc, timeout=5)  # reaps it, and ends what it left in its process group
+        if service is self.redis:
+            # Same port and password: workers, loadgen and Flower reconnect to the URL they have.
+            self.broker.restart()
+            service.proc = self.broker.proc
+            return
+        service.proc = spawn(service.argv, env=service.env, log_path=service.log)
+        if service.name.startswith("worker-"):
+            service.url = ""  # its exporter port is new: found again from its target file
 
     def stop(self) -> None:
         # Signal every service first, then wait: their warm shutdowns (a gevent worker's takes
@@ -82,6 +155,7 @@ class Stack:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+            self.redis = None
         (self.directory / STATE_FILE).unlink(missing_ok=True)
 
 
@@ -144,6 +218,7 @@ def start_stack(
         if broker is None:
             stack.broker = EmbeddedRedis(log_dir=directory / "logs")
             broker = stack.broker.start()
+            stack.redis = Service("redis", stack.broker.proc, directory / "logs" / "redis.log")
         prometheus_dir = _prepare_prometheus_dir(directory)
         targets = prometheus_dir / "targets"
         env = dict(os.environ)
@@ -193,12 +268,7 @@ def start_stack(
             )
 
         wait_for(ready, timeout=90, interval=0.2, what="every service to be ready")
-        for target in read_targets(targets, "workers"):
-            if target["labels"]["role"] == "main":
-                service_name = f"worker-{target['labels']['scenario']}"
-                for service in stack.services:
-                    if service.name == service_name:
-                        service.url = f"http://{target['targets'][0]}/metrics"
+        stack.find_worker_urls()
     except BaseException:
         stack.stop()
         raise
@@ -258,7 +328,8 @@ def run_stack(
     scenarios: list[str],
     duration: float | None,
 ) -> int:
-    """Start, print the summary, then supervise until Ctrl-C/SIGTERM/--duration or a crash."""
+    """Start, print the summary, then supervise (a service that dies is restarted, said and
+    recorded) until Ctrl-C/SIGTERM/--duration, or a crash loop (exit 1)."""
     signal.signal(signal.SIGTERM, raise_interrupted)
     stack, prometheus_url = start_stack(directory, broker, schedule, scenarios)
     exit_code = 0
@@ -267,20 +338,33 @@ def run_stack(
         print(summary(stack, prometheus_url), flush=True)
         deadline = time.monotonic() + duration if duration else None
         while deadline is None or time.monotonic() < deadline:
-            dead = stack.dead()
-            if dead:
-                for service in dead:
-                    print(
-                        f"membench stack: {service.name} exited with code "
-                        f"{service.proc.returncode}; see {service.log}",
-                        file=sys.stderr,
-                    )
+            try:
+                restarted = stack.restart_dead()
+            except CrashLoop as exc:
+                print(f"membench stack: {exc}; stopping the stack", file=sys.stderr)
                 exit_code = 1
                 break
+            if stack.find_worker_urls() or restarted:
+                write_state(stack, prometheus_url)  # `stack down` and soaks read today's pids
             time.sleep(0.5)  # supervision poll, not synchronisation
     except (KeyboardInterrupt, Interrupted):
         pass
     finally:
         stack.stop()
-        print("membench stack: stopped every process", file=sys.stderr, flush=True)
+        print(
+            f"membench stack: stopped every process{_restart_summary(stack)}",
+            file=sys.stderr,
+            flush=True,
+        )
     return exit_code
+
+
+def _restart_summary(stack: Stack) -> str:
+    """'' or '; 2 restarts while up: redis 1, worker-gevent_greenlets 1' (never silent)."""
+    if not stack.restarts:
+        return ""
+    counts: dict[str, int] = {}
+    for record in stack.restarts:
+        counts[record.service] = counts.get(record.service, 0) + 1
+    listed = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+    return f"; {len(stack.restarts)} restart(s) while up: {listed}"
