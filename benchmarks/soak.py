@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -38,10 +37,10 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from _bench import git_state, soak_machine
 from _soak_figures import BASELINE_QUERY, SCENARIOS, summarise, table
 
 from membench.jsonfile import write_json_atomic
@@ -87,38 +86,6 @@ class Interrupted(Exception):
 
 def _on_signal(signum: int, frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
-
-
-def machine() -> dict[str, Any]:
-    """The runner's machine block (cores, memory, kernel, versions) plus Prometheus and load."""
-    from membench.run.report import machine_info
-
-    prometheus_version = subprocess.run(
-        ["prometheus", "--version"], capture_output=True, text=True, check=False
-    )
-    first_line = (prometheus_version.stdout or prometheus_version.stderr).splitlines()[:1]
-    return {
-        **machine_info(),
-        "prometheus_client": metadata.version("prometheus-client"),
-        "prometheus": first_line[0] if first_line else None,
-        "load_average_at_start": list(os.getloadavg()),
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """The commit measured and the files that differ from it (editable installs run the tree)."""
-    repo = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
-        )
-        return done.stdout.rstrip("\n") if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "HEAD") or None,
-        "dirty": [line[3:] for line in git("status", "--porcelain").splitlines()],
-    }
 
 
 def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
@@ -220,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     stack_log = directory / "stack-up.log"
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    info = machine()
+    info = soak_machine()
     git_info = git_state()
     print(f"soak: starting the stack in {stack_dir} (log {stack_log})", file=sys.stderr)
     with stack_log.open("wb") as log:
