@@ -35,7 +35,7 @@ SCHEDULE = """
 [defaults]
 subtasks = 2
 size_mb = 1.0
-hold_s = 0.1
+hold_s = {hold_s}
 workers = 2
 period_s = 1
 jitter_s = 0.1
@@ -129,10 +129,10 @@ def test_a_crash_loop_is_given_up_after_the_limit(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def stack_up(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def stack_up(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     require_binary("prometheus")
     schedule = tmp_path / "schedule.toml"
-    schedule.write_text(SCHEDULE)
+    schedule.write_text(SCHEDULE.format(hold_s=getattr(request, "param", 0.1)))
     err = (tmp_path / "stack-up.err").open("wb")
     proc = subprocess.Popen(
         [
@@ -208,3 +208,30 @@ def test_stack_up_restarts_a_killed_worker_redis_and_prometheus_and_runs_go_on(
     ), said[-2000:]
     pids_seen |= {s["pid"] for s in state["services"].values()}
     wait_for(lambda: not any(pid_alive(p) for p in pids_seen), 10, what="every pid gone")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack_up", [6.0], indirect=True)  # a run outlasts the 5 s grace
+def test_stack_down_lets_the_loadgen_count_its_run_in_flight_and_print_its_summary(
+    stack_up: dict[str, Any],
+) -> None:
+    state = _state(stack_up["state"])
+    worker = state["services"]["worker-gevent_greenlets"]["url"]
+    address = worker.removeprefix("http://").removesuffix("/metrics")
+    wait_for(
+        lambda: value(scrape(address), names.TASKS_IN_PROGRESS, scenario="gevent_greenlets"),
+        60,
+        what="a task running",
+    )
+    stack_up["proc"].send_signal(signal.SIGTERM)
+    assert stack_up["proc"].wait(timeout=90) == 0
+    # One SIGTERM, then a wait: the loadgen finished or timed out the run in its grace, counted
+    # it and printed its summary; a second SIGTERM would end it at once, both lost.
+    log = (stack_up["state"].parent / "logs" / "loadgen.log").read_text()
+    after_stop = log[log.index("SIGTERM: stopping; waiting up to") :]
+    assert "gevent_greenlets run 1: " in after_stop, after_stop
+    rows = [line.split() for line in after_stop.splitlines()]
+    assert ["scenario", "fired", "success", "failure", "timeout", "skipped"] in rows, after_stop
+    summary = next(r for r in rows if r[:1] == ["gevent_greenlets"] and len(r) == 6)
+    fired, success, failure, timeout = map(int, summary[1:5])
+    assert fired == success + failure + timeout == 1, summary

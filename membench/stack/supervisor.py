@@ -150,7 +150,9 @@ class Stack:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(service.proc.pid, signal.SIGTERM)
         for service in reversed(self.services):
-            stop(service.proc, timeout=20)
+            # sig=0: wait, never signal twice. A second SIGTERM ends the loadgen at once (its
+            # way out of a grace period), losing its runs in flight and its summary.
+            stop(service.proc, timeout=20, sig=0)
         self.services.clear()
         if self.broker is not None:
             self.broker.stop()
