@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/soak.py --minutes 30 --output docs/results/soak.json
+    python benchmarks/soak.py --minutes 60 --faults --output docs/results/soak-faults.json
 
 Starts `membench stack up` (needs the `prometheus` binary on PATH) in a temporary directory with
 a schedule it writes: all four scenarios, small tasks, fired every few seconds. It polls the
@@ -14,12 +15,17 @@ Figures (details in docs/soak.md):
 
 - runs per scenario: fired/success/failure/timeout (membench_loadgen_runs_total) and skipped
   (membench_loadgen_skipped_total), the counters' values at the last poll;
-- idle-baseline growth per approach: least-squares slope, in MB/hour, of the polled series
-  `min_over_time(scenario:membench_tree_rss_bytes:sum[5m])` (tree RSS floor over 5 min), computed
+- idle-baseline growth per approach: least-squares slope, in MB/hour, of the polled tree RSS
+  floor over 5 min (each live process's floor, summed: _soak_figures.BASELINE_QUERY), computed
   here because the rules' 15 min window is long next to a 30 min soak;
 - main-process RSS (membench_process_rss_bytes{role="main"}) first vs last poll per scenario;
 - Prometheus series count count({__name__=~"membench_.*"}) at the first and last poll;
-- the machine.
+- the machine;
+- with --faults (_soak_faults.py, _soak_runs.py): a fault every --fault-every seconds, rotating
+  (SIGKILL a prefork child mid-task, SIGKILL a gevent worker, restart redis-server, restart
+  Prometheus, SIGSTOP a worker 30 s); per fault the runs it hit, how each was counted and the
+  recovery time; firings = success + failure + timeout + skipped per scenario from the loadgen's
+  log and counters; the series count over time; baseline slopes within fault-free segments.
 
 Standard library only, plus the installed `membench`: its stack command, and membench.stats,
 membench.processes and membench.jsonfile (the figures are in _soak_figures.py).
@@ -28,6 +34,7 @@ membench.processes and membench.jsonfile (the figures are in _soak_figures.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import signal
@@ -41,7 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from _bench import git_state, soak_machine
-from _soak_figures import BASELINE_QUERY, SCENARIOS, summarise, table
+from _soak_faults import FAULTS_BY_NAME, Injector, as_dicts
+from _soak_figures import BASELINE_QUERY, SCENARIOS, fault_table, series_timeline, summarise, table
+from _soak_runs import accounting, fault_effects, parse_log, parse_summary
 
 from membench.jsonfile import write_json_atomic
 from membench.processes import pid_alive
@@ -56,6 +65,7 @@ workers = {workers}
 payload = "bytes"
 period_s = {period_s}
 jitter_s = {jitter_s}
+deadline_s = {deadline_s}
 
 [scenarios.prefork_threads]
 
@@ -65,6 +75,10 @@ jitter_s = {jitter_s}
 
 [scenarios.gevent_greenlets]
 """
+# A run whose task is lost (its worker killed, its result lost with redis-server) is counted a
+# timeout after this long, not after the 64 s derived from the task, and the scenario, which
+# skips while a run is in flight, fires again: the runs take <= 1.7 s, so 20 s is generous.
+DEADLINE_S = 20.0
 QUERIES = {
     "baseline_min5m": BASELINE_QUERY,
     "baseline_min15m_rule": "scenario:membench_tree_rss_bytes:min15m",
@@ -121,8 +135,11 @@ def poll(prometheus_url: str, started: float) -> dict[str, Any]:
     }
 
 
-def stop_stack(proc: subprocess.Popen[bytes], state: dict[str, Any] | None) -> dict[str, Any]:
-    """SIGTERM the `stack up` process, wait for it, then check every pid of stack.json is gone."""
+def stop_stack(
+    proc: subprocess.Popen[bytes], state: dict[str, Any] | None, killed: list[int]
+) -> dict[str, Any]:
+    """SIGTERM the `stack up` process, wait for it, then check every pid of stack.json is gone,
+    and every pid a fault signalled (their replacements are in stack.json)."""
     began = time.monotonic()
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -135,6 +152,7 @@ def stop_stack(proc: subprocess.Popen[bytes], state: dict[str, Any] | None) -> d
     if state:
         pids["stack-up"] = int(state["pid"])
         pids.update({name: int(s["pid"]) for name, s in state.get("services", {}).items()})
+    pids.update({f"signalled-{pid}": pid for pid in killed})
     deadline = time.monotonic() + 10
     while any(pid_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -159,9 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold-s", type=float, default=0.2)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--keep-dir", action="store_true", help="keep the stack dir and logs")
+    parser.add_argument("--faults", action="store_true", help="inject a fault every period")
+    parser.add_argument("--fault-every", type=float, default=600.0, help="seconds between faults")
     args = parser.parse_args(argv)
-    if args.minutes <= 0 or args.interval <= 0:
-        parser.error("--minutes and --interval must be > 0")
+    if args.minutes <= 0 or args.interval <= 0 or args.fault_every <= 0:
+        parser.error("--minutes, --interval and --fault-every must be > 0")
+    if args.faults and args.minutes * 60 < 1.5 * args.fault_every:
+        parser.error("--faults: --minutes must cover 1.5 x --fault-every (one fault + recovery)")
     if shutil.which("prometheus") is None:
         print(
             "soak: error: the `prometheus` binary is not on PATH; the soak reads every figure "
@@ -179,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "period_s": args.period,
         "jitter_s": args.jitter,
+        "deadline_s": DEADLINE_S,
     }
     schedule = directory / "schedule.toml"
     schedule.write_text(SCHEDULE.format(**schedule_params))
@@ -201,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     error: str | None = None
     started = time.time()
     stop_info: dict[str, Any] = {}
+    injector: Injector | None = None
     try:
         deadline = time.monotonic() + 180
         state_file = stack_dir / "stack.json"
@@ -231,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         end = started + args.minutes * 60
         next_poll = started
+        if args.faults:
+            injector = Injector(stack_dir, started, args.fault_every, end)
+            injector.start()
         while True:
             if proc.poll() is not None:
                 raise SoakError(
@@ -238,11 +265,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
             now = time.time()
             if now >= next_poll or now >= end:
-                polls.append(poll(prometheus_url, started))
+                try:
+                    polls.append(poll(prometheus_url, started))
+                except (OSError, SoakError) as exc:  # e.g. Prometheus restarting: said, kept
+                    polls.append({"t": round(now - started, 3), "time": now, "error": str(exc)})
                 p = polls[-1]
-                done = sum(sum(r.values()) for r in p["runs"].values())
+                done = sum(sum(r.values()) for r in p.get("runs", {}).values())
                 print(
-                    f"soak: t={p['t']:7.0f}s series={p['series']:.0f} runs={done:.0f}",
+                    f"soak: t={p['t']:7.0f}s series={p.get('series')} runs={done:.0f}"
+                    + (f" (poll failed: {p['error']})" if "error" in p else ""),
                     file=sys.stderr,
                     flush=True,
                 )
@@ -260,8 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if injector is not None:
+            injector.stopping.set()  # a SIGSTOPped worker gets its SIGCONT first
+            injector.join(timeout=60)
+        with contextlib.suppress(OSError, ValueError):  # today's pids: restarts changed them
+            state = json.loads((stack_dir / "stack.json").read_text())
         print("soak: stopping the stack (SIGTERM to `stack up`)", file=sys.stderr, flush=True)
-        stop_info = stop_stack(proc, state)
+        killed = [pid for f in injector.faults for pid in f.pids] if injector else []
+        stop_info = stop_stack(proc, state, killed)
     loadgen_summary = ""
     loadgen_log = stack_dir / "logs" / "loadgen.log"
     if loadgen_log.exists():
@@ -270,8 +307,29 @@ def main(argv: list[str] | None = None) -> int:
         loadgen_summary = text[start:].strip() if start >= 0 else ""
 
     skip_s = 300.0 if args.minutes >= 15 else 0.0
-    summary = summarise(polls, skip_s)
+    faults = as_dicts(injector.faults) if injector else []
+    cuts: dict[str, list[float]] = {}
+    for fault in faults:
+        if FAULTS_BY_NAME[fault["kind"]].replaces_process:
+            cuts.setdefault(fault["scenario"], []).append(fault["at"] - started)
+    summary = summarise(polls, skip_s, cuts)
     report = table(summary, polls, args.minutes)
+    faults_report: dict[str, Any] | None = None
+    if injector is not None:
+        log_text = loadgen_log.read_text(errors="replace") if loadgen_log.exists() else ""
+        runs, skips = parse_log(log_text)
+        effects = [fault_effects(f, runs, skips, time.time()) for f in faults]
+        accounts = accounting(runs, skips, parse_summary(loadgen_summary))
+        timeline = series_timeline(polls)
+        report += "\n" + fault_table(faults, effects, accounts, timeline, started)
+        faults_report = {
+            "every_s": args.fault_every,
+            "injector_error": injector.crashed,
+            "faults": [{**f, "effects": e} for f, e in zip(faults, effects, strict=True)],
+            "accounting": accounts,
+            "series_timeline": timeline,
+            "restarts": (state or {}).get("restarts", []),
+        }
     print(report)
     if stop_info["pids_still_alive"]:
         print(f"soak: WARNING: still alive after stop: {stop_info['pids_still_alive']}")
@@ -300,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": summary,
         "stop": stop_info,
         "loadgen_summary": loadgen_summary,
+        "faults": faults_report,
         "table": report,
         "polls": polls,
     }
@@ -312,7 +371,17 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(directory, ignore_errors=True)
     if error and error.startswith("interrupted"):
         return 130
-    return 0 if complete and not stop_info["pids_still_alive"] else 1
+    lost = faults_report is not None and (
+        bool(faults_report["injector_error"])
+        or not all(f["effects"]["recovered"] for f in faults_report["faults"])
+        or not all(
+            a["log_matches_loadgen"] and not a["runs_without_outcome"]
+            for a in faults_report["accounting"].values()
+        )
+    )
+    if lost:
+        print("soak: a fault was not recovered from, or a run is unaccounted for", file=sys.stderr)
+    return 0 if complete and not stop_info["pids_still_alive"] and not lost else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,137 @@
+"""The soak's run-by-run account from the loadgen's log: every run with its outcome and times,
+the skips, the check that nothing is missing, and for each fault the runs it hit and when the
+stack recovered."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+_STAMP = r"(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO membench\.loadgen: "
+# loadgen/scheduler.py's two lines (its log format is membench/cli/loadgen.py's basicConfig).
+RUN_LINE = re.compile(
+    _STAMP + r"(?P<scenario>\w+) run (?P<run>\d+): (?P<outcome>success|failure|timeout) "
+    r"in (?P<duration>[\d.]+) s(?: \(deadline [\d.]+ s\))?: (?P<detail>.*)$"
+)
+SKIP_LINE = re.compile(
+    _STAMP + r"(?P<scenario>\w+): skipped (?P<n>\d+) firing\(s\), run (?P<run>\d+)"
+)
+SUMMARY_COLUMNS = ("fired", "success", "failure", "timeout", "skipped")
+
+
+def _unix(stamp: str) -> float:
+    """asctime (local time, milliseconds) as unix time."""
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def parse_log(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(runs, skips): each run with scenario, number, outcome, start, end, detail."""
+    runs, skips = [], []
+    for line in text.splitlines():
+        if match := RUN_LINE.match(line):
+            end, duration = _unix(match["stamp"]), float(match["duration"])
+            runs.append(
+                {
+                    "scenario": match["scenario"],
+                    "run": int(match["run"]),
+                    "outcome": match["outcome"],
+                    "start": end - duration,  # the line is logged when the run ends
+                    "end": end,
+                    "duration_s": duration,
+                    "detail": match["detail"][:200],
+                }
+            )
+        elif match := SKIP_LINE.match(line):
+            skips.append(
+                {"scenario": match["scenario"], "at": _unix(match["stamp"]), "n": int(match["n"])}
+            )
+    return runs, skips
+
+
+def parse_summary(text: str) -> dict[str, dict[str, int]]:
+    """The loadgen's exit table (format_summary): counts per scenario, taken after its stop."""
+    table: dict[str, dict[str, int]] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 6 and all(w.isdigit() for w in words[1:]):
+            table[words[0]] = dict(zip(SUMMARY_COLUMNS, map(int, words[1:]), strict=True))
+    return table
+
+
+def accounting(
+    runs: list[dict[str, Any]], skips: list[dict[str, Any]], summary: dict[str, dict[str, int]]
+) -> dict[str, dict[str, Any]]:
+    """Per scenario: firings = success + failure + timeout + skipped, from the log and from the
+    loadgen's own counters, and which run numbers (1..fired) have no outcome line."""
+    out: dict[str, dict[str, Any]] = {}
+    for scenario in sorted({r["scenario"] for r in runs} | set(summary)):
+        mine = [r for r in runs if r["scenario"] == scenario]
+        counts = {o: sum(1 for r in mine if r["outcome"] == o) for o in SUMMARY_COLUMNS[1:4]}
+        skipped = sum(s["n"] for s in skips if s["scenario"] == scenario)
+        numbers = [r["run"] for r in mine]
+        counted = summary.get(scenario, {})
+        fired = counted.get("fired", len(mine))
+        out[scenario] = {
+            "firings": fired + counted.get("skipped", skipped),
+            "log": {**counts, "skipped": skipped, "runs": len(mine)},
+            "loadgen": counted,
+            "runs_without_outcome": sorted(set(range(1, fired + 1)) - set(numbers)),
+            "runs_with_two_outcomes": sorted({n for n in numbers if numbers.count(n) > 1}),
+            "log_matches_loadgen": bool(counted)
+            and all(counted[k] == v for k, v in {**counts, "skipped": skipped}.items()),
+        }
+    return out
+
+
+def fault_effects(
+    fault: dict[str, Any], runs: list[dict[str, Any]], skips: list[dict[str, Any]], end: float
+) -> dict[str, Any]:
+    """The runs the fault hit (overlapping it until the stack recovered) and the recovery: the
+    first success, per scenario it touches, of a run that started after the fault began and ended
+    after it was over (for restart_prometheus: every worker target scraped up again)."""
+    scenarios = [fault["scenario"]] if fault["scenario"] else sorted({r["scenario"] for r in runs})
+    recovered: dict[str, float | None] = {}
+    for scenario in scenarios:
+        first = next(
+            (
+                r
+                for r in sorted(runs, key=lambda r: r["end"])
+                if r["scenario"] == scenario
+                and r["outcome"] == "success"
+                and r["start"] >= fault["at"] - 0.05  # log stamps are to the millisecond
+                and r["end"] > fault["ended_at"]
+            ),
+            None,
+        )
+        recovered[scenario] = first["end"] if first else None
+    if fault["kind"] == "restart_prometheus":
+        up = fault.get("targets_up_s")
+        until = fault["at"] + up if up is not None else None
+    else:
+        until = None if None in recovered.values() else max(recovered.values())  # type: ignore[type-var]
+    window_end = until if until is not None else end
+    hit = [
+        {k: r[k] for k in ("scenario", "run", "outcome", "duration_s", "detail")}
+        for r in runs
+        if r["scenario"] in scenarios and r["start"] < window_end and r["end"] > fault["at"]
+    ]
+    outcomes: dict[str, int] = {}
+    for r in hit:
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    skipped = sum(
+        s["n"] for s in skips if s["scenario"] in scenarios and fault["at"] <= s["at"] <= window_end
+    )
+    return {
+        "scenarios": scenarios,
+        "recovered": until is not None,
+        "recovery_s": None if until is None else round(until - fault["at"], 2),
+        "recovery_after_fault_end_s": None
+        if until is None
+        else round(until - fault["ended_at"], 2),
+        "recovery_by_scenario_s": {
+            s: None if t is None else round(t - fault["at"], 2) for s, t in recovered.items()
+        },
+        "runs_hit": hit,
+        "outcomes": {**outcomes, "skipped": skipped},
+    }
