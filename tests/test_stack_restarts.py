@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,6 +63,16 @@ def test_a_first_death_restarts_at_once_and_quick_deaths_back_off_doubling() -> 
     assert policy.on_death("w", ran_s=QUICK_EXIT_S + 1, now=500) == 500  # it ran: reset
 
 
+def test_a_restart_after_a_back_off_reports_the_death_as_first_seen() -> None:
+    policy = RestartPolicy()
+    policy.on_death("w", ran_s=0.1, now=0)
+    policy.restarted("w")
+    policy.on_death("w", ran_s=0.2, now=10)  # backed off
+    seen = policy.noticed["w"]
+    policy.on_death("w", ran_s=1.2, now=10.5)  # the next pass, still waiting
+    assert policy.noticed["w"] == seen and seen[1] == 0.2
+
+
 def test_a_service_that_keeps_dying_right_after_starting_is_a_crash_loop() -> None:
     policy = RestartPolicy()
     for n in range(CRASH_LOOP_LIMIT - 1):
@@ -88,6 +99,7 @@ def test_a_killed_service_is_restarted_with_its_argv_and_env_and_recorded(
 ) -> None:
     (tmp_path / "logs").mkdir()
     s = stack.Stack(tmp_path)
+    new_pid = None
     try:
         env = dict(os.environ, MEMBENCH_TEST_MARK="kept")
         service = s.add("sleeper", SLEEPER, env)
@@ -96,6 +108,7 @@ def test_a_killed_service_is_restarted_with_its_argv_and_env_and_recorded(
         wait_for(lambda: service.proc.poll() is not None, 10, what="the sleeper to die")
         assert [r.service for r in s.restart_dead()] == ["sleeper"]
         record = s.restarts[0]
+        new_pid = record.new_pid
         assert (record.old_pid, record.new_pid) == (
             first,
             service.proc.pid,
@@ -108,7 +121,7 @@ def test_a_killed_service_is_restarted_with_its_argv_and_env_and_recorded(
         assert f"restarted as pid {service.proc.pid} (restart 1;" in said
     finally:
         s.stop()
-    assert not pid_alive(record.new_pid)
+    assert new_pid is not None and not pid_alive(new_pid)
 
 
 @pytest.mark.slow  # the back-off: 1 + 2 + 4 s before the fifth quick death
@@ -203,9 +216,10 @@ def test_stack_up_restarts_a_killed_worker_redis_and_prometheus_and_runs_go_on(
     assert stack_up["proc"].wait(timeout=90) == 0
     said = stack_up["err"].read_text()
     assert "worker-gevent_greenlets (pid" in said and "was killed by SIGKILL" in said
-    assert said.rstrip().endswith(
-        "3 restart(s) while up: prometheus 1, redis 1, worker-gevent_greenlets 1"
-    ), said[-2000:]
+    stop_line = said.rstrip().splitlines()[-1]
+    assert stop_line.startswith("membench stack: stopped every process; "), said[-2000:]
+    for service in ("prometheus 1", "redis 1", "worker-gevent_greenlets 1"):
+        assert service in stop_line, stop_line
     pids_seen |= {s["pid"] for s in state["services"].values()}
     wait_for(lambda: not any(pid_alive(p) for p in pids_seen), 10, what="every pid gone")
 
@@ -229,9 +243,9 @@ def test_stack_down_lets_the_loadgen_count_its_run_in_flight_and_print_its_summa
     # it and printed its summary; a second SIGTERM would end it at once, both lost.
     log = (stack_up["state"].parent / "logs" / "loadgen.log").read_text()
     after_stop = log[log.index("SIGTERM: stopping; waiting up to") :]
-    assert "gevent_greenlets run 1: " in after_stop, after_stop
+    assert re.search(r"gevent_greenlets run \d+: ", after_stop), after_stop
     rows = [line.split() for line in after_stop.splitlines()]
     assert ["scenario", "fired", "success", "failure", "timeout", "skipped"] in rows, after_stop
     summary = next(r for r in rows if r[:1] == ["gevent_greenlets"] and len(r) == 6)
     fired, success, failure, timeout = map(int, summary[1:5])
-    assert fired == success + failure + timeout == 1, summary
+    assert fired == success + failure + timeout >= 1, summary

@@ -8,12 +8,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# A service that dies sooner than this after its start did not really start: its next restart
-# waits (doubling from BACKOFF_FIRST_S), and CRASH_LOOP_LIMIT such deaths in a row end the stack.
-# Docker counts the same way (its delay doubles from 100 ms and resets after 10 s of running).
+# A service that dies sooner than this after its start did not really start. The first such
+# death restarts at once, each next one waits twice as long (from BACKOFF_FIRST_S: 1, 2, 4 s),
+# and CRASH_LOOP_LIMIT in a row end the stack. Docker counts the same way (its delay doubles from
+# 100 ms and resets after 10 s of running).
 QUICK_EXIT_S = 10.0
 BACKOFF_FIRST_S = 1.0
-BACKOFF_MAX_S = 30.0
 CRASH_LOOP_LIMIT = 5
 
 
@@ -56,12 +56,16 @@ class RestartPolicy:
 
     quick_exits: dict[str, int] = field(default_factory=dict)
     due: dict[str, float] = field(default_factory=dict)  # monotonic time of the next attempt
+    # When each death was first seen (unix time) and how long the process had run: a restart
+    # after a back-off reports these, not the time it restarted.
+    noticed: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def on_death(self, name: str, ran_s: float, now: float | None = None) -> float:
         """Note a death; return the monotonic time its restart is due. Raises CrashLoop."""
         now = time.monotonic() if now is None else now
         if name in self.due:
             return self.due[name]  # already noted; still waiting for its back-off
+        self.noticed[name] = (time.time(), ran_s)
         quick = self.quick_exits.get(name, 0) + 1 if ran_s < QUICK_EXIT_S else 0
         self.quick_exits[name] = quick
         if quick >= CRASH_LOOP_LIMIT:
@@ -69,9 +73,11 @@ class RestartPolicy:
                 f"{name} died {quick} times in a row within {QUICK_EXIT_S:g} s of starting"
             )
         # The first death restarts at once: a soak measures how fast the stack recovers.
-        delay = 0.0 if quick <= 1 else min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (quick - 2))
+        delay = 0.0 if quick <= 1 else BACKOFF_FIRST_S * 2 ** (quick - 2)
         self.due[name] = now + delay
         return self.due[name]
 
     def restarted(self, name: str) -> None:
+        """The restart was tried (it may have failed: the next death is noted afresh)."""
         self.due.pop(name, None)
+        self.noticed.pop(name, None)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,9 @@ class Stack:
         return service
 
     def watched(self) -> list[Service]:
-        """Every supervised process: the services, then the embedded redis-server."""
-        return self.services + ([self.redis] if self.redis is not None else [])
+        """Every supervised process, the embedded redis-server first: a service that died with
+        it restarts against a broker that is back."""
+        return ([self.redis] if self.redis is not None else []) + self.services
 
     def dead(self) -> list[Service]:
         return [s for s in self.watched() if s.proc.poll() is not None]
@@ -90,12 +92,13 @@ class Stack:
             now = time.monotonic()
             if self.policy.on_death(service.name, now - service.started, now) > now:
                 continue
+            died_at, ran_s = self.policy.noticed[service.name]
             record = Restart(
                 service.name,
                 service.proc.pid,
                 describe_exit(service.proc.returncode),
-                round(now - service.started, 3),
-                time.time(),
+                round(ran_s, 3),
+                died_at,
             )
             try:
                 self._respawn(service)
@@ -130,7 +133,8 @@ class Stack:
         return changed
 
     def restart_count(self, name: str) -> int:
-        return sum(1 for r in self.restarts if r.service == name)
+        """The service's restarts that started a new process (failed attempts are not)."""
+        return sum(1 for r in self.restarts if r.service == name and r.new_pid is not None)
 
     def _respawn(self, service: Service) -> None:
         stop(service.proc, timeout=5)  # reaps it, and ends what it left in its process group
@@ -362,11 +366,13 @@ def run_stack(
 
 
 def _restart_summary(stack: Stack) -> str:
-    """'' or '; 2 restarts while up: redis 1, worker-gevent_greenlets 1' (never silent)."""
-    if not stack.restarts:
-        return ""
-    counts: dict[str, int] = {}
-    for record in stack.restarts:
-        counts[record.service] = counts.get(record.service, 0) + 1
-    listed = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
-    return f"; {len(stack.restarts)} restart(s) while up: {listed}"
+    """'' or '; 2 restart(s) while up: redis 1, worker-gevent_greenlets 1' (never silent)."""
+    done = Counter(r.service for r in stack.restarts if r.new_pid is not None)
+    failed = len(stack.restarts) - done.total()
+    said = ""
+    if done:
+        listed = ", ".join(f"{name} {n}" for name, n in sorted(done.items()))
+        said += f"; {done.total()} restart(s) while up: {listed}"
+    if failed:
+        said += f"; {failed} restart attempt(s) failed (see stack.json)"
+    return said
