@@ -5,12 +5,12 @@ a thread and _soak_runs.py matches it to the loadgen's runs afterwards."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
 import threading
 import time
-import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +19,15 @@ from typing import Any
 from _bench import scrape
 
 from membench.exporter import names
-from membench.processes import pid_alive
+from membench.processes import pid_alive, process_identity
+from membench.procfs import list_children
+from membench.query.client import Prometheus, PrometheusError
 from membench.targets import addresses_by_pid
 
 STOP_S = 30.0  # how long stop_worker keeps a worker SIGSTOPped
 MID_TASK_WAIT_S = 30.0  # how long an injector waits for a task to be running before it fires
 RECOVERY_WAIT_S = 180.0  # how long the Prometheus fault waits for every target to be up again
+FAULT_MAX_S = MID_TASK_WAIT_S + STOP_S + RECOVERY_WAIT_S  # the longest one fault can take
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class Fault:
     at: float  # unix time of the signal
     ended_at: float  # unix time the fault was over (SIGCONT for stop_worker; else `at`)
     pids: list[int]
+    # Who each pid was when signalled: a pid freed by the fault may name another process by
+    # the end of an hour (pid_max is 32768 here), so the stop check compares identities.
+    identities: list[dict[str, Any]] = field(default_factory=list)
     mid_task: bool | None = None  # a task was running in the process when it was signalled
     prometheus_ready_s: float | None = None  # restart_prometheus: /-/ready answers again
     targets_up_s: float | None = None  # restart_prometheus: every worker target scraped up again
@@ -88,13 +94,11 @@ class Fault:
 
 
 def children(pid: int) -> list[int]:
-    """The pid's child processes (every thread's children file)."""
-    found: list[int] = []
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                found += [int(c) for c in (task / "children").read_text().split()]
-    return sorted(set(found))
+    """The pid's child processes; none once it is gone."""
+    try:
+        return sorted(set(list_children(pid)))
+    except FileNotFoundError:
+        return []
 
 
 def _busy(targets: Path, pid: int) -> bool:
@@ -102,18 +106,12 @@ def _busy(targets: Path, pid: int) -> bool:
     for address in addresses_by_pid(targets).get(pid, []):
         try:
             exposition = scrape(address, timeout=1.0)
-        except OSError:
+        except (OSError, http.client.HTTPException):  # a half-written answer: not busy yet
             continue
         for line in exposition.splitlines():
             if line.startswith(names.TASKS_IN_PROGRESS + "{") and float(line.rsplit(" ", 1)[1]):
                 return True
     return False
-
-
-def _query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
-    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return list(json.load(response)["data"]["result"])
 
 
 def _ready(prometheus_url: str) -> bool:
@@ -133,7 +131,7 @@ class Injector(threading.Thread):
         self.targets = stack_dir / "prometheus" / "targets"
         self.faults: list[Fault] = []
         self.stopping = threading.Event()
-        self.crashed: str | None = None
+        self.error: str | None = None  # the last fault that could not be injected, and why
 
     def schedule(self) -> list[float]:
         """Fault times; the last leaves at least half a period to watch the recovery."""
@@ -144,19 +142,23 @@ class Injector(threading.Thread):
         return times
 
     def run(self) -> None:
-        try:
-            for n, at in enumerate(self.schedule()):
-                if self.stopping.wait(max(0.0, at - time.time())):
-                    return
-                fault = self.inject(FAULTS[n % len(FAULTS)])
-                self.faults.append(fault)
-                print(
-                    f"soak: fault {n + 1} at t={fault.at - self.start_at:.0f}s: {fault.kind} "
-                    f"(pids {fault.pids}, mid-task {fault.mid_task}){_error(fault)}",
-                    flush=True,
-                )
-        except Exception as exc:  # reported by soak.py: a fault never goes unsaid
-            self.crashed = f"{type(exc).__name__}: {exc}"
+        for n, at in enumerate(self.schedule()):
+            if self.stopping.wait(max(0.0, at - time.time())):
+                return
+            kind = FAULTS[n % len(FAULTS)]
+            try:
+                fault = self.inject(kind)
+            except Exception as exc:  # this fault is reported as failed; the next still runs
+                now = time.time()
+                fault = Fault(kind.name, kind.scenario, kind.what, now, now, [])
+                fault.error = f"{type(exc).__name__}: {exc}"
+                self.error = fault.error
+            self.faults.append(fault)
+            print(
+                f"soak: fault {n + 1} at t={fault.at - self.start_at:.0f}s: {fault.kind} "
+                f"(pids {fault.pids}, mid-task {fault.mid_task}){_error(fault)}",
+                flush=True,
+            )
 
     def state(self) -> dict[str, Any]:
         return dict(json.loads((self.stack_dir / "stack.json").read_text()))
@@ -166,7 +168,7 @@ class Injector(threading.Thread):
         while time.monotonic() < deadline and not self.stopping.is_set():
             if _busy(self.targets, pid):
                 return True
-            time.sleep(0.02)  # polling the exporter, not synchronisation
+            time.sleep(0.1)  # polling the exporter, not synchronisation; tasks last >= 0.4 s
         return False
 
     def inject(self, kind: FaultKind) -> Fault:
@@ -201,8 +203,9 @@ class Injector(threading.Thread):
         mid_task: bool | None,
         group: int | None = None,
     ) -> Fault:
+        identities = [i for i in map(process_identity, pids) if i]
         at = time.time()
-        fault = Fault(kind.name, kind.scenario, kind.what, at, at, pids, mid_task)
+        fault = Fault(kind.name, kind.scenario, kind.what, at, at, pids, identities, mid_task)
         if not pids:
             fault.error = "no process to signal"
             return fault
@@ -218,8 +221,9 @@ class Injector(threading.Thread):
 
     def _restart_prometheus(self, kind: FaultKind, pid: int, state: dict[str, Any]) -> Fault:
         url = state["prometheus_url"]
+        client = Prometheus(url)
         workers = 'up{role!=""}'  # the worker targets: only their file_sd entries carry a role
-        expected = len(_query(url, f"{workers} == 1"))
+        expected = len(client.query(f"{workers} == 1"))
         fault = self._signal(kind, [pid], signal.SIGKILL, None)
         fault.details["worker_targets_before"] = expected
         deadline = time.monotonic() + RECOVERY_WAIT_S
@@ -229,8 +233,8 @@ class Injector(threading.Thread):
                 fault.prometheus_ready_s = round(now - fault.at, 2)
             if fault.prometheus_ready_s is not None:
                 fresh = f"({workers} == 1) and (timestamp({workers}) > {fault.at:.3f})"
-                with contextlib.suppress(OSError, KeyError, ValueError):
-                    if len(_query(url, fresh)) >= expected:
+                with contextlib.suppress(PrometheusError):
+                    if len(client.query(fresh)) >= expected:
                         fault.targets_up_s = round(time.time() - fault.at, 2)
                         return fault
             time.sleep(0.2)  # polling Prometheus, not synchronisation

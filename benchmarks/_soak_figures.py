@@ -33,9 +33,9 @@ def pooled_slope_per_hour(
 ) -> float | None:
     """The baseline's slope within segments: a new segment begins at each cut (a fault replaced
     one of the scenario's processes, so its level starts afresh) and its first `skip_s` seconds
-    are left out (the 5 min floor still holds the old process). Each segment is centred on its
-    own means, so the level jumps between segments do not count as growth; with no cut this is
-    the plain slope after the warm-up."""
+    are left out (the new process's 5 min floor is still filling, so it can only fall). Each
+    segment is centred on its own means, so the level jumps between segments do not count as
+    growth; with no cut this is the plain slope after the warm-up."""
     bounds = [0.0, *sorted(cuts), float("inf")]
     centred: list[tuple[float, float]] = []
     for begin, end in itertools.pairwise(bounds):
@@ -172,7 +172,8 @@ def series_timeline(polls: list[dict[str, Any]], every_s: float = 300.0) -> list
             rows.append(
                 {"t": poll["t"], "series": poll["series"], "min": min(seen), "max": max(seen)}
             )
-            mark, seen = mark + every_s, []
+            # The next mark after this poll: a gap of unanswered polls gives one row, not a burst.
+            mark, seen = (poll["t"] // every_s + 1) * every_s, []
     return rows
 
 
@@ -210,16 +211,18 @@ def fault_table(
     lines += [
         "",
         "ACCOUNTING: firings = success + failure + timeout + skipped (log = the loadgen's per-run",
-        "lines; loadgen = its own counters at its stop); missing = run numbers with no outcome",
+        "lines; loadgen = its own counters at its stop); missing / twice = run numbers with no",
+        "outcome line / with two",
         "",
         f"{'scenario':<20}{'firings':>8}{'success':>9}{'failure':>9}{'timeout':>9}{'skipped':>9}"
-        f"{'missing':>9}{'log = loadgen':>15}",
+        f"{'missing':>9}{'twice':>7}{'log = loadgen':>15}",
     ]
     for scenario, a in accounts.items():
         log = a["log"]
         lines.append(
             f"{scenario:<20}{a['firings']:>8}{log['success']:>9}{log['failure']:>9}"
             f"{log['timeout']:>9}{log['skipped']:>9}{len(a['runs_without_outcome']):>9}"
+            f"{len(a['runs_with_two_outcomes']):>7}"
             f"{'yes' if a['log_matches_loadgen'] else 'NO':>15}"
         )
     lines += ["", "SERIES COUNT over time (min/max since the row before)", ""]

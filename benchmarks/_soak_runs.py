@@ -8,6 +8,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from membench.loadgen.scheduler import SUMMARY_COLUMNS
+
 _STAMP = r"(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO membench\.loadgen: "
 # loadgen/scheduler.py's two lines (its log format is membench/cli/loadgen.py's basicConfig).
 RUN_LINE = re.compile(
@@ -17,7 +19,6 @@ RUN_LINE = re.compile(
 SKIP_LINE = re.compile(
     _STAMP + r"(?P<scenario>\w+): skipped (?P<n>\d+) firing\(s\), run (?P<run>\d+)"
 )
-SUMMARY_COLUMNS = ("fired", "success", "failure", "timeout", "skipped")
 
 
 def _unix(stamp: str) -> float:

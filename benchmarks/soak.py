@@ -42,18 +42,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from _bench import git_state, soak_machine
-from _soak_faults import FAULTS_BY_NAME, Injector, as_dicts
+from _soak_faults import FAULT_MAX_S, FAULTS_BY_NAME, Injector, as_dicts
 from _soak_figures import BASELINE_QUERY, SCENARIOS, fault_table, series_timeline, summarise, table
 from _soak_runs import accounting, fault_effects, parse_log, parse_summary
 
 from membench.jsonfile import write_json_atomic
-from membench.processes import pid_alive
+from membench.processes import pid_alive, same_process
+from membench.query.client import Prometheus, PrometheusError
 
 SCHEDULE = """\
 # Written by benchmarks/soak.py: a compressed soak schedule (small tasks, short period).
@@ -102,23 +101,17 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
-def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
-    """Instant query; the result vector (labels + float value)."""
-    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body = json.load(response)
-    if body.get("status") != "success":
-        raise SoakError(f"query {promql!r} failed: {body}")
-    return [
-        {"labels": item["metric"], "value": float(item["value"][1])}
-        for item in body["data"]["result"]
-    ]
-
-
 def poll(prometheus_url: str, started: float) -> dict[str, Any]:
     """One poll: every query of QUERIES, reduced to plain dicts keyed by scenario."""
     now = time.time()
-    raw = {name: query(prometheus_url, promql) for name, promql in QUERIES.items()}
+    client = Prometheus(prometheus_url)
+    raw = {
+        name: [
+            {"labels": item["metric"], "value": float(item["value"][1])}
+            for item in client.query(promql)
+        ]
+        for name, promql in QUERIES.items()
+    }
     by_scenario = {
         name: {item["labels"].get("scenario", ""): item["value"] for item in raw[name]}
         for name in ("baseline_min5m", "baseline_min15m_rule", "main_rss", "tree_rss", "skipped")
@@ -136,7 +129,7 @@ def poll(prometheus_url: str, started: float) -> dict[str, Any]:
 
 
 def stop_stack(
-    proc: subprocess.Popen[bytes], state: dict[str, Any] | None, killed: list[int]
+    proc: subprocess.Popen[bytes], state: dict[str, Any] | None, signalled: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """SIGTERM the `stack up` process, wait for it, then check every pid of stack.json is gone,
     and every pid a fault signalled (their replacements are in stack.json)."""
@@ -152,16 +145,21 @@ def stop_stack(
     if state:
         pids["stack-up"] = int(state["pid"])
         pids.update({name: int(s["pid"]) for name, s in state.get("services", {}).items()})
-    pids.update({f"signalled-{pid}": pid for pid in killed})
+
+    def alive() -> dict[str, int]:
+        found = {name: pid for name, pid in pids.items() if pid_alive(pid)}
+        # The processes faults signalled, by identity: their pids may name others by now.
+        found.update({f"signalled-{i['pid']}": i["pid"] for i in signalled if same_process(i)})
+        return found
+
     deadline = time.monotonic() + 10
-    while any(pid_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+    while alive() and time.monotonic() < deadline:
         time.sleep(0.2)
-    alive = {name: pid for name, pid in pids.items() if pid_alive(pid)}
     return {
         "stack_up_exit_code": proc.returncode,
         "stop_seconds": round(time.monotonic() - began, 2),
-        "pids_checked": pids,
-        "pids_still_alive": alive,
+        "pids_checked": {**pids, **{f"signalled-{i['pid']}": i["pid"] for i in signalled}},
+        "pids_still_alive": alive(),
     }
 
 
@@ -247,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 first = poll(prometheus_url, time.time())
                 if all(s in first["main_rss"] and s in first["baseline_min5m"] for s in SCENARIOS):
                     break
-            except (OSError, SoakError):
+            except PrometheusError:
                 pass
             if time.monotonic() > deadline:
                 raise SoakError(f"Prometheus at {prometheus_url} has no data for every scenario")
@@ -267,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             if now >= next_poll or now >= end:
                 try:
                     polls.append(poll(prometheus_url, started))
-                except (OSError, SoakError) as exc:  # e.g. Prometheus restarting: said, kept
+                except PrometheusError as exc:  # e.g. Prometheus restarting: said, kept
                     polls.append({"t": round(now - started, 3), "time": now, "error": str(exc)})
                 p = polls[-1]
                 done = sum(sum(r.values()) for r in p.get("runs", {}).values())
@@ -292,13 +290,15 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if injector is not None:
+            if complete:  # a fault still in progress finishes, its recovery watched
+                injector.join(timeout=FAULT_MAX_S)
             injector.stopping.set()  # a SIGSTOPped worker gets its SIGCONT first
             injector.join(timeout=60)
         with contextlib.suppress(OSError, ValueError):  # today's pids: restarts changed them
             state = json.loads((stack_dir / "stack.json").read_text())
         print("soak: stopping the stack (SIGTERM to `stack up`)", file=sys.stderr, flush=True)
-        killed = [pid for f in injector.faults for pid in f.pids] if injector else []
-        stop_info = stop_stack(proc, state, killed)
+        signalled = [i for f in injector.faults for i in f.identities] if injector else []
+        stop_info = stop_stack(proc, state, signalled)
     loadgen_summary = ""
     loadgen_log = stack_dir / "logs" / "loadgen.log"
     if loadgen_log.exists():
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         report += "\n" + fault_table(faults, effects, accounts, timeline, started)
         faults_report = {
             "every_s": args.fault_every,
-            "injector_error": injector.crashed,
+            "injector_error": injector.error,
             "faults": [{**f, "effects": e} for f, e in zip(faults, effects, strict=True)],
             "accounting": accounts,
             "series_timeline": timeline,
@@ -375,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         bool(faults_report["injector_error"])
         or not all(f["effects"]["recovered"] for f in faults_report["faults"])
         or not all(
-            a["log_matches_loadgen"] and not a["runs_without_outcome"]
+            a["log_matches_loadgen"]
+            and not a["runs_without_outcome"]
+            and not a["runs_with_two_outcomes"]
             for a in faults_report["accounting"].values()
         )
     )
