@@ -177,9 +177,29 @@ def series_timeline(polls: list[dict[str, Any]], every_s: float = 300.0) -> list
     return rows
 
 
+def fault_steps(
+    polls: list[dict[str, Any]], fault_times: list[float], settle_s: float = 330.0
+) -> list[dict[str, float | None]]:
+    """What each fault left in each scenario's idle baseline, MB: the last poll before it
+    against the first poll `settle_s` after it, once the 5 min floor holds only later samples
+    (the growth of those minutes is included: ~0.1 MB at 1 MB/h)."""
+    answered = [p for p in polls if not p.get("error")]
+    steps: list[dict[str, float | None]] = []
+    for at in fault_times:
+        row: dict[str, float | None] = {}
+        for scenario in SCENARIOS:
+            series = [(p["t"], p["baseline_min5m"].get(scenario)) for p in answered]
+            before = [v for t, v in series if t < at and v is not None][-1:]
+            after = [v for t, v in series if t >= at + settle_s and v is not None][:1]
+            row[scenario] = (after[0] - before[0]) / MB if before and after else None
+        steps.append(row)
+    return steps
+
+
 def fault_table(
     faults: list[dict[str, Any]],
     effects: list[dict[str, Any]],
+    steps: list[dict[str, float | None]],
     accounts: dict[str, Any],
     timeline: list[dict[str, Any]],
     start: float,
@@ -208,6 +228,15 @@ def fault_table(
                     f"{'':9}{run['scenario']} run {run['run']}: {run['outcome']} "
                     f"({run['duration_s']:.2f} s): {run['detail'][:70]}"
                 )
+    lines += [
+        "",
+        "BASELINE STEP per fault, MB (last poll before it vs the first poll 330 s after)",
+        "",
+        f"{'fault':<21}" + "".join(f"{scenario:>20}" for scenario in SCENARIOS),
+    ]
+    for fault, step in zip(faults, steps, strict=True):
+        cells = "".join(_fmt(step[scenario], "20.2f") for scenario in SCENARIOS)
+        lines.append(f"{fault['kind']:<21}{cells}")
     lines += [
         "",
         "ACCOUNTING: firings = success + failure + timeout + skipped (log = the loadgen's per-run",

@@ -5,8 +5,11 @@ stack recovered."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime
 from typing import Any
+
+from _soak_figures import fault_steps, fault_table, series_timeline
 
 from membench.loadgen.scheduler import SUMMARY_COLUMNS
 
@@ -136,3 +139,38 @@ def fault_effects(
         "runs_hit": hit,
         "outcomes": {**outcomes, "skipped": skipped},
     }
+
+
+def faults_document(
+    faults: list[dict[str, Any]],
+    polls: list[dict[str, Any]],
+    log_text: str,
+    loadgen_summary: str,
+    started: float,
+) -> tuple[dict[str, Any], str]:
+    """The JSON of a fault soak's faults (with their effects and baseline steps), accounting
+    and series timeline, and the table printed for them."""
+    runs, skips = parse_log(log_text)
+    effects = [fault_effects(f, runs, skips, time.time()) for f in faults]
+    accounts = accounting(runs, skips, parse_summary(loadgen_summary))
+    timeline = series_timeline(polls)
+    steps = fault_steps(polls, [f["at"] - started for f in faults])
+    document = {
+        "faults": [
+            {**f, "effects": e, "baseline_step_mb": st}
+            for f, e, st in zip(faults, effects, steps, strict=True)
+        ],
+        "accounting": accounts,
+        "series_timeline": timeline,
+    }
+    return document, fault_table(faults, effects, steps, accounts, timeline, started)
+
+
+def all_accounted_for(document: dict[str, Any]) -> bool:
+    """Every fault recovered from, and every run counted once with matching counters."""
+    return all(f["effects"]["recovered"] for f in document["faults"]) and all(
+        a["log_matches_loadgen"]
+        and not a["runs_without_outcome"]
+        and not a["runs_with_two_outcomes"]
+        for a in document["accounting"].values()
+    )

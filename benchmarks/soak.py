@@ -47,8 +47,8 @@ from typing import Any
 
 from _bench import git_state, soak_machine
 from _soak_faults import FAULT_MAX_S, FAULTS_BY_NAME, Injector, as_dicts
-from _soak_figures import BASELINE_QUERY, SCENARIOS, fault_table, series_timeline, summarise, table
-from _soak_runs import accounting, fault_effects, parse_log, parse_summary
+from _soak_figures import BASELINE_QUERY, SCENARIOS, summarise, table
+from _soak_runs import all_accounted_for, faults_document
 
 from membench.jsonfile import write_json_atomic
 from membench.processes import pid_alive, same_process
@@ -317,19 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     faults_report: dict[str, Any] | None = None
     if injector is not None:
         log_text = loadgen_log.read_text(errors="replace") if loadgen_log.exists() else ""
-        runs, skips = parse_log(log_text)
-        effects = [fault_effects(f, runs, skips, time.time()) for f in faults]
-        accounts = accounting(runs, skips, parse_summary(loadgen_summary))
-        timeline = series_timeline(polls)
-        report += "\n" + fault_table(faults, effects, accounts, timeline, started)
-        faults_report = {
-            "every_s": args.fault_every,
-            "injector_error": injector.error,
-            "faults": [{**f, "effects": e} for f, e in zip(faults, effects, strict=True)],
-            "accounting": accounts,
-            "series_timeline": timeline,
-            "restarts": (state or {}).get("restarts", []),
-        }
+        faults_report, text = faults_document(faults, polls, log_text, loadgen_summary, started)
+        report += "\n" + text
+        faults_report.update(every_s=args.fault_every, injector_error=injector.error)
+        faults_report["restarts"] = (state or {}).get("restarts", [])
     print(report)
     if stop_info["pids_still_alive"]:
         print(f"soak: WARNING: still alive after stop: {stop_info['pids_still_alive']}")
@@ -372,14 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     if error and error.startswith("interrupted"):
         return 130
     lost = faults_report is not None and (
-        bool(faults_report["injector_error"])
-        or not all(f["effects"]["recovered"] for f in faults_report["faults"])
-        or not all(
-            a["log_matches_loadgen"]
-            and not a["runs_without_outcome"]
-            and not a["runs_with_two_outcomes"]
-            for a in faults_report["accounting"].values()
-        )
+        bool(faults_report["injector_error"]) or not all_accounted_for(faults_report)
     )
     if lost:
         print("soak: a fault was not recovered from, or a run is unaccounted for", file=sys.stderr)
