@@ -103,10 +103,9 @@ class Stack:
             try:
                 self._respawn(service)
                 record.restarted_at, record.new_pid = time.time(), service.proc.pid
-                self.policy.restarted(service.name)
             except (OSError, BrokerError) as exc:
                 record.error = str(exc)  # tried again on the next pass, backed off
-                self.policy.restarted(service.name)
+            self.policy.restarted(service.name)
             service.started = time.monotonic()
             self.restarts.append(record)
             done.append(record)
@@ -123,11 +122,14 @@ class Stack:
     def find_worker_urls(self) -> bool:
         """Fill each worker's main exporter URL from its target file; True if one changed."""
         changed = False
+        missing = [s for s in self.services if s.name.startswith("worker-") and not s.url]
+        if not missing:
+            return False  # the supervision loop asks twice a second: no directory read then
         # The file's name carries the pid: `membench worker` execs Celery, so it is the service's.
         by_pid = addresses_by_pid(self.directory / "prometheus" / "targets")
-        for service in self.services:
+        for service in missing:
             addresses = by_pid.get(service.proc.pid)
-            if service.name.startswith("worker-") and not service.url and addresses:
+            if addresses:
                 service.url = f"http://{addresses[0]}/metrics"
                 changed = True
         return changed
@@ -137,12 +139,13 @@ class Stack:
         return sum(1 for r in self.restarts if r.service == name and r.new_pid is not None)
 
     def _respawn(self, service: Service) -> None:
-        stop(service.proc, timeout=5)  # reaps it, and ends what it left in its process group
         if service is self.redis:
             # Same port and password: workers, loadgen and Flower reconnect to the URL they have.
+            # restart() reaps the dead process itself.
             self.broker.restart()
             service.proc = self.broker.proc
             return
+        stop(service.proc, timeout=5)  # reaps it, and ends what it left in its process group
         service.proc = spawn(service.argv, env=service.env, log_path=service.log)
         if service.name.startswith("worker-"):
             service.url = ""  # its exporter port is new: found again from its target file
@@ -165,7 +168,8 @@ class Stack:
         (self.directory / STATE_FILE).unlink(missing_ok=True)
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    """The URL answers 200 within a second."""
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
@@ -268,7 +272,7 @@ def start_stack(
             workers = read_targets(targets, "workers")
             roles = {(t["labels"]["scenario"], t["labels"]["role"]) for t in workers}
             return all((name, "main") in roles for name in scenarios) and all(
-                _http_ok(s.url if s.name != "flower" else s.url + "/healthcheck")
+                http_ok(s.url if s.name != "flower" else s.url + "/healthcheck")
                 for s in stack.services
                 if s.url.startswith("http")
             )
