@@ -293,9 +293,10 @@ def send_batch(app: Any, worker: WorkerProcess, **params: Any) -> Any:
     return app.send_task("membench.process_batch", kwargs=kwargs, queue=worker.queue)
 
 
-def subtasks_in_progress(exposition: str) -> float:
+def gauge_value(exposition: str, name: str) -> float:
+    """The first sample of the labelled gauge `name` in an exposition; 0 when there is none."""
     for line in exposition.splitlines():
-        if line.startswith("membench_subtasks_in_progress{"):
+        if line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 

@@ -11,17 +11,17 @@ import os
 import signal
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _bench import scrape
+from _bench import gauge_value, scrape
 
 from membench.exporter import names
 from membench.processes import pid_alive, process_identity
 from membench.procfs import list_children
 from membench.query.client import Prometheus, PrometheusError
+from membench.stack.supervisor import http_ok
 from membench.targets import addresses_by_pid
 
 STOP_S = 30.0  # how long stop_worker keeps a worker SIGSTOPped
@@ -108,18 +108,9 @@ def _busy(targets: Path, pid: int) -> bool:
             exposition = scrape(address, timeout=1.0)
         except (OSError, http.client.HTTPException):  # a half-written answer: not busy yet
             continue
-        for line in exposition.splitlines():
-            if line.startswith(names.TASKS_IN_PROGRESS + "{") and float(line.rsplit(" ", 1)[1]):
-                return True
+        if gauge_value(exposition, names.TASKS_IN_PROGRESS):
+            return True
     return False
-
-
-def _ready(prometheus_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{prometheus_url}/-/ready", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 class Injector(threading.Thread):
@@ -229,7 +220,11 @@ class Injector(threading.Thread):
         deadline = time.monotonic() + RECOVERY_WAIT_S
         while time.monotonic() < deadline and not self.stopping.is_set():
             now = time.time()
-            if fault.prometheus_ready_s is None and not pid_alive(pid) and _ready(url):
+            if (
+                fault.prometheus_ready_s is None
+                and not pid_alive(pid)
+                and http_ok(f"{url}/-/ready")
+            ):
                 fault.prometheus_ready_s = round(now - fault.at, 2)
             if fault.prometheus_ready_s is not None:
                 fresh = f"({workers} == 1) and (timestamp({workers}) > {fault.at:.3f})"

@@ -96,11 +96,12 @@ def fault_effects(
     after it was over (for restart_prometheus: every worker target scraped up again)."""
     scenarios = [fault["scenario"]] if fault["scenario"] else sorted({r["scenario"] for r in runs})
     recovered: dict[str, float | None] = {}
+    by_end = sorted(runs, key=lambda r: r["end"])
     for scenario in scenarios:
         first = next(
             (
                 r
-                for r in sorted(runs, key=lambda r: r["end"])
+                for r in by_end
                 if r["scenario"] == scenario
                 and r["outcome"] == "success"
                 and r["start"] >= fault["at"] - 0.05  # log stamps are to the millisecond

@@ -22,6 +22,7 @@ from typing import Any
 
 import _bench
 
+from membench.exporter import names
 from membench.stats import percentile
 
 SCENARIOS = ("gevent_greenlets", "gevent_threads", "prefork_sequential", "prefork_threads")
@@ -42,7 +43,7 @@ def one_task(app: Any, worker: Any, address: str, args: argparse.Namespace) -> l
         t0 = time.perf_counter()
         text = _bench.scrape(address)
         latency = time.perf_counter() - t0
-        if _bench.subtasks_in_progress(text) >= 1:
+        if _bench.gauge_value(text, names.SUBTASKS_IN_PROGRESS) >= 1:
             latencies.append(latency)
         time.sleep(args.pause)
     report = result.get(timeout=120)
