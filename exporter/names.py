@@ -28,13 +28,36 @@ CGROUP_MEMORY_FILE_BYTES = "membench_cgroup_memory_file_bytes"
 CGROUP_INFO = "membench_cgroup_info"
 CGROUP_VERSION_LABEL = "version"
 
-# Tasks, updated by the task itself.
+# The cgroup's limit and its OOM kills (v2 memory.max / memory.events oom_kill, v1
+# memory.limit_in_bytes / memory.oom_control oom_kill). No limit (v2 "max", v1's huge number):
+# no sample, so `usage / limit` is empty rather than a tiny ratio.
+CGROUP_MEMORY_LIMIT_BYTES = "membench_cgroup_memory_limit_bytes"
+CGROUP_OOM_KILLS_TOTAL = "membench_cgroup_oom_kills_total"
+
+# Per process, kept by the instrument.
+PROCESS_TASKS_IN_PROGRESS = "membench_process_tasks_in_progress"
+PROCESS_START_TIME_SECONDS = "membench_process_start_time_seconds"
+
+# Per worker and task name (label `task`), summed over the worker's processes and served by the
+# main process only: a prefork child's runs are counted once per worker, not once per child.
 TASKS_IN_PROGRESS = "membench_tasks_in_progress"
-SUBTASKS_IN_PROGRESS = "membench_subtasks_in_progress"
-TASK_DURATION_SECONDS = "membench_task_duration_seconds"
-TASK_PEAK_RSS_BYTES = "membench_task_peak_rss_bytes"
-TASK_LAST_DURATION_SECONDS = "membench_task_last_duration_seconds"
 TASK_RUNS_TOTAL = "membench_task_runs_total"
+TASK_DURATION_SECONDS = "membench_task_duration_seconds"
+TASK_LAST_DURATION_SECONDS = "membench_task_last_duration_seconds"
+# Exact: VmHWM reset when the task started, read when it ended, in a process that ran no other
+# task meanwhile (always so in prefork children and solo). The last such run of the task.
+TASK_PEAK_RSS_BYTES = "membench_task_peak_rss_bytes"
+# Shared: the process's peak over a window in which other tasks also ran (gevent, threads,
+# eventlet): an upper bound of the task's own peak, never the task's own.
+TASK_WINDOW_PEAK_RSS_BYTES = "membench_task_window_peak_rss_bytes"
+# RSS after the task minus before it, summed over the task's exact runs in the live processes:
+# rises run after run for a task that leaks, stays near 0 for one that does not.
+TASK_RETAINED_BYTES = "membench_task_retained_bytes"
+# Prefork children that exited and were replaced, by why (RECYCLE_REASONS).
+CHILD_RECYCLES_TOTAL = "membench_worker_child_recycles_total"
+
+# Benchmark only (process_batch's subtasks), per process.
+SUBTASKS_IN_PROGRESS = "membench_subtasks_in_progress"
 SUBTASKS_COMPLETED_TOTAL = "membench_subtasks_completed_total"
 
 # Identity of the exporting process.
@@ -47,11 +70,27 @@ LOADGEN_SKIPPED_TOTAL = "membench_loadgen_skipped_total"
 LOADGEN_LAST_RUN_TIMESTAMP_SECONDS = "membench_loadgen_last_run_timestamp_seconds"
 
 # Labels every worker series carries. No pid or task id: series count must not grow with time.
+# `child` is the prefork pool index ("" for the main process): bounded by the concurrency.
+PROCESS_LABELS = ("pool", "role", "child")
+# The benchmark's workers add their scenario's identity.
+SCENARIO_LABELS = ("scenario", "strategy")
 IDENTITY_LABELS = ("scenario", "pool", "strategy", "role")
 OUTCOME_LABEL = "outcome"
+TASK_LABEL = "task"
+REASON_LABEL = "reason"
 
 ROLE_MAIN = "main"
 ROLE_CHILD = "child"
+
+# Outcomes of a task run: from task_postrun's state in the process that ran it (`rejected`:
+# Celery's Reject); `revoked` and
+# `lost` (its prefork child died: WorkerLostError) are seen by the main process.
+TASK_OUTCOMES = ("success", "failure", "retry", "rejected", "revoked", "lost")
+# Why a prefork child was replaced: it reached --max-tasks-per-child, it went over
+# --max-memory-per-child, or it died (killed, crashed, OOM-killed) without saying why.
+RECYCLE_REASONS = ("max-tasks-per-child", "max-memory-per-child", "died")
+# The `task` value of every task name past the bound or outside the app's registered tasks.
+OTHER_TASK = "<other>"
 
 TASK_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 

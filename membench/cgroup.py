@@ -1,4 +1,5 @@
-"""Read the memory of a process's own cgroup (v2 or v1), read-only: usage, peak, anon/file split.
+"""Read the memory of a process's own cgroup (v2 or v1), read-only: usage, peak, anon/file split,
+limit and OOM kills.
 
 Found once from /proc/<pid>/cgroup and /proc/<pid>/mountinfo; read at every scrape in 3 system
 calls per file. `proc_root` and `fs_root` (where mount points live) are injectable for tests.
@@ -25,14 +26,26 @@ class CgroupFiles:
     peak: str
     anon: str
     file: str
+    limit: str
+    events: str  # the file whose `oom_kill N` line counts OOM kills
 
 
 # v1's memory.stat keys without `total_` count this cgroup alone; usage_in_bytes and
 # max_usage_in_bytes count its descendants too, as v2's memory.stat does: take the `total_` keys.
-V2 = CgroupFiles("2", "memory.current", "memory.peak", "anon", "file")
-V1 = CgroupFiles(
-    "1", "memory.usage_in_bytes", "memory.max_usage_in_bytes", "total_rss", "total_cache"
+V2 = CgroupFiles(
+    "2", "memory.current", "memory.peak", "anon", "file", "memory.max", "memory.events"
 )
+V1 = CgroupFiles(
+    "1",
+    "memory.usage_in_bytes",
+    "memory.max_usage_in_bytes",
+    "total_rss",
+    "total_cache",
+    "memory.limit_in_bytes",
+    "memory.oom_control",
+)
+# v1 writes "no limit" as the largest page-aligned counter (2^63 - 4096 here); v2 writes "max".
+_NO_LIMIT = 2**60
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,8 @@ class CgroupMemory:
     peak: int | None
     anon: int | None
     file: int | None
+    limit: int | None = None  # None: no limit set, or unreadable
+    oom_kills: int | None = None
 
 
 def _unescape(field: str) -> str:
@@ -148,12 +163,15 @@ def _read_stat(path: Path, wanted: set[str]) -> dict[str, int]:
 
 
 def read_cgroup_memory(cgroup: MemoryCgroup) -> CgroupMemory:
-    """Read usage, peak and the anon/file split now: three files, never an error."""
+    """Read usage, peak, the anon/file split, the limit and OOM kills now; never an error."""
     files = cgroup.files
     stat = _read_stat(cgroup.directory / "memory.stat", {files.anon, files.file})
+    limit = _read_int(cgroup.directory / files.limit)  # v2's "max" reads as None
     return CgroupMemory(
         usage=_read_int(cgroup.directory / files.usage),
         peak=_read_int(cgroup.directory / files.peak),
         anon=stat.get(files.anon),
         file=stat.get(files.file),
+        limit=limit if limit is not None and limit < _NO_LIMIT else None,
+        oom_kills=_read_stat(cgroup.directory / files.events, {"oom_kill"}).get("oom_kill"),
     )

@@ -14,6 +14,7 @@ BROKER_URL = "MEMBENCH_BROKER_URL"  # Redis URL of broker and result backend
 TARGETS_DIR = "MEMBENCH_TARGETS_DIR"  # file_sd directory exporters register in
 METRICS_HOST = "MEMBENCH_METRICS_HOST"  # address worker exporters bind
 METRICS_PORT = "MEMBENCH_METRICS_PORT"  # main exporter's port; prefork child i: +1+i
+METRICS_MODE = "MEMBENCH_METRICS_MODE"  # per-process (a port each) or one-port (the main's)
 ADVERTISE_HOST = "MEMBENCH_ADVERTISE_HOST"  # host written into file_sd targets
 SCENARIO = "MEMBENCH_SCENARIO"  # set by `membench worker` for the worker's own labels
 READY_FILE = "MEMBENCH_READY_FILE"  # the worker writes its pid here once ready

@@ -39,6 +39,7 @@ TIERS = {
     "membench.loadgen": 4,
     "membench.cli": 5,
     "membench.__main__": 6,  # `python -m membench`: the console script
+    "membench.celery": 2,  # the public entry point of the instrument
     "membench": 0,  # the package's own __init__ (a docstring)
 }
 MAX_LINES = 400

@@ -74,5 +74,9 @@ app.conf.update(
     result_expires=3600,
 )
 
-# Signals are connected when the app is imported, in every worker process.
-from membench.workers import instrumentation  # noqa: E402, F401
+# Every worker process exports its memory and the per-task metrics through the instrument any
+# Celery app gets (membench.celery), with the scenario's identity as extra labels.
+from membench.exporter.instrument import instrument  # noqa: E402
+from membench.workers.instrumentation import scenario_labels  # noqa: E402
+
+instrument(app, labels=scenario_labels())

@@ -96,17 +96,10 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
     observer.max_rss = start_rss
     started_at = time.time()
     t0 = time.perf_counter()
-    metrics.tasks_in_progress.inc()
-    try:
-        results = STRATEGY_RUNNERS[params.strategy](subtask, params)
-    finally:
-        metrics.tasks_in_progress.dec()
+    results = STRATEGY_RUNNERS[params.strategy](subtask, params)
     wall_s = time.perf_counter() - t0
     end_rss, hwm = read_status_memory()
     peak = hwm if peak_method == "vmhwm" else max(observer.max_rss, end_rss)
-    metrics.task_duration_seconds.observe(wall_s)
-    metrics.task_last_duration_seconds.set(wall_s)
-    metrics.task_peak_rss_bytes.set(peak)
     return {
         "pid": os.getpid(),
         "started_at": started_at,
