@@ -2,8 +2,8 @@
 
 `python grafana/generate.py` (or `python -m membench.grafana.generate`) rewrites
 grafana/dashboards/*.json; `--check` exits 1 when the committed files are stale.
-The panels live in overview.py and soak.py (written with the factories of kinds.py), the SDK glue
-in sdk.py.
+The panels live in overview.py, soak.py and celery_worker.py (written with the factories of
+kinds.py), the SDK glue in sdk.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
+from membench.grafana.celery_worker import CELERY_WORKER
 from membench.grafana.overview import OVERVIEW
 from membench.grafana.records import Dashboard
 from membench.grafana.sdk import build
@@ -24,7 +25,9 @@ from membench.grafana.soak import SOAK
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
 
-DASHBOARDS: dict[str, Dashboard] = {spec.file_name: spec for spec in (OVERVIEW, SOAK)}
+DASHBOARDS: dict[str, Dashboard] = {
+    spec.file_name: spec for spec in (OVERVIEW, SOAK, CELERY_WORKER)
+}
 
 
 def build_dashboards() -> dict[str, dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from membench.grafana.records import Panel
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
 RULES_FILE = ROOT / "prometheus" / "rules" / "membench.rules.yml"
+CELERY_ALERTS_FILE = ROOT / "prometheus" / "rules" / "membench-celery.alerts.yml"
 DATASOURCE_UID = "membench-prometheus"
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -121,7 +123,7 @@ def test_check_runs_as_a_file_and_as_a_module(command: list[str]) -> None:
 
 def test_dashboards_have_expected_uids_and_variables(dashboards: list[dict[str, Any]]) -> None:
     by_uid = {d["uid"]: d for d in dashboards}
-    assert set(by_uid) == {"membench-overview", "membench-soak"}
+    assert set(by_uid) == {"membench-overview", "membench-soak", "membench-celery-worker"}
     assert by_uid["membench-soak"]["time"]["from"] == "now-24h"
     for dashboard in dashboards:
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
@@ -262,3 +264,32 @@ def test_dashboard_json_is_sorted_and_indented() -> None:
     for path in generate.DASHBOARDS_DIR.glob("*.json"):
         text = path.read_text(encoding="utf-8")
         assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
+
+
+def test_celery_worker_threshold_lines_equal_their_alerts_thresholds(
+    dashboards: list[dict[str, Any]],
+) -> None:
+    from membench.grafana.celery_worker import ALERT_THRESHOLDS
+
+    exprs = {
+        rule["alert"]: rule["expr"]
+        for group in yaml.safe_load(CELERY_ALERTS_FILE.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+    }
+    (dashboard,) = (d for d in dashboards if d["uid"] == "membench-celery-worker")
+    lines = {
+        target["legendFormat"]: target["expr"]
+        for panel in panels.iter_panels(dashboard)
+        for target in panel.get("targets") or []
+        if target["expr"].startswith("vector(")
+    }
+    assert lines
+    for alert, value in ALERT_THRESHOLDS.items():
+        # Every "> a * b ..." comparison of the alert, multiplied out.
+        compared = {
+            math.prod(float(factor) for factor in product.split("*"))
+            for product in re.findall(r">\s*([0-9.]+(?:\s*\*\s*[0-9.]+)*)", exprs[alert])
+        }
+        assert value in compared, f"{alert}: {value} is not a threshold of {exprs[alert]!r}"
+        drawn = [expr for legend, expr in lines.items() if legend.startswith(f"alert {alert}:")]
+        assert drawn == [f"vector({value})"], alert

@@ -33,12 +33,21 @@ EXPECTED_ALERTS = {
     "MembenchLoadgenSkippingRuns",
     "MembenchLoadgenRunFailures",
     "MembenchLoadgenTargetDown",
+    # membench-celery.alerts.yml: any instrumented Celery app.
+    "MembenchTaskRetainedGrowth",
+    "MembenchCgroupMemoryNearLimit",
+    "MembenchOOMKill",
+    "MembenchWorkerProcessVanished",
 }
 # job name -> file_sd glob, relative to prometheus.yml (contract).
 CONTRACT_JOBS = {
     job: f"targets/{job.removeprefix('membench-')}/*.json"
     for job in ("membench-workers", "membench-loadgen", "flower", "prometheus")
 }
+
+CELERY_ALERTS_FILE = PROM_DIR / "rules" / "membench-celery.alerts.yml"
+RUNBOOKS = REPO / "docs" / "runbooks.md"
+RUNBOOK_URL = "https://github.com/celery-membench/celery-membench/blob/main/docs/runbooks.md#"
 
 RECORD_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+$")
 # A metric name not glued to a recording rule's colons (scenario:membench_x:sum is not membench_x).
@@ -187,6 +196,28 @@ def test_promql_doc_names_existing_rules() -> None:
     mentioned = set(re.findall(r"\b[a-z_]+:membench_\w+:\w+", doc))
     assert mentioned <= records, f"unknown rules in docs/promql.md: {sorted(mentioned - records)}"
     assert {r for r in CONTRACT_RECORDS if "_tree_" in r or "task_peak" in r} <= mentioned
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading: lower case, punctuation dropped, spaces -> -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_celery_alerts_wait_and_link_an_existing_runbook_section() -> None:
+    anchors = {
+        github_anchor(heading)
+        for heading in re.findall(r"^#{1,6} (.+)$", RUNBOOKS.read_text(), re.MULTILINE)
+    }
+    rules = [
+        r for g in yaml.safe_load(CELERY_ALERTS_FILE.read_text())["groups"] for r in g["rules"]
+    ]
+    assert rules
+    for rule in rules:
+        assert "alert" in rule, "membench-celery.alerts.yml holds alerts only"
+        assert rule.get("for"), rule["alert"]
+        url = rule["annotations"].get("runbook_url", "")
+        assert url.startswith(RUNBOOK_URL), rule["alert"]
+        assert url.removeprefix(RUNBOOK_URL) in anchors, f"{rule['alert']}: no section {url}"
 
 
 # --- a real Prometheus -----------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_the_wheel_holds_the_package_data(installed: Path, tmp_path: Path) -> No
     )
     location, rules, dashboards = out.stdout.splitlines()
     assert str(REPO) not in location and "site-packages" in location
-    assert rules == str(["membench.alerts.yml", "membench.rules.yml"])
+    assert rules == str(["membench-celery.alerts.yml", "membench.alerts.yml", "membench.rules.yml"])
     assert int(dashboards) >= 2
 
 
