@@ -102,6 +102,12 @@ def process_registry() -> CollectorRegistry | None:
     return state.registry
 
 
+def process_labels() -> dict[str, str]:
+    """The labels of this process's series (extra labels, pool, role, child), for the app's own
+    per-process metrics in `process_registry()`; {} outside an instrumented worker."""
+    return dict(state.labels)
+
+
 # -- the worker's processes ------------------------------------------------------------------
 
 
@@ -169,6 +175,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     state.row = 0
     registry = CollectorRegistry(auto_describe=True)
     main_labels = _labels(names.ROLE_MAIN, "")
+    state.labels = main_labels
     sources = _main_sources(main_labels)
     registry.register(ProcessMemoryCollector(main_labels, sources=sources))
     worker_labels = {**options.labels, "pool": state.pool}
@@ -269,6 +276,7 @@ def _on_child_init(**_: Any) -> None:
         state.registry = None
         return
     labels = _labels(names.ROLE_CHILD, str(index))
+    state.labels = labels
     registry = CollectorRegistry(auto_describe=True)
     table, row = state.table, state.row
 

@@ -56,6 +56,10 @@ TASK_RETAINED_BYTES = "membench_task_retained_bytes"
 # Prefork children that exited and were replaced, by why (RECYCLE_REASONS).
 CHILD_RECYCLES_TOTAL = "membench_worker_child_recycles_total"
 
+# The benchmark's own task: its scenario rules and `membench report` read this `task` only (the
+# runner's helper tasks, e.g. loading a payload, run in the same workers).
+BENCHMARK_TASK = "membench.process_batch"
+
 # Benchmark only (process_batch's subtasks), per process.
 SUBTASKS_IN_PROGRESS = "membench_subtasks_in_progress"
 SUBTASKS_COMPLETED_TOTAL = "membench_subtasks_completed_total"

@@ -10,7 +10,14 @@ Then `celery -A proj worker ...` serves /metrics from every worker process. Inst
 only celery and prometheus-client (`pip install celery-membench`).
 """
 
-from membench.exporter.instrument import instrument, process_registry
+from membench.exporter.instrument import instrument, process_labels, process_registry
 from membench.exporter.options import DEFAULT_PORT, MODES, InstrumentOptions
 
-__all__ = ["DEFAULT_PORT", "MODES", "InstrumentOptions", "instrument", "process_registry"]
+__all__ = [
+    "DEFAULT_PORT",
+    "MODES",
+    "InstrumentOptions",
+    "instrument",
+    "process_labels",
+    "process_registry",
+]

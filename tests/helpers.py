@@ -136,9 +136,18 @@ def executing_address(worker: WorkerProcess) -> str:
     return address
 
 
-def task_runs(address: str, outcome: str) -> float:
-    """membench_task_runs_total{outcome} as an exporter shows it now."""
-    return value(scrape(address), names.TASK_RUNS_TOTAL, outcome=outcome)
+def task_runs(worker: WorkerProcess, outcome: str) -> float:
+    """process_batch's runs by outcome as the worker's main exporter shows them now (the worker's
+    per-task metrics, summed over its children); 0 before its first run."""
+    (main,) = exporter_addresses(worker)[names.ROLE_MAIN]
+    found = [
+        v
+        for labels, v in samples(scrape(main)).get(names.TASK_RUNS_TOTAL, [])
+        if labels.get(names.TASK_LABEL) == names.BENCHMARK_TASK
+        and labels.get(names.OUTCOME_LABEL) == outcome
+    ]
+    assert len(found) <= 1, found
+    return found[0] if found else 0.0
 
 
 def stored_meta(redis_url: str, task_id: str) -> dict[str, Any] | None:

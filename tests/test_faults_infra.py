@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from helpers import (
     StartWorker,
-    executing_address,
     exporter_addresses,
     prometheus_config,
     prometheus_query,
@@ -333,8 +332,6 @@ def test_task_out_of_memory_is_recorded_as_a_memory_error_and_the_worker_goes_on
     scenario: str, start_worker: StartWorker, celery_app: Any, redis_url: str
 ) -> None:
     worker = start_worker(scenario)
-    main = exporter_addresses(worker)[names.ROLE_MAIN][0]
-    address = executing_address(worker)
     tree = sorted(worker.tree())
     # The process that runs tasks: the pool child (prefork) or the worker itself (gevent).
     (executing,) = [p for p in tree if p != worker.pid] or [worker.pid]
@@ -352,15 +349,15 @@ def test_task_out_of_memory_is_recorded_as_a_memory_error_and_the_worker_goes_on
     assert big.state == "FAILURE" and isinstance(error, MemoryError), repr(error)
     stored = stored_meta(redis_url, big.id)
     assert stored is not None and stored["result"]["exc_type"] == "MemoryError", stored
-    wait_for(lambda: task_runs(address, "failure") == 1, 10, what="the failure counted")
-    assert task_runs(address, "success") == 0 and task_runs(main, "lost") == 0
+    wait_for(lambda: task_runs(worker, "failure") == 1, 10, what="the failure counted")
+    assert task_runs(worker, "success") == 0 and task_runs(worker, "lost") == 0
 
     # The same process, still under its limit, runs a small task next.
     report = send(**SMALL).get(timeout=60)
     assert report["pid"] == executing and report["subtasks_done"] == SMALL["subtasks"]
-    wait_for(lambda: task_runs(address, "success") == 1, 10, what="the next task counted")
+    wait_for(lambda: task_runs(worker, "success") == 1, 10, what="the next task counted")
     assert worker.alive() and sorted(worker.tree()) == tree
-    assert task_runs(address, "failure") == 1 and task_runs(main, "lost") == 0
+    assert task_runs(worker, "failure") == 1 and task_runs(worker, "lost") == 0
     log = worker.log_path.read_text(errors="replace")
     assert f"Task membench.process_batch[{big.id}] ran out of memory; the worker goes on" in log
     assert "Unrecoverable error" not in log

@@ -369,6 +369,7 @@ def test_relabelling_yields_the_file_sd_labels_on_a_real_prometheus(
         {"job": "membench-workers", "instance": f"{pod_name(pod)}:{address.rpartition(':')[2]}"}
         | identity
         | {"role": names.ROLE_MAIN if name == "metrics-main" else names.ROLE_CHILD}
+        | ({} if name == "metrics-main" else {"child": name.rpartition("-")[2]})
         for _, name, address, _ in kept
     ]
     loadgen_instance = f"{pod_name(loadgen)}:{main.rpartition(':')[2]}"

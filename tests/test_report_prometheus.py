@@ -304,11 +304,16 @@ def test_the_report_equals_what_the_runs_reported(tmp_path: Path) -> None:
             name, runs = scenario["scenario"], scenario["runs"]
             row = got[name]
             assert row["approach"] == SCENARIOS[name].label and row["approach"] in report.stdout
-            # Exact: the task reports and exports the same integer and float.
-            for key in ("task_peak_rss_bytes", "duration_s"):
+            # The report reads the instrument's figures, Celery's window of each run (prerun to
+            # postrun: the task's own wall, then its result stored); results.json the task's own.
+            for key, overhead in (("task_peak_rss_bytes", 1 << 20), ("duration_s", 0.1)):
                 reported = sorted(r[key] for r in row["runs"])
-                assert reported == sorted(r[key] for r in runs), (name, key, row["runs"], runs)
-            assert row["execution_time_s"] == scenario["summary"]["duration_s"]["median"]
+                own = sorted(r[key] for r in runs)
+                assert len(reported) == len(own), (name, key, row["runs"], runs)
+                gaps = [a - b for a, b in zip(reported, own, strict=True)]
+                assert all(0 <= gap <= overhead for gap in gaps), (name, key, gaps)
+            median = scenario["summary"]["duration_s"]["median"]
+            assert 0 <= row["execution_time_s"] - median <= 0.1
             assert row["runs_by_outcome"] == {"success": 3} and row["runs_seen"] == 3
             # Peak Memory is the highest tree sum Prometheus sampled (every 250 ms), not the
             # runner's 50 ms-sampled peak.

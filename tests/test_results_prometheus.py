@@ -28,6 +28,16 @@ def _recorded(port: int, metric: str, scenario: str) -> set[float]:
     return {float(v) for s in series for _, v in s["values"]}
 
 
+# What Celery adds to a run between task_prerun and task_postrun (storing the result in Redis,
+# the signal dispatch), in seconds, and what it may add to the process's peak, in bytes.
+DURATION_OVERHEAD = 0.1
+PEAK_OVERHEAD = 1 << 20
+
+
+def _within(recorded: set[float], reported: float, overhead: float) -> bool:
+    return any(0 <= value - reported <= overhead for value in recorded)
+
+
 def test_results_json_equals_what_prometheus_recorded(tmp_path: Path) -> None:
     binary = require_binary("prometheus")
     # With --targets-dir each run waits for Prometheus to scrape the worker before the next run
@@ -56,10 +66,13 @@ def test_results_json_equals_what_prometheus_recorded(tmp_path: Path) -> None:
             assert all(r["scraped_by_prometheus"] for r in scenario["runs"])
             peaks = _recorded(port, names.TASK_PEAK_RSS_BYTES, name)
             durations = _recorded(port, names.TASK_LAST_DURATION_SECONDS, name)
+            assert len(durations) >= 3, (name, durations)
             for run in runs:
-                # Exact equality: the task reports and exports the same integer and float.
-                assert run["task_peak_rss_bytes"] in peaks, (name, run["run"], sorted(peaks))
-                assert run["duration_s"] in durations, (name, run["run"], sorted(durations))
+                # The instrument measures Celery's window of the run (task_prerun to
+                # task_postrun: the task's own wall, then its result stored), the task its own
+                # work: the exported figure is the task's plus that overhead, never less.
+                assert _within(peaks, run["task_peak_rss_bytes"], PEAK_OVERHEAD), (name, run)
+                assert _within(durations, run["duration_s"], DURATION_OVERHEAD), (name, run)
         # The workers are gone and unregistered: nothing left for Prometheus to scrape.
         assert not list((copy / "targets" / "workers").glob("*.json"))
     finally:

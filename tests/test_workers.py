@@ -76,17 +76,16 @@ def test_every_prefork_process_exports_its_own_metrics(
             names.PROCESS_PSS_BYTES,
             names.PROCESS_USS_BYTES,
             names.PROCESS_PEAK_RSS_BYTES,
-            names.TASKS_IN_PROGRESS,
-            names.SUBTASKS_IN_PROGRESS,
-            names.TASK_PEAK_RSS_BYTES,
+            names.PROCESS_TASKS_IN_PROGRESS,
+            names.PROCESS_START_TIME_SECONDS,
         ):
             assert value(text, metric, role=role, **identity) >= 0
+        assert value(text, names.SUBTASKS_IN_PROGRESS, **identity) == 0
         assert value(text, names.PROCESS_RSS_BYTES, role=role) > 10 * MIB
-        assert names.TASK_DURATION_SECONDS + "_bucket" in samples(text)
         for series in samples(text).values():
             for labels, _ in series:
                 assert {"pid", "task_id"}.isdisjoint(labels)
-                assert labels["role"] == role
+                assert labels.get("role", role) == role
     promtool = require_binary("promtool")
     for text in expositions.values():
         checked = subprocess.run(
@@ -94,14 +93,19 @@ def test_every_prefork_process_exports_its_own_metrics(
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
-    # The task's exact peak lands in the executing child's gauges.
+    # The task's subtasks land in the executing child's counters, the run in the worker's
+    # per-task metrics (the main process's), with its exact peak: VmHWM read at task_postrun,
+    # at least the peak the task read itself and at most a page-rounding more.
     report = send(celery_app, worker, subtasks=4, size_mb=8, hold_s=0, workers=4).get(timeout=60)
     child = next(a for a in addresses["child"] if scrape(a) and _pid_of(a, worker) == report["pid"])
-    text = scrape(child)
-    assert value(text, names.TASK_PEAK_RSS_BYTES) == report["peak_rss_bytes"]
-    assert value(text, names.SUBTASKS_COMPLETED_TOTAL) == 4
-    assert value(text, names.TASK_RUNS_TOTAL, outcome="success") == 1
-    assert value(text, names.TASK_DURATION_SECONDS + "_count") == 1
+    assert value(scrape(child), names.SUBTASKS_COMPLETED_TOTAL) == 4
+    (main,) = addresses["main"]
+    task = {names.TASK_LABEL: names.BENCHMARK_TASK}
+    wait_for(lambda: value(scrape(main), names.TASK_RUNS_TOTAL, outcome="success", **task) == 1, 10)
+    text = scrape(main)
+    peak = value(text, names.TASK_PEAK_RSS_BYTES, **task)
+    assert 0 <= peak - report["peak_rss_bytes"] <= MIB
+    assert value(text, names.TASK_DURATION_SECONDS + "_count", **task) == 1
 
 
 def _pid_of(address: str, worker: WorkerProcess) -> int:

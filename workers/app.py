@@ -77,6 +77,7 @@ app.conf.update(
 # Every worker process exports its memory and the per-task metrics through the instrument any
 # Celery app gets (membench.celery), with the scenario's identity as extra labels.
 from membench.exporter.instrument import instrument  # noqa: E402
-from membench.workers.instrumentation import scenario_labels  # noqa: E402
+from membench.workers.instrumentation import connect_signals, scenario_labels  # noqa: E402
 
 instrument(app, labels=scenario_labels())
+connect_signals()

@@ -29,8 +29,6 @@ from membench.workers.scenarios import SCENARIOS
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
 
-PROCESS_BATCH = "membench.process_batch"
-
 # Each syscall of a scrape releases the GIL; a CPU-bound subtask then keeps it for the whole
 # switch interval (5 ms) before the exporter thread gets it back: ~10 syscalls made scrapes take
 # ~100 ms. Where subtasks do not run on OS threads (gevent, sequential), the exporter is the only
@@ -51,12 +49,15 @@ class BatchMetrics:
     """process_batch's subtasks in this process, in the registry its exporter serves."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge
+        from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
-        from membench.exporter.instrument import process_registry
+        # `_created` series double the counters' series and no rule or panel reads them.
+        disable_created_metrics()
+
+        from membench.exporter.instrument import process_labels, process_registry
 
         registry = process_registry() or CollectorRegistry()
-        labels = scenario_labels()
+        labels = process_labels() or scenario_labels()
         self.subtasks_in_progress: Gauge = Gauge(
             names.SUBTASKS_IN_PROGRESS,
             "Subtasks holding their data now.",
@@ -93,13 +94,13 @@ def _subtasks_on_os_threads() -> bool:
     return scenario is not None and scenario.strategy == "threads" and scenario.pool != "gevent"
 
 
-@signals.worker_init.connect
 def _on_worker_init(**_: Any) -> None:
-    if settings.exporter_enabled() and not _subtasks_on_os_threads():
-        sys.setswitchinterval(SCRAPE_SWITCH_INTERVAL_S)
+    if settings.exporter_enabled():
+        current_metrics()  # its series exist from the start, not from the first subtask
+        if not _subtasks_on_os_threads():
+            sys.setswitchinterval(SCRAPE_SWITCH_INTERVAL_S)
 
 
-@signals.worker_ready.connect
 def _on_worker_ready(**_: Any) -> None:
     path = settings.ready_file()
     if path is not None:
@@ -108,17 +109,28 @@ def _on_worker_ready(**_: Any) -> None:
         tmp.replace(path)
 
 
-@signals.worker_process_init.connect
 def _on_child_init(**_: Any) -> None:
     # A child must not outlive its worker either: when a killed worker's children are orphaned
     # they would hold their task's memory (and its broker connection) until it ends.
     die_with_parent()
+    if settings.exporter_enabled():
+        current_metrics()
 
 
-@signals.worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
     targets = settings.targets_dir()
     if targets is not None and (targets / "workers").is_dir():
         from membench.targets import prune_dead_targets
 
         prune_dead_targets(targets / "workers")
+
+
+def connect_signals() -> None:
+    """Connect the benchmark's hooks, after the instrument's: they use the registry it makes."""
+    for signal, hook in (
+        (signals.worker_init, _on_worker_init),
+        (signals.worker_ready, _on_worker_ready),
+        (signals.worker_process_init, _on_child_init),
+        (signals.worker_shutdown, _on_worker_shutdown),
+    ):
+        signal.connect(hook, weak=False, dispatch_uid=f"membench.benchmark.{hook.__name__}")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from membench.exporter import names
 from membench.procfs import (
     read_process_memory,
     read_status_memory,
@@ -119,7 +120,7 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
     }
 
 
-@app.task(name="membench.process_batch", bind=True)
+@app.task(name=names.BENCHMARK_TASK, bind=True)
 def process_batch(self: Any, **raw: Any) -> dict[str, Any]:
     """Validate the message's parameters (never trust the queue), then run the batch."""
     return run_batch(BatchParams.validate(raw))

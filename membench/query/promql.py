@@ -22,6 +22,13 @@ def selector(scenarios: Sequence[str] | None) -> str:
     return '{scenario=~"' + "|".join(scenarios) + '"}' if scenarios else ""
 
 
+def benchmark_task(match: str) -> str:
+    """`match` narrowed to the benchmark's own task: the runner's helper tasks run in the same
+    workers and have per-task series of their own."""
+    task = f'{names.TASK_LABEL}="{names.BENCHMARK_TASK}"'
+    return "{" + ", ".join(filter(None, (match.strip("{}"), task))) + "}"
+
+
 def peak(rule: str, match: str, window: Window) -> str:
     """The highest value a recording rule took in the window, per scenario."""
     return f"max_over_time({rule}{match}[{window.promql_range}] @ {window.at})"
@@ -34,18 +41,20 @@ def raw_samples(metric: str, match: str, window: Window) -> str:
 
 def duration_quantile(q: float, match: str, window: Window) -> str:
     """The task-duration histogram's q-quantile over the window (interpolated within buckets)."""
-    buckets = f"{names.TASK_DURATION_SECONDS}_bucket{match}[{window.promql_range}] @ {window.at}"
+    series = f"{names.TASK_DURATION_SECONDS}_bucket{benchmark_task(match)}"
+    buckets = f"{series}[{window.promql_range}] @ {window.at}"
     return f"histogram_quantile({q}, sum by (scenario, pool, strategy, le) (increase({buckets})))"
 
 
 def instant_queries(match: str, window: Window) -> dict[str, str]:
     """What the tables come from, by the figure each gives."""
+    task = benchmark_task(match)
     queries = {
         "peak_rss": peak(names.RULE_TREE_RSS_SUM, match, window),
         "peak_pss": peak(names.RULE_TREE_PSS_SUM, match, window),
-        "durations": raw_samples(names.TASK_LAST_DURATION_SECONDS, match, window),
-        "task_peaks": raw_samples(names.TASK_PEAK_RSS_BYTES, match, window),
-        "runs": raw_samples(names.TASK_RUNS_TOTAL, match, window),
+        "durations": raw_samples(names.TASK_LAST_DURATION_SECONDS, task, window),
+        "task_peaks": raw_samples(names.TASK_PEAK_RSS_BYTES, task, window),
+        "runs": raw_samples(names.TASK_RUNS_TOTAL, task, window),
     }
     for q in QUANTILES:
         queries[quantile_key(q)] = duration_quantile(q, match, window)

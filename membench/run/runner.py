@@ -13,6 +13,7 @@ from typing import Any
 from celery.exceptions import TimeoutError as ResultTimeout
 
 from membench.broker import broker_errors
+from membench.exporter import names
 from membench.procfs import read_status_memory, reset_peak_rss
 from membench.run.payloads import derive_figures, preload_payload
 from membench.run.records import PROMETHEUS_SCRAPE_WAIT_S, RunConfig, RunResult, ScenarioResult
@@ -213,7 +214,7 @@ class Runner:
         sent_at = time.time()
         try:
             async_result = self.app.send_task(
-                "membench.process_batch", kwargs=params.as_kwargs(), queue=worker.queue
+                names.BENCHMARK_TASK, kwargs=params.as_kwargs(), queue=worker.queue
             )
         except broker_errors() as exc:
             self._broker_lost = result.reason = f"broker lost: cannot send the task: {_line(exc)}"
