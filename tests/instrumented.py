@@ -102,7 +102,12 @@ def start_example_worker(
     extra_args: tuple[str, ...] = (),
     extra_env: dict[str, str] | None = None,
     wait: bool = True,
+    app: str = "proj",
+    app_dir: Path = EXAMPLE_DIR,
+    argv_prefix: tuple[str, ...] = (),
 ) -> ExampleWorker:
+    """Start `celery -A app worker` from `app_dir` as a user would, with file_sd in `targets`;
+    `argv_prefix` runs before it (e.g. a shell that moves it into a cgroup)."""
     queue = f"example.{secrets.token_hex(4)}"
     log_path = tmp_path / f"worker-{queue}.log"
     env = dict(os.environ)
@@ -110,13 +115,13 @@ def start_example_worker(
         CELERY_BROKER_URL=redis_url,
         MEMBENCH_TARGETS_DIR=str(targets),
         MEMBENCH_METRICS_PORT="0",
-        PYTHONPATH=str(EXAMPLE_DIR),
+        PYTHONPATH=str(app_dir),
     )
     env.update(extra_env or {})
-    argv = [sys.executable, "-m", "celery", "-A", "proj", "worker", "-P", pool]
+    argv = [*argv_prefix, sys.executable, "-m", "celery", "-A", app, "worker", "-P", pool]
     argv += ["-c", str(concurrency), "-Q", queue, "-n", f"{queue}@%h", "-l", "INFO"]
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", *extra_args]
-    proc = spawn(argv, env=env, log_path=log_path, cwd=EXAMPLE_DIR)
+    proc = spawn(argv, env=env, log_path=log_path, cwd=app_dir)
     client = Celery("client", broker=redis_url, backend=redis_url)
     client.conf.update(task_serializer="json", accept_content=["json"])
     worker = ExampleWorker(pool, concurrency, queue, targets, log_path, proc, client)
