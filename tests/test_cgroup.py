@@ -58,7 +58,14 @@ def test_v2_reads_current_peak_and_the_anon_file_split() -> None:
     version, directory, memory = read_tree("v2")
     assert version == "2"
     assert directory == Path("sys/fs/cgroup/system.slice/membench-worker.service")
-    assert memory == CgroupMemory(usage=157286400, peak=209715200, anon=104857600, file=41943040)
+    assert memory == CgroupMemory(
+        usage=157286400,
+        peak=209715200,
+        anon=104857600,
+        file=41943040,
+        limit=536870912,  # memory.max
+        oom_kills=3,  # memory.events oom_kill, not oom (the kills, not the OOM events)
+    )
 
 
 def test_v1_maps_hierarchical_rss_and_cache_to_anon_and_file() -> None:
@@ -68,7 +75,10 @@ def test_v1_maps_hierarchical_rss_and_cache_to_anon_and_file() -> None:
     assert version == "1"
     assert directory == Path("sys/fs/cgroup/memory")
     # total_rss/total_cache, as usage_in_bytes counts descendants; rss/cache (8192/4096) do not.
-    assert memory == CgroupMemory(usage=68104192, peak=70000640, anon=1695744, file=64512000)
+    # No limit: v1 writes the largest page-aligned counter, which is no limit at all.
+    assert memory == CgroupMemory(
+        usage=68104192, peak=70000640, anon=1695744, file=64512000, limit=None, oom_kills=1
+    )
 
 
 def test_a_kernel_without_memory_peak_has_no_peak_and_the_rest() -> None:
@@ -178,3 +188,13 @@ def test_a_real_worker_exports_its_cgroup_memory_and_no_new_series(
             assert name.startswith(("membench_task_", "membench_tasks_")), name
             assert {labels[names.TASK_LABEL] for labels in after[name]} == {names.BENCHMARK_TASK}
         assert {name: after[name] for name in before[address]} == before[address], address
+
+
+def test_the_limit_and_oom_kills_are_exported_where_set() -> None:
+    v2 = exposition("v2")
+    assert [v for _, v in v2[names.CGROUP_MEMORY_LIMIT_BYTES]] == [536870912]
+    assert [v for _, v in v2[names.CGROUP_OOM_KILLS_TOTAL]] == [3]
+    v1 = exposition("v1")
+    # No limit, no sample: usage / limit is then empty, not a tiny ratio.
+    assert names.CGROUP_MEMORY_LIMIT_BYTES not in v1
+    assert [v for _, v in v1[names.CGROUP_OOM_KILLS_TOTAL]] == [1]
