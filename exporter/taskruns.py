@@ -12,10 +12,11 @@ import time
 from typing import Any
 
 from membench.exporter.state import TaskRun, guarded, state
-from membench.procfs import read_status_memory, reset_peak_rss
+from membench.procfs import OwnMemory
 
 # task_postrun's state -> outcome.
 _OUTCOMES = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry", "REJECTED": "rejected"}
+_memory = OwnMemory()
 
 
 @guarded
@@ -29,8 +30,8 @@ def on_task_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> No
         for run in state.runs.values():
             run.shared = True
         # Idle to busy: nobody's window is running, so resetting the peak corrupts nothing.
-        window_reset = reset_peak_rss() if not busy else False
-        rss_before, _ = read_status_memory()
+        window_reset = _memory.reset_peak() if not busy else False
+        rss_before, _ = _memory.read()
         state.runs[task_id] = TaskRun(index, time.perf_counter(), rss_before, window_reset, busy)
         table.started(state.row, index)
 
@@ -45,7 +46,7 @@ def on_task_postrun(task_id: str | None = None, **signal: Any) -> None:
         if run is None:
             return
         duration = time.perf_counter() - run.started
-        rss_after, hwm = read_status_memory()
+        rss_after, hwm = _memory.read()
         exact = run.window_reset and not run.shared
         table.finished(
             state.row,

@@ -75,9 +75,12 @@ app.conf.update(
 )
 
 # Every worker process exports its memory and the per-task metrics through the instrument any
-# Celery app gets (membench.celery), with the scenario's identity as extra labels.
-from membench.exporter.instrument import instrument  # noqa: E402
+# Celery app gets (membench.celery), with the scenario's identity as extra labels. Not even
+# imported with MEMBENCH_EXPORTER=off: the "without" of benchmarks/exporter_overhead.py.
 from membench.workers.instrumentation import connect_signals, scenario_labels  # noqa: E402
 
-instrument(app, labels=scenario_labels())
+if settings.exporter_enabled():
+    from membench.exporter.instrument import instrument
+
+    instrument(app, labels=scenario_labels())
 connect_signals()
