@@ -58,3 +58,33 @@ def test_peak_reset_really_lowers_vmhwm_of_this_process() -> None:
     assert reset_peak_rss() is True
     _, peak_after = read_status_memory()
     assert peak_after < peak_before - 32 * 1024 * 1024
+
+
+def test_own_memory_reads_status_through_open_descriptors_and_reopens_after_fork() -> None:
+    from membench.procfs import OwnMemory, read_status_memory
+
+    own = OwnMemory()
+    rss, peak = own.read()
+    status_rss, status_peak = read_status_memory()
+    assert abs(rss - status_rss) < 1 << 20 and peak <= status_peak
+    held = bytearray(64 << 20)
+    held[::4096] = b"\1" * len(held[::4096])  # every page written: resident
+    del held
+    high = own.read()[1]
+    assert high >= peak + (60 << 20)
+    assert own.reset_peak()
+    assert own.read()[1] < high - (60 << 20)  # the peak starts again from the current RSS
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reads its own status, not its parent's through the inherited fd
+        os.close(read)
+        grown = bytearray(64 << 20)
+        grown[::4096] = b"\1" * len(grown[::4096])
+        os.write(write, str(own.read()[0]).encode() + b" " + str(read_status_memory()[0]).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child_own, child_status = map(int, os.read(read, 100).split())
+    os.close(read)
+    assert abs(child_own - child_status) < 1 << 20
+    assert child_own > own.read()[0] + (60 << 20)  # the child's 64 MiB, not the parent's RSS
