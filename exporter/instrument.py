@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -88,11 +89,11 @@ def instrument(
     """
     check_arguments(port, mode, labels, max_task_names)
     state.options = InstrumentOptions(port, host, mode, dict(labels or {}), max_task_names)
-    if not settings.exporter_enabled():
-        return
     worker_options = app.user_options["worker"]
     if not any(getattr(o, "name", None) == "membench_port" for o in worker_options):
         worker_options.update(worker_click_options())
+    if not settings.exporter_enabled():
+        return  # MEMBENCH_EXPORTER=off: the options still parse, nothing is measured
     for signal, handler in _HANDLERS:
         signal.connect(handler, weak=False, dispatch_uid=f"membench.{handler.__name__}")
 
@@ -119,11 +120,9 @@ def _pool_name(pool_cls: Any) -> str:
 def _max_children(worker: Any) -> int:
     concurrency = getattr(worker, "concurrency", None)
     most = concurrency if isinstance(concurrency, int) and concurrency > 0 else os.cpu_count() or 1
-    autoscale = getattr(worker, "autoscale", None)
-    if autoscale:
-        parts = str(autoscale).replace("(", "").replace(")", "").split(",")
-        most = max(most, *(int(p) for p in parts if p.strip().isdigit()))
-    return most
+    # --autoscale MAX,MIN arrives as a string, a tuple or a list, depending on who set it.
+    numbers = re.findall(r"\d+", str(getattr(worker, "autoscale", None) or ""))
+    return max([most, *(int(number) for number in numbers)])
 
 
 def _task_names(app: Any, bound: int) -> list[str]:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from membench.exporter import names as n
 from membench.grafana.kinds import timeseries
-from membench.grafana.records import MIB, PROCESS, Dashboard, Panel, Row, Target, quantile
+from membench.grafana.records import (
+    MIB,
+    Dashboard,
+    Panel,
+    Row,
+    Target,
+    on_process,
+    quantile,
+)
 
 # The thresholds of prometheus/rules/membench-celery.alerts.yml that panels draw as a line;
 # tests/test_grafana.py checks each equals the number in its alert's expression.
@@ -26,14 +34,9 @@ PROCESS_LEGEND = "{{instance}} {{role}} {{child}}"
 WORKER_LEGEND = "{{instance}}"
 
 
-def on(metric: str) -> str:
-    """`metric` narrowed by the dashboard's variables."""
-    return f"{metric}{{{PROCESS}}}"
-
-
 def by_worker(metric: str) -> str:
     """One value per worker of a per-cgroup series: every process of a cgroup reads the same."""
-    return f"max by (job, instance) ({on(metric)})"
+    return f"max by (job, instance) ({on_process(metric)})"
 
 
 def threshold(alert: str, legend: str) -> Target:
@@ -42,12 +45,12 @@ def threshold(alert: str, legend: str) -> Target:
 
 
 def task_top(metric: str, by: str = "job, task") -> str:
-    return f"topk({TOP}, max by ({by}) ({on(metric)}))"
+    return f"topk({TOP}, max by ({by}) ({on_process(metric)}))"
 
 
 def duration(q: float) -> Target:
     return (
-        quantile(q, "job, task", on(f"{n.TASK_DURATION_SECONDS}_bucket")),
+        quantile(q, "job, task", on_process(f"{n.TASK_DURATION_SECONDS}_bucket")),
         f"{{{{task}}}} p{round(q * 100)} ({{{{job}}}})",
     )
 
@@ -105,7 +108,8 @@ CELERY_WORKER = Dashboard(
             "suffix: MiB/h",
             (
                 f"topk({TOP}, max by (job, instance, task) "
-                f"(deriv({on(n.TASK_RETAINED_BYTES)}[{RETAINED_DERIV_WINDOW}]))) * 3600 / {MIB}",
+                f"(deriv({on_process(n.TASK_RETAINED_BYTES)}[{RETAINED_DERIV_WINDOW}])))"
+                f" * 3600 / {MIB}",
                 WORKER_TASK_LEGEND,
             ),
             legend_calcs=("mean", "lastNotNull", "max"),
@@ -119,7 +123,7 @@ CELERY_WORKER = Dashboard(
             "ops",
             (
                 f"sum by (job, task, outcome) "
-                f"(rate({on(n.TASK_RUNS_TOTAL)}[$__rate_interval])) > 0",
+                f"(rate({on_process(n.TASK_RUNS_TOTAL)}[$__rate_interval])) > 0",
                 "{{task}} {{outcome}} ({{job}})",
             ),
             width=8,
@@ -137,7 +141,7 @@ CELERY_WORKER = Dashboard(
             "Tasks in progress per task",
             "Runs executing now per task name, summed over the job's workers.",
             "short",
-            (f"sum by (job, task) ({on(n.TASKS_IN_PROGRESS)})", TASK_LEGEND),
+            (f"sum by (job, task) ({on_process(n.TASKS_IN_PROGRESS)})", TASK_LEGEND),
             width=8,
             stepped=True,
         ),
@@ -147,14 +151,14 @@ CELERY_WORKER = Dashboard(
             "Resident set size of each worker process (main and each prefork child, by pool "
             "index), read from /proc at scrape time. Shared pages count once per process.",
             "bytes",
-            (on(n.PROCESS_RSS_BYTES), PROCESS_LEGEND),
+            (on_process(n.PROCESS_RSS_BYTES), PROCESS_LEGEND),
         ),
         timeseries(
             "PSS per process",
             "Proportional set size of each worker process: pages shared between a prefork parent "
             "and its children are split between them, so these add up to the worker's footprint.",
             "bytes",
-            (on(n.PROCESS_PSS_BYTES), PROCESS_LEGEND),
+            (on_process(n.PROCESS_PSS_BYTES), PROCESS_LEGEND),
         ),
         timeseries(
             "Processes exporting per worker",
@@ -162,7 +166,10 @@ CELERY_WORKER = Dashboard(
             "minutes is what MembenchWorkerProcessVanished reports; a recycled child keeps its "
             "pool index, so a replacement shows as at most a one-scrape dip.",
             "short",
-            (f"count by (job, instance, scenario) ({on(n.PROCESS_RSS_BYTES)})", WORKER_LEGEND),
+            (
+                f"count by (job, instance, scenario) ({on_process(n.PROCESS_RSS_BYTES)})",
+                WORKER_LEGEND,
+            ),
             width=8,
             stepped=True,
         ),
@@ -173,7 +180,7 @@ CELERY_WORKER = Dashboard(
             "short",
             (
                 f"sum by (job, instance, reason) "
-                f"(increase({on(n.CHILD_RECYCLES_TOTAL)}[{EVENTS_WINDOW}]))",
+                f"(increase({on_process(n.CHILD_RECYCLES_TOTAL)}[{EVENTS_WINDOW}]))",
                 "{{instance}} {{reason}}",
             ),
             width=8,
@@ -182,7 +189,7 @@ CELERY_WORKER = Dashboard(
             "CPU per process",
             "CPU time per second used by each worker process (1.0 = one core busy).",
             "percentunit",
-            (f"rate({on(n.PROCESS_CPU_SECONDS_TOTAL)}[$__rate_interval])", PROCESS_LEGEND),
+            (f"rate({on_process(n.PROCESS_CPU_SECONDS_TOTAL)}[$__rate_interval])", PROCESS_LEGEND),
             width=8,
         ),
         Row("Memory cgroup"),
@@ -217,7 +224,7 @@ CELERY_WORKER = Dashboard(
             "short",
             (
                 f"max by (job, instance) "
-                f"(increase({on(n.CGROUP_OOM_KILLS_TOTAL)}[{EVENTS_WINDOW}]))",
+                f"(increase({on_process(n.CGROUP_OOM_KILLS_TOTAL)}[{EVENTS_WINDOW}]))",
                 WORKER_LEGEND,
             ),
             width=8,

@@ -32,6 +32,23 @@ IN_CI = bool(os.environ.get("CI"))
 TASK_RECEIVED = re.compile(r"Task membench\.process_batch\[[0-9a-f-]+\] received")
 
 
+def build_wheel(dist: Path) -> Path:
+    """The package's wheel, built into `dist` without build isolation (no download)."""
+    build_dir_existed = (REPO / "build").exists()
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"),
+            *("-w", str(dist), str(REPO)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    if not build_dir_existed:  # setuptools builds in the checkout: leave it as it was
+        shutil.rmtree(REPO / "build", ignore_errors=True)
+    (wheel,) = dist.glob("celery_membench-*.whl")
+    return wheel
+
+
 def require_binary(name: str) -> str:
     """Path of a binary the test needs: skipped on a developer machine, a failure in CI."""
     path = shutil.which(name)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, build_wheel
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -93,18 +92,7 @@ def _link(dist: metadata.Distribution, into: Path) -> None:
 def light(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding the wheel and only the distributions its base requirements need."""
     where = tmp_path_factory.mktemp("light")
-    build_dir_existed = (REPO / "build").exists()
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"),
-            *("-w", str(where / "dist"), str(REPO)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    if not build_dir_existed:  # setuptools builds in the checkout: leave it as it was
-        shutil.rmtree(REPO / "build", ignore_errors=True)
-    (wheel,) = (where / "dist").glob("celery_membench-*.whl")
+    wheel = build_wheel(where / "dist")
     base = [
         r
         for r in _requires_dist(wheel)

@@ -4,7 +4,6 @@ directory: Prometheus loads our rules from the package data, and every process s
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -14,7 +13,7 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import REPO, require_binary
+from helpers import REPO, build_wheel, require_binary
 
 from membench.exporter import names
 from membench.processes import pid_alive, wait_for
@@ -36,18 +35,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding the wheel; its dependencies come from this venv's site-packages
     as a plain path, so the editable install of membench is not visible in it."""
     where = tmp_path_factory.mktemp("wheel")
-    build_dir_existed = (REPO / "build").exists()
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"),
-            *("-w", str(where / "dist"), str(REPO)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    if not build_dir_existed:  # setuptools builds in the checkout: leave it as it was
-        shutil.rmtree(REPO / "build", ignore_errors=True)
-    (wheel,) = (where / "dist").glob("celery_membench-*.whl")
+    wheel = build_wheel(where / "dist")
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
