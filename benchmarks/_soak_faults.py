@@ -108,7 +108,7 @@ def _busy(targets: Path, pid: int) -> bool:
             exposition = scrape(address, timeout=1.0)
         except (OSError, http.client.HTTPException):  # a half-written answer: not busy yet
             continue
-        if gauge_value(exposition, names.TASKS_IN_PROGRESS):
+        if gauge_value(exposition, names.PROCESS_TASKS_IN_PROGRESS):
             return True
     return False
 

@@ -232,8 +232,9 @@ def test_stack_down_lets_the_loadgen_count_its_run_in_flight_and_print_its_summa
     state = _state(stack_up["state"])
     worker = state["services"]["worker-gevent_greenlets"]["url"]
     address = worker.removeprefix("http://").removesuffix("/metrics")
+    running = names.PROCESS_TASKS_IN_PROGRESS
     wait_for(
-        lambda: value(scrape(address), names.TASKS_IN_PROGRESS, scenario="gevent_greenlets"),
+        lambda: value(scrape(address), running, scenario="gevent_greenlets"),
         60,
         what="a task running",
     )
