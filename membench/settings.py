@@ -18,6 +18,7 @@ METRICS_MODE = "MEMBENCH_METRICS_MODE"  # per-process (a port each) or one-port 
 ADVERTISE_HOST = "MEMBENCH_ADVERTISE_HOST"  # host written into file_sd targets
 SCENARIO = "MEMBENCH_SCENARIO"  # set by `membench worker` for the worker's own labels
 READY_FILE = "MEMBENCH_READY_FILE"  # the worker writes its pid here once ready
+STARTED_DIR = "MEMBENCH_STARTED_DIR"  # where membench started: --payload MODULE:FUNCTION's home
 EXPORTER = "MEMBENCH_EXPORTER"  # "off": no exporter (to measure what it costs)
 GRAFANA_URL = "MEMBENCH_GRAFANA_URL"  # loadgen posts run annotations here
 GRAFANA_TOKEN = "MEMBENCH_GRAFANA_TOKEN"  # bearer token for those annotations
@@ -66,6 +67,10 @@ def scenario(env: Mapping[str, str] | None = None) -> str:
 def ready_file(env: Mapping[str, str] | None = None) -> Path | None:
     value = _get(READY_FILE, env)
     return Path(value) if value else None
+
+
+def started_dir(env: Mapping[str, str] | None = None) -> str | None:
+    return _get(STARTED_DIR, env)
 
 
 def exporter_enabled(env: Mapping[str, str] | None = None) -> bool:

@@ -9,13 +9,19 @@ import os
 import secrets
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
 from membench.loadgen.schedule import ScheduleError, parse_schedule
 from membench.workers.params import InvalidParameter, validate_payload
-from membench.workers.user_payload import PayloadError, module_sha256, resolve, with_started_dir
+from membench.workers.user_payload import (
+    PayloadError,
+    module_sha256,
+    resolve,
+    started_dir_environment,
+)
 
 # Records each call (pid, index, whether gevent patched time.sleep), then holds like the seed.
 USER_MODULE = """
@@ -82,11 +88,22 @@ def test_a_spec_that_does_not_resolve_says_why(user_module: str, spec: str, reas
         resolve(spec.format(module=user_module))
 
 
-def test_workers_search_the_started_directory_first() -> None:
-    assert with_started_dir({}, "/started") == "/started"
-    assert with_started_dir({"PYTHONPATH": f"/a{os.pathsep}/b"}, "/s") == os.pathsep.join(
-        ["/s", "/a", "/b"]
-    )
+def test_workers_learn_the_started_directory_by_name_and_never_search_it_first() -> None:
+    assert started_dir_environment({}, "/started") == {
+        "MEMBENCH_STARTED_DIR": "/started",
+        "PYTHONSAFEPATH": "1",
+    }
+    # A worker started by a worker-starting membench keeps the first one's directory.
+    inherited = {"MEMBENCH_STARTED_DIR": "/first", "PYTHONPATH": "/a"}
+    assert started_dir_environment(inherited, "/second")["MEMBENCH_STARTED_DIR"] == "/first"
+
+
+def test_the_started_directory_is_searched_after_the_standard_library(
+    user_module: str, tmp_path: Path
+) -> None:
+    resolve(f"{user_module}:work")
+    assert sys.path[-1] == str(tmp_path)
+    assert sys.path.index(str(tmp_path)) > sys.path.index(sysconfig.get_paths()["stdlib"])
 
 
 def test_schedules_accept_a_spec_and_validate_it_at_load(user_module: str) -> None:
@@ -158,3 +175,27 @@ def test_user_code_imports_from_pythonpath(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len((library / "calls.txt").read_text().splitlines()) == 4
+
+
+# Standard-library names a user's directory may well hold; each raises if it is ever imported.
+SHADOWS = ("random", "json", "socket")
+
+
+@pytest.mark.slow
+def test_a_started_directory_that_shadows_the_standard_library_breaks_nothing(
+    tmp_path: Path,
+) -> None:
+    for name in SHADOWS:
+        (tmp_path / f"{name}.py").write_text(f"raise ImportError('the user\\'s own {name}.py')\n")
+    (tmp_path / "mywork.py").write_text(USER_MODULE)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MEMBENCH_BROKER_URL")}
+    small = [*SMALL, "--scenarios", "prefork_sequential,gevent_greenlets"]
+    # The default payload and the user's own, from that very directory.
+    for payload in ([], ["--payload", "mywork:work"]):
+        result = run_console_script(
+            "run", *payload, *small, "--output", "out", cwd=tmp_path, env=env
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        document = json.loads((tmp_path / "out" / "results.json").read_text())
+        assert [r["status"] for s in document["scenarios"] for r in s["runs"]] == ["ok", "ok"]
+        assert "own random.py" not in result.stderr + result.stdout

@@ -1,5 +1,6 @@
-"""The user's own subtask, `--payload MODULE:FUNCTION`: resolve it (from the directory membench was
-started in, then PYTHONPATH), fingerprint its module file, and pass the directory on to workers."""
+"""The user's own subtask, `--payload MODULE:FUNCTION`: resolve it (from PYTHONPATH, then the
+directory membench was started in, after the standard library), fingerprint its module file, and
+pass the directory on to workers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from membench import settings
+
 # FUNCTION(index, size_mb, hold_s): one subtask's work (build, hold, reduce); its value is dropped.
 UserSubtask = Callable[[int, float, float], Any]
 
@@ -20,11 +23,12 @@ class PayloadError(ValueError):
 
 
 def _search_started_dir() -> None:
-    # A console script's sys.path[0] is its bin/ directory, not the directory it was started in;
-    # `python -m` (how workers run) puts the latter first, so the CLI does the same.
-    started = os.getcwd()
+    # Last on the path, after the standard library: a `random.py` beside the user's module must
+    # not replace the standard library's in membench or its workers (which run with
+    # PYTHONSAFEPATH, so `python -m` does not put their working directory first either).
+    started = settings.started_dir() or os.getcwd()
     if started not in sys.path:
-        sys.path.insert(0, started)
+        sys.path.append(started)
 
 
 def resolve(spec: str) -> UserSubtask:
@@ -59,8 +63,12 @@ def module_sha256(spec: str) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
 
 
-def with_started_dir(env: Mapping[str, str], started: str | None = None) -> str:
-    """PYTHONPATH for a worker: the directory membench was started in, then the inherited path
-    (workers import the user's module; PYTHONSAFEPATH would drop the directory `python -m` adds)."""
-    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return os.pathsep.join([started or os.getcwd(), *inherited])
+def started_dir_environment(env: Mapping[str, str], started: str | None = None) -> dict[str, str]:
+    """What a worker's environment needs to import the user's module from the directory
+    membench was started in, and nothing else from there: that directory by name (searched
+    last, by `resolve`), and PYTHONSAFEPATH, so that `python -m celery` does not put its
+    working directory before the standard library."""
+    return {
+        settings.STARTED_DIR: settings.started_dir(env) or started or os.getcwd(),
+        "PYTHONSAFEPATH": "1",
+    }

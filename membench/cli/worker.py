@@ -43,7 +43,7 @@ def cmd_worker(
     from membench.processes import port_in_use
     from membench.run.worker import celery_worker_argv, expected_exporters, worker_environment
     from membench.workers.scenarios import SCENARIOS
-    from membench.workers.user_payload import with_started_dir
+    from membench.workers.user_payload import started_dir_environment
 
     scenario = SCENARIOS.get(scenario_name)
     if scenario is None:
@@ -69,7 +69,7 @@ def cmd_worker(
 
     env = dict(os.environ)
     env.update(worker_environment(scenario, metrics_host, metrics_port, options))
-    env["PYTHONPATH"] = with_started_dir(env)  # --payload MODULE:FUNCTION imports from here
+    env.update(started_dir_environment(env))  # --payload MODULE:FUNCTION imports from there
     if broker:
         env[settings.BROKER_URL] = broker
     argv = celery_worker_argv(

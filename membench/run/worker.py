@@ -17,7 +17,7 @@ from membench.processes import pid_alive, spawn, stop, wait_for
 from membench.procfs import list_tree
 from membench.targets import addresses_by_pid, prune_dead_targets
 from membench.workers.scenarios import Scenario
-from membench.workers.user_payload import with_started_dir
+from membench.workers.user_payload import started_dir_environment
 
 CELERY_APP = "membench.workers.app"
 
@@ -147,7 +147,7 @@ class WorkerProcess:
                 settings.READY_FILE: str(self.ready_path),
                 "PYTHONUNBUFFERED": "1",
                 # --payload MODULE:FUNCTION imports from the directory membench was started in.
-                "PYTHONPATH": with_started_dir(env),
+                **started_dir_environment(env),
             }
         )
         self.ready_path.unlink(missing_ok=True)
