@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import click
 
 from membench.cli import compare, loadgen, plot, report, run, stack, worker
-from membench.cli.options import EXIT_INTERRUPTED, EXIT_USAGE
+from membench.cli.options import EXIT_INTERRUPTED, EXIT_USAGE, refuse_blank_and_infinite
 
 # Installed by the `bench` extra only: the base install is the instrument alone (`pip install
 # celery-membench`), on which a command that needs one of these says so in one line.
@@ -29,6 +29,7 @@ def group() -> None:
 
 for module in (run, worker, loadgen, stack, compare, plot, report):
     group.add_command(module.command)
+refuse_blank_and_infinite(group)
 
 
 def _message(exc: click.UsageError) -> str:

@@ -5,6 +5,7 @@ Every check here runs before any process starts; a failure is one line naming th
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,30 @@ class UsageError(click.UsageError):
         super().__init__(message, click.get_current_context(silent=True))
 
 
+def refuse_blank_and_infinite(command: click.Command) -> None:
+    """Give every option and argument of `command` (and of its subcommands) the checks no
+    value of any of them may skip: a blank string (`--output ""` would write into the current
+    directory, `--queue ""` silently became the default) and an infinite number (`--duration
+    inf` ran for ever) are refused in one line naming the flag. Set once on the whole tree so
+    that an option added later has them too."""
+    for param in command.params:
+        param.callback = _checked(param.callback)
+    for sub in getattr(command, "commands", {}).values():
+        refuse_blank_and_infinite(sub)
+
+
+def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        for each in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(each, (str, Path)) and not str(each).strip():
+                raise click.BadParameter("must not be empty", ctx, param)
+            if isinstance(each, float) and math.isinf(each):  # NaN: each option's own check
+                raise click.BadParameter(f"must be a finite number, got {each}", ctx, param)
+        return callback(ctx, param, value) if callback is not None else value
+
+    return check
+
+
 def positive_int(flag: str, value: int, high: int = 1_000_000) -> int:
     if not 1 <= value <= high:
         raise UsageError(f"{flag}: must be between 1 and {high}, got {value}")
@@ -61,7 +86,15 @@ def check_broker(url: str, *, connect: bool = True) -> None:
     try:
         answer(url) if connect else check_broker_url(url)
     except BrokerError as exc:
-        raise UsageError(f"{source_of('broker', '--broker')}: {redact(str(exc))}") from None
+        where = source_of("broker", "--broker")
+        if _unset("broker"):
+            where += f" (not given: the default, {settings.DEFAULT_BROKER_URL})"
+        raise UsageError(f"{where}: {redact(str(exc))}") from None
+
+
+def _unset(parameter: str) -> bool:
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(parameter) is ParameterSource.DEFAULT
 
 
 def source_of(parameter: str, flag: str) -> str:

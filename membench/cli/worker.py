@@ -64,8 +64,9 @@ def cmd_worker(
                 raise UsageError(f"--metrics-port: port {port} on {metrics_host} is in use")
     check_targets_dir()
     options = worker_options(malloc, max_tasks_per_child, max_memory_per_child, {scenario.pool})
-    if broker:
-        check_broker(broker, connect=check)  # without --check-broker: the URL's form only
+    # The broker the worker will use, given or not: --check-broker (the default) asks it for a
+    # PING, or a worker with nothing on the default port would retry for ever.
+    check_broker(broker or settings.broker_url_or_default(), connect=check)
 
     env = dict(os.environ)
     env.update(worker_environment(scenario, metrics_host, metrics_port, options))
