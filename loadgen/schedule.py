@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from membench.files import MIB, UnreadableFile, read_regular_file
 from membench.workers.params import BatchParams, InvalidParameter, is_user_payload
 from membench.workers.scenarios import SCENARIOS
 from membench.workers.user_payload import PayloadError, resolve
@@ -72,11 +73,17 @@ class Schedule:
     plans: list[ScenarioPlan]
 
 
+# The most of a schedule file read: a few scenarios take a few hundred bytes.
+SCHEDULE_LIMIT = MIB
+
+
 def load_schedule(path: str | Path) -> Schedule:
     """Read and validate a schedule file; raises ScheduleError."""
     source = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = read_regular_file(path, SCHEDULE_LIMIT).decode("utf-8")
+    except UnreadableFile as exc:
+        raise ScheduleError(f"{source}: {exc}") from None
     except OSError as exc:
         raise ScheduleError(f"{source}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

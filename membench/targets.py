@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from membench.files import MIB, read_regular_file
 from membench.jsonfile import write_json_atomic
 from membench.processes import pid_alive
 
@@ -50,8 +51,8 @@ def _entries(targets_dir: Path, job: str) -> Iterator[tuple[str, list[dict[str, 
     """(file stem, entries) of every readable target file of `job` (files may vanish)."""
     for path in sorted((targets_dir / job).glob("*.json")):
         try:
-            yield path.stem, json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            yield path.stem, json.loads(read_regular_file(path, MIB))
+        except (OSError, ValueError):  # vanished, half-written, or not a target file at all
             continue
 
 

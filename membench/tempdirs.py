@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from membench.files import MIB, read_regular_file
 from membench.processes import process_identity, same_process
 
 OWNER_FILE = ".membench-owner"
@@ -32,7 +33,7 @@ def prune_abandoned(prefix: str, root: Path | None = None) -> list[Path]:
     removed = []
     for directory in sorted((root or Path(tempfile.gettempdir())).glob(f"{prefix}*")):
         try:
-            owner = json.loads((directory / OWNER_FILE).read_text())
+            owner = json.loads(read_regular_file(directory / OWNER_FILE, MIB))
         except (OSError, ValueError):
             continue  # not ours, or being created right now: leave it
         if isinstance(owner, dict) and not same_process(owner):

@@ -302,10 +302,10 @@ def test_non_utf8_is_refused(tmp_path: Path) -> None:
         load_schedule(path)
 
 
-def test_missing_file_and_directory_are_cannot_read(tmp_path: Path) -> None:
+def test_a_missing_file_cannot_be_read_and_a_directory_is_no_schedule(tmp_path: Path) -> None:
     with pytest.raises(ScheduleError, match=r"missing\.toml: cannot read: No such file"):
         load_schedule(tmp_path / "missing.toml")
     with pytest.raises(
-        ScheduleError, match=rf"^{re.escape(str(tmp_path))}: cannot read: Is a directory"
+        ScheduleError, match=rf"^{re.escape(str(tmp_path))}: is a directory, not a regular file"
     ):
         load_schedule(tmp_path)

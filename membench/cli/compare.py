@@ -61,5 +61,6 @@ def cmd_compare(a_path: str, b_path: str, threshold: float) -> int:
 )
 def command(a_path: str, b_path: str, threshold: float) -> int:
     """Compare two saved results.json files approach by approach; exit 1 if peak memory or
-    time rose significantly (beyond the noise and --threshold)."""
+    time rose significantly (beyond the noise and --threshold). Each file is read only if it
+    is a regular file of at most 64 MiB."""
     return cmd_compare(a_path, b_path, threshold)

@@ -43,5 +43,6 @@ def cmd_plot(results: str, output_path: str | None) -> int:
     help="where to write the plot (default: memory_comparison.png next to results.json)",
 )
 def command(results: str, output_path: str | None) -> int:
-    """Re-render the memory-over-time plot from a saved results.json."""
+    """Re-render the memory-over-time plot from a saved results.json (a regular file of at most
+    64 MiB)."""
     return cmd_plot(results, output_path)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from membench.files import MIB, UnreadableFile, read_regular_file
+
 # report.py (and through it celery) is imported inside the commands: cli.py imports this module
 # to build its parser, and `membench worker` must exec fast.
 
@@ -42,16 +44,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# The most of a results.json read: a large --matrix run writes a few MiB.
+RESULTS_LIMIT = 64 * MIB
+
+
 def load_results(path: Path) -> dict[str, Any]:
     """The parsed document, if it is a results.json this version of membench reads."""
     from membench.run.report import SCHEMA_VERSION
 
     try:
-        text = path.read_text()
+        text = read_regular_file(path, RESULTS_LIMIT).decode()
     except FileNotFoundError:
         raise BadResults(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BadResults(f"{path}: is a directory, not a results.json") from None
+    except UnreadableFile as exc:
+        raise BadResults(f"{path}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise BadResults(f"{path}: cannot read: {reason}") from None

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from membench.files import MIB, read_regular_file
 from membench.jsonfile import write_json_atomic
 from membench.processes import process_identity, same_process, wait_for
 
@@ -45,11 +46,11 @@ def recorded_stack(directory: Path, *, say_stale: bool = True) -> dict[str, Any]
     """
     state_path = directory / STATE_FILE
     try:
-        identity = json.loads(state_path.read_text())["process"]
+        identity = json.loads(read_regular_file(state_path, MIB))["process"]
         pid = int(identity["pid"])
     except FileNotFoundError:
         return None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OSError):  # UnreadableFile is a ValueError
         identity, pid = None, None
     if identity is None or not same_process(identity):
         state_path.unlink(missing_ok=True)

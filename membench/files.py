@@ -1,0 +1,55 @@
+"""Reading a file a user named: a regular file only, and at most a stated number of bytes.
+
+A FIFO would block the read for ever, and `/dev/zero` or `/dev/urandom` (or a symlink to either)
+would be read until memory runs out; neither is a results.json or a schedule. The file is opened
+without blocking (a FIFO with no writer opens at once), then checked by what it is, not by name.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+
+
+class UnreadableFile(ValueError):
+    """Why a named file is not read, in words that fit after its path: `{path}: {reason}`."""
+
+
+def read_regular_file(path: str | Path, limit: int) -> bytes:
+    """The whole content of `path`, a regular file of at most `limit` bytes; else UnreadableFile.
+
+    OSError (missing, no permission) passes through for the caller to word.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            raise UnreadableFile(f"is {kind}, not a regular file")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(MIB, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise UnreadableFile(f"is larger than {_size(limit)}, the most read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _size(limit: int) -> str:
+    return f"{limit // MIB} MiB" if limit >= MIB else f"{limit} bytes"

@@ -1,0 +1,77 @@
+"""Files a user names are read only when they are regular files of bounded size: a FIFO, a
+device (or a symlink to one), a directory or a huge file is one line and exit 2, never a hang or
+a MemoryError, in every command that reads one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from helpers import membench
+
+from membench.files import MIB, UnreadableFile, read_regular_file
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> dict[str, Path]:
+    """A FIFO with no writer, symlinks to endless devices, a directory, a sparse huge file."""
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    zero, random = tmp_path / "zero.json", tmp_path / "random.toml"
+    zero.symlink_to("/dev/zero")
+    random.symlink_to("/dev/urandom")
+    directory = tmp_path / "dir.json"
+    directory.mkdir()
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as f:
+        f.truncate(65 * MIB)  # sparse: costs no disk
+    return {"fifo": fifo, "zero": zero, "random": random, "directory": directory, "huge": huge}
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("fifo", "is a FIFO"),
+        ("zero", "is a character device"),
+        ("random", "is a character device"),
+        ("directory", "is a directory"),
+        ("huge", "is larger than 64 MiB"),
+    ],
+)
+def test_only_a_bounded_regular_file_is_read(
+    hostile: dict[str, Path], kind: str, reason: str
+) -> None:
+    with pytest.raises(UnreadableFile, match=reason):
+        read_regular_file(hostile[kind], 64 * MIB)
+
+
+def test_a_regular_file_up_to_the_limit_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "ok.json"
+    path.write_bytes(b"x" * 1000)
+    assert read_regular_file(path, 1000) == b"x" * 1000
+    with pytest.raises(UnreadableFile, match="larger than 999 bytes"):
+        read_regular_file(path, 999)
+    with pytest.raises(FileNotFoundError):
+        read_regular_file(tmp_path / "missing.json", 10)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "random", "huge"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compare", "{path}", "{path}"],
+        ["plot", "{path}"],
+        ["loadgen", "--schedule", "{path}"],
+    ],
+    ids=["compare", "plot", "loadgen"],
+)
+def test_every_command_refuses_them_in_one_line(
+    hostile: dict[str, Path], kind: str, argv: list[str]
+) -> None:
+    path = str(hostile[kind])
+    # A hang would end at the timeout, a read of /dev/zero in a MemoryError traceback.
+    result = membench(*(a.replace("{path}", path) for a in argv), timeout=60)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert path in line and ("not a regular file" in line or "larger than" in line), line
