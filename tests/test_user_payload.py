@@ -199,3 +199,25 @@ def test_a_started_directory_that_shadows_the_standard_library_breaks_nothing(
         document = json.loads((tmp_path / "out" / "results.json").read_text())
         assert [r["status"] for s in document["scenarios"] for r in s["runs"]] == ["ok", "ok"]
         assert "own random.py" not in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exit_call", ["sys.exit(3)", "raise KeyboardInterrupt"])
+def test_a_subtask_that_exits_is_reported_at_once_not_after_the_deadline(
+    tmp_path: Path, exit_call: str
+) -> None:
+    (tmp_path / "exiter.py").write_text(
+        f"import sys\n\ndef work(i, size, hold):\n    {exit_call}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MEMBENCH_BROKER_URL")}
+    result = run_console_script(
+        "run", "--payload", "exiter:work", *SMALL, "--output", "out",
+        "--scenarios", "gevent_threads,prefork_sequential", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    for scenario in document["scenarios"]:
+        (run,) = scenario["runs"]
+        # The task's own report, not the runner's 60 s deadline or a lost worker.
+        assert run["status"] == "failed", run
+        assert "instead of returning" in run["reason"] and "subtask" in run["reason"], run

@@ -13,7 +13,7 @@ from membench.workers.cpu_payload import cpu_subtask
 from membench.workers.numpy_payload import seed_subtask, warm_up
 from membench.workers.params import CPU_PAYLOADS, BatchParams, is_user_payload
 from membench.workers.payload import build_payload, combine_digests, digest_payload
-from membench.workers.user_payload import resolve
+from membench.workers.user_payload import PayloadError, resolve
 
 # A data payload's CRC, a small dict (numpy, cpu-*), or None: user code's value is dropped.
 SubtaskResult = int | dict[str, Any] | None
@@ -44,7 +44,15 @@ def subtask_body(params: BatchParams, held: Held) -> Callable[[int], SubtaskResu
 
         def user(index: int) -> None:
             held(index)  # before the call: the strategy's threads exist, the user's data may not
-            function(index, size_mb, hold_s)
+            try:
+                function(index, size_mb, hold_s)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                # Raised in a greenlet, SystemExit ends the gevent worker's task without a
+                # report; the runner then waited out its deadline. Said at once instead.
+                raise PayloadError(
+                    f"{payload}: subtask {index} raised {type(exc).__name__}({exc}) "
+                    "instead of returning"
+                ) from None
 
         return user
     if payload == "numpy":
