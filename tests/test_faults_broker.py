@@ -14,10 +14,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import task_received
+from helpers import membench, task_received
 
 from membench.broker import EmbeddedRedis
-from membench.processes import wait_for
+from membench.processes import port_in_use, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +83,13 @@ def test_an_external_broker_that_dies_stops_the_run_cleanly(tmp_path: Path) -> N
     assert len(stopped) == 1 and "broker lost" in stopped[0], err
     assert "prefork_sequential" not in runs or runs["prefork_sequential"] == []
     assert json.loads((tmp_path / "results.json").read_text())["complete"] is False
+
+
+def test_a_worker_given_no_broker_checks_the_default_one() -> None:
+    if port_in_use("127.0.0.1", 6379):
+        pytest.skip("something listens on the default broker's port here")
+    environment = {k: v for k, v in os.environ.items() if k != "MEMBENCH_BROKER_URL"}
+    result = membench("worker", "gevent_greenlets", env=environment, timeout=60)
+    assert result.returncode == 2, result.stderr  # it retried for ever
+    (line,) = result.stderr.strip().splitlines()
+    assert "--broker (not given: the default, redis://127.0.0.1:6379/0): cannot reach" in line

@@ -28,6 +28,7 @@ TIERS = {
     "membench.procfs": 0,
     "membench.targets": 0,
     "membench.cgroup": 0,
+    "membench.urls": 0,
     "membench.query": 4,
     "membench.exporter": 1,
     "membench.workers": 2,

@@ -15,6 +15,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from membench.urls import UrlError, parse_url, redact
+
 QUERY_TIMEOUT_S = 30.0
 CHECK_TIMEOUT_S = 5.0
 
@@ -23,17 +25,15 @@ class PrometheusError(Exception):
     """Prometheus could not be reached or refused a query; the message is one line."""
 
 
+PROMETHEUS_FORM = "http://[USER:PASSWORD@]HOST[:PORT][/PREFIX], e.g. http://127.0.0.1:9090"
+
+
 def check_url(url: str) -> str:
-    """The base URL of a Prometheus (http or https, a host, no query); ValueError otherwise."""
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL with a host (e.g. http://127.0.0.1:9090): {url!r}")
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
-    except ValueError:
-        raise ValueError(f"bad port in {url!r}") from None
+    """The base URL of a Prometheus (http or https, a host, no query); ValueError otherwise, with
+    a message that repeats no text of the URL (its userinfo may hold basic-auth credentials)."""
+    parts = parse_url(url.strip(), ("http", "https"), PROMETHEUS_FORM)
     if parts.query or parts.fragment:
-        raise ValueError(f"give the base URL, without ?query or #fragment: {url!r}")
+        raise UrlError("give the base URL, without ?query or #fragment")
     return parts._replace(path=parts.path.rstrip("/")).geturl()
 
 
@@ -45,10 +45,9 @@ class Prometheus:
     """Queries one Prometheus; every query it runs is kept in `queries` (for the report)."""
 
     def __init__(self, url: str, on_query: Callable[[dict[str, Any]], None] | None = None):
-        from membench.broker import redact
-
-        parts = urllib.parse.urlsplit(check_url(url))
-        self.shown = redact(check_url(url))
+        checked = check_url(url)
+        parts = urllib.parse.urlsplit(checked)
+        self.shown = redact(checked)
         self._headers = {"Accept": "application/json"}
         if parts.username is not None:
             # urllib sends no credentials from the URL itself: say them as HTTP basic auth.
