@@ -6,6 +6,8 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+from membench.files import MIB, read_bounded
+
 log = logging.getLogger("membench.loadgen")
 
 # Dashboards show annotations carrying this tag (grafana/generate.py's annotation query).
@@ -38,8 +40,8 @@ class GrafanaAnnotator:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                response.read()
-        except (OSError, ValueError) as exc:
+                read_bounded(response, MIB, self.timeout_s)  # Grafana answers a few bytes
+        except (OSError, ValueError) as exc:  # UnreadableFile is a ValueError
             # One warning per outage, not one per run for hours.
             if not self._failing:
                 log.warning("grafana annotation to %s failed: %s", self.url, exc)

@@ -1,4 +1,5 @@
-"""Reading a file a user named: a regular file only, and at most a stated number of bytes.
+"""Reading what a user points membench at: a file (a regular file only) or an HTTP body, never
+more than a stated number of bytes, nor for longer than a stated time.
 
 A FIFO would block the read for ever, and `/dev/zero` or `/dev/urandom` (or a symlink to either)
 would be read until memory runs out; neither is a results.json or a schedule. The file is opened
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
+from typing import Protocol
 
 MIB = 1024 * 1024
 
@@ -53,3 +56,27 @@ def read_regular_file(path: str | Path, limit: int) -> bytes:
 
 def _size(limit: int) -> str:
     return f"{limit // MIB} MiB" if limit >= MIB else f"{limit} bytes"
+
+
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+def read_bounded(stream: Readable, limit: int, seconds: float) -> bytes:
+    """All of `stream` (an HTTP response), if it ends within `limit` bytes and `seconds`; else
+    UnreadableFile. A server streaming an endless body, or trickling one, is cut off: the
+    socket's own timeout bounds each read only."""
+    deadline = time.monotonic() + seconds
+    # read1: what has arrived, where read(n) waits for all n bytes of a trickle.
+    read = getattr(stream, "read1", stream.read)
+    chunks, size = [], 0
+    while True:
+        chunk = read(min(MIB, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise UnreadableFile(f"answered with more than {_size(limit)}, the most read")
+        if time.monotonic() > deadline:
+            raise UnreadableFile(f"did not finish its answer within {seconds:g} s")

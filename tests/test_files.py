@@ -1,10 +1,14 @@
 """Files a user names are read only when they are regular files of bounded size: a FIFO, a
 device (or a symlink to one), a directory or a huge file is one line and exit 2, never a hang or
-a MemoryError, in every command that reads one."""
+a MemoryError, in every command that reads one; an HTTP answer is bounded in size and time."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -75,3 +79,47 @@ def test_every_command_refuses_them_in_one_line(
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert path in line and ("not a regular file" in line or "larger than" in line), line
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """Answers every GET with a body that never ends: flooding, or one byte at a time."""
+
+    trickle = False
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        deadline = time.monotonic() + 30  # bounded, whatever the client does
+        with contextlib.suppress(OSError):
+            while time.monotonic() < deadline:
+                if self.trickle:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.05)  # the trickle's pace, not a synchronisation
+                else:
+                    self.wfile.write(b"[" * 65536)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["flood", "trickle"])
+def test_report_cuts_off_an_endless_answer_in_one_line(trickle: bool, tmp_path: Path) -> None:
+    handler = type("Handler", (_Hostile,), {"trickle": trickle})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads, server.block_on_close = True, False  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        out = tmp_path / "report"
+        result = membench("report", "--prometheus", url, "--last", "10m", "--output", str(out))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "more than 256 MiB" in line or "did not finish its answer within" in line, line
+    assert not out.exists()

@@ -15,10 +15,13 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from membench.files import MIB, UnreadableFile, read_bounded
 from membench.urls import UrlError, parse_url, redact
 
 QUERY_TIMEOUT_S = 30.0
 CHECK_TIMEOUT_S = 5.0
+# The most of one answer read: a range query over days of many series is tens of MiB.
+BODY_LIMIT = 256 * MIB
 
 
 class PrometheusError(Exception):
@@ -64,12 +67,17 @@ class Prometheus:
         request = urllib.request.Request(url, headers=self._headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as reply:
-                raw = reply.read()
+                raw = read_bounded(reply, BODY_LIMIT, timeout)
         except urllib.error.HTTPError as exc:
             # Prometheus explains a refused query in a JSON body (400 bad_data, 422, 503).
-            raw = exc.read()
+            try:
+                raw = read_bounded(exc, BODY_LIMIT, timeout)
+            except (OSError, UnreadableFile):
+                raw = b""
             if not raw.lstrip().startswith(b"{"):
                 raise PrometheusError(f"HTTP {exc.code} from {self.shown}{path}") from None
+        except UnreadableFile as exc:
+            raise PrometheusError(f"{self.shown} {exc}") from None
         except (OSError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise PrometheusError(f"cannot reach {self.shown}: {reason}") from None
