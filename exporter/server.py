@@ -1,11 +1,15 @@
 """Serve /metrics from a real OS thread, and register the endpoint as a Prometheus file_sd target.
 
 Under gevent, `threading` is monkey-patched: a "thread" is a greenlet that stalls while a subtask
-holds the CPU. The server therefore uses the original `_thread` and `socket`, answering one
-request at a time; scrapes are rare and short, and this keeps the exporter's footprint tiny.
+holds the CPU. The server therefore runs on the original `_thread`, `socket` and `select.poll`:
+one thread that multiplexes non-blocking sockets and holds the GIL only to handle what poll()
+reports. A client that connects and sends nothing, trickles its request or never reads its reply
+costs one descriptor until its own deadline and delays no one else; open clients are capped and
+the oldest gives way to the newest, so a scrape is answered while hundreds of such clients wait.
 
 `respond` is the whole of the HTTP: raw request bytes in, response bytes out, no socket, so that it
-is tested without a server. `_handle` only reads the request within its deadline and sends.
+is tested without a server. `_Server` only moves bytes between sockets and `respond`, within each
+client's deadline.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import contextlib
 import errno
 import importlib
 import logging
+import math
 import os
+import resource
+import select as _select_module
 import socket as _socket_module
 import sys
 import time
@@ -29,7 +36,20 @@ from membench.targets import write_target
 log = logging.getLogger("membench.exporter")
 
 _MAX_REQUEST_BYTES = 8192
+# Each client's whole exchange (request, reply, draining) must end within this of its connect.
 _CLIENT_TIMEOUT_S = 2.0
+# Open clients at most: past it, the oldest is closed to make room for the newest.
+_MAX_CONNECTIONS = 512
+# Connections the kernel completes and queues before the thread accepts them.
+_BACKLOG = 1024
+# With no client, the thread still wakes this often to see whether close() closed the socket: a
+# closed descriptor's number can be reused before poll() looks at it, and never wake poll.
+_IDLE_WAKE_S = 1.0
+# How long to stop accepting when the process is out of descriptors and no client can be closed.
+_ACCEPT_PAUSE_S = 0.1
+_READ, _WRITE, _DRAIN = range(3)
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_POLLIN, _POLLOUT = _select_module.POLLIN, _select_module.POLLOUT
 # Prometheus sends this header with every scrape; nobody else (curl, the runner) does.
 _PROMETHEUS_HEADER = b"\r\nx-prometheus-scrape-timeout-seconds:"
 # Every response carries how many Prometheus scrapes this process has begun to answer, so that
@@ -53,14 +73,6 @@ def _response(status: str, body: bytes, content_type: str = "text/plain; charset
         "Connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
-
-
-def _remaining(deadline: float) -> float:
-    """Seconds left before `deadline`; TimeoutError (an OSError) once it has passed."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("client too slow")
-    return left
 
 
 def respond(request: bytes, registry: CollectorRegistry) -> tuple[bytes, bool]:
@@ -96,41 +108,178 @@ def respond(request: bytes, registry: CollectorRegistry) -> tuple[bytes, bool]:
     return reply, too_large
 
 
-def _handle(conn: Any, registry: CollectorRegistry) -> None:
-    # One deadline for the whole request, not per recv(): a client trickling a byte at a time
-    # would otherwise hold this one-at-a-time server (and every scrape behind it) indefinitely.
-    deadline = time.monotonic() + _CLIENT_TIMEOUT_S
-    request = b""
-    while b"\r\n\r\n" not in request and len(request) < _MAX_REQUEST_BYTES:
-        conn.settimeout(_remaining(deadline))
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        request += chunk
-    reply, too_large = respond(request, registry)
-    conn.sendall(reply)
-    if too_large:
+class _Conn:
+    """One client: its socket, its deadline, and where it is in read, write, drain."""
+
+    __slots__ = ("deadline", "drain", "out", "request", "sock", "state")
+
+    def __init__(self, sock: Any, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.state = _READ
+        self.request = bytearray()
+        self.out = memoryview(b"")
+        self.drain = False
+
+
+class _Server:
+    """The serving thread's state: the listening socket, the open connections, the poll set."""
+
+    def __init__(self, sock: Any, registry: CollectorRegistry) -> None:
+        self.sock = sock
+        self.registry = registry
+        self.listener = sock.fileno()
+        self.socket_cls = _original("socket", "socket")
+        self.poller = _original("select", "poll")()
+        self.poller.register(self.listener, _POLLIN)
+        # By accept order, which is also deadline order: every client gets the same timeout.
+        self.conns: dict[int, _Conn] = {}
+        self.cap = _connection_cap()
+        self.accept_paused_until = 0.0
+
+    def run(self) -> None:
+        while self.sock.fileno() >= 0:  # Exporter.close() closed it: stop
+            now = time.monotonic()
+            while self.conns:
+                oldest = next(iter(self.conns.values()))
+                if oldest.deadline > now:
+                    break
+                self.drop(oldest)  # too slow: no answer, as the deadline promised
+            if self.accept_paused_until and now >= self.accept_paused_until:
+                self.accept_paused_until = 0.0
+                self.poller.modify(self.listener, _POLLIN)
+            wake = [now + _IDLE_WAKE_S]
+            if self.conns:
+                wake.append(next(iter(self.conns.values())).deadline)
+            if self.accept_paused_until:
+                wake.append(self.accept_paused_until)
+            for fd, _ in self.poller.poll(math.ceil((min(wake) - now) * 1000)):
+                if fd == self.listener:
+                    if not self.accept():
+                        return
+                elif (conn := self.conns.get(fd)) is not None:
+                    self.step(conn)
+
+    def accept(self) -> bool:
+        """Take the waiting connections (a cap's worth at most); False once the socket is closed."""
+        for _ in range(self.cap):
+            try:
+                # _accept, not accept: socket.accept wraps the new fd in the module's `socket`
+                # class, which is gevent's once monkey-patched.
+                fd, _ = self.sock._accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return True
+            except OSError as exc:
+                if self.sock.fileno() < 0 or exc.errno in (errno.EBADF, errno.EINVAL):
+                    return False
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    continue  # that one connection failed (EPROTO, EPERM...): take the next
+                if self.conns:  # out of descriptors or memory: give the oldest client's up
+                    self.drop(next(iter(self.conns.values())))
+                    continue
+                # Nothing of ours to free: stop accepting for a moment rather than spin.
+                self.accept_paused_until = time.monotonic() + _ACCEPT_PAUSE_S
+                self.poller.modify(self.listener, 0)
+                return True
+            conn = _Conn(self.socket_cls(fileno=fd), time.monotonic() + _CLIENT_TIMEOUT_S)
+            conn.sock.setblocking(False)
+            self.conns[fd] = conn
+            self.poller.register(fd, _POLLIN)
+            if len(self.conns) > self.cap:
+                # The oldest is the slowest: a scrape is answered within milliseconds of arriving.
+                self.drop(next(iter(self.conns.values())))
+        return True
+
+    def step(self, conn: _Conn) -> None:
+        """Advance `conn` as far as its socket allows without blocking."""
+        try:
+            if conn.state == _READ:
+                self.read(conn)
+            elif conn.state == _WRITE:
+                self.write(conn)
+            elif not conn.sock.recv(65536):  # draining the rest of an oversized request
+                self.drop(conn)
+        except (BlockingIOError, InterruptedError):
+            pass  # spurious readiness: poll again
+        except OSError:
+            self.drop(conn)  # reset, or gone: nobody is left to answer
+
+    def read(self, conn: _Conn) -> None:
+        seen = len(conn.request)
+        chunk = conn.sock.recv(4096)
+        conn.request += chunk
+        # Search only the new bytes (and 3 before them): a client trickling a byte at a time must
+        # not make each read scan the whole request.
+        ended = conn.request.find(b"\r\n\r\n", max(0, seen - 3)) >= 0
+        if chunk and not ended and len(conn.request) < _MAX_REQUEST_BYTES:
+            return
+        reply, conn.drain = respond(bytes(conn.request), self.registry)
+        conn.request = bytearray()
+        conn.out = memoryview(reply)
+        conn.state = _WRITE
+        self.poller.modify(conn.sock.fileno(), _POLLOUT)
+        self.write(conn)
+
+    def write(self, conn: _Conn) -> None:
+        # What the socket buffer does not take now waits here, and poll says when it can: a
+        # client that does not read holds only its own reply, until its deadline.
+        conn.out = conn.out[conn.sock.send(conn.out) :]
+        if conn.out:
+            return
+        if not conn.drain:
+            self.drop(conn)
+            return
         # Closing with unread input resets the connection and the client loses the 431: read the
         # rest first, within the same deadline.
-        conn.shutdown(_socket_module.SHUT_WR)
-        while True:
-            conn.settimeout(_remaining(deadline))
-            if not conn.recv(65536):
-                break
+        conn.sock.shutdown(_socket_module.SHUT_WR)
+        conn.state = _DRAIN
+        self.poller.modify(conn.sock.fileno(), _POLLIN)
+
+    def drop(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        self.conns.pop(fd, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.poller.unregister(fd)
+        conn.sock.close()
+
+    def close_all(self) -> None:
+        for conn in list(self.conns.values()):
+            self.drop(conn)
+
+
+def _connection_cap() -> int:
+    """At most _MAX_CONNECTIONS open clients, and never more than half the descriptor limit."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return _MAX_CONNECTIONS
+    return max(1, min(_MAX_CONNECTIONS, soft // 2))
+
+
+# Servers running in this process; a forked child closes its copies of their clients' sockets.
+_running: set[_Server] = set()
+
+
+def _close_inherited_clients() -> None:
+    # The serving thread does not exist in a forked child, so nothing there would ever close the
+    # copies, and a client would wait for an end of reply the parent had already sent.
+    for server in list(_running):
+        for conn in server.conns.values():
+            conn.sock.close()
+        server.conns.clear()
+    _running.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_clients)
 
 
 def _serve_forever(sock: Any, registry: CollectorRegistry) -> None:
-    while True:
-        try:
-            conn, _ = sock.accept()
-        except OSError:
-            return  # socket closed: the exporter is stopping
-        try:
-            _handle(conn, registry)
-        except OSError:
-            pass  # client went away or sent garbage slowly; serve the next one
-        finally:
-            conn.close()
+    server = _Server(sock, registry)
+    _running.add(server)
+    try:
+        server.run()
+    finally:
+        _running.discard(server)
+        server.close_all()
 
 
 def _bind(host: str, port: int) -> Any:
@@ -143,7 +292,9 @@ def _bind(host: str, port: int) -> Any:
     except OSError:
         sock.close()
         raise
-    sock.listen(64)
+    sock.listen(_BACKLOG)
+    # Non-blocking: the serving thread accepts only what poll says is waiting.
+    sock.setblocking(False)
     return sock
 
 

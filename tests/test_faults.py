@@ -281,8 +281,8 @@ def test_exporter_survives_rapid_scrapes_garbage_and_stalled_clients(
     assert _status(_raw(address, oversized)) == 431
     assert _get(address)[0] == 200
 
-    # A client that connects and sends nothing holds the one-at-a-time server for at most the
-    # client timeout; the next scrape then succeeds.
+    # A client that connects and sends nothing delays no scrape, and is closed once its client
+    # timeout has passed.
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as silent:
         latency = _timed_scrape(address)

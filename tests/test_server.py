@@ -1,15 +1,23 @@
-"""exporter/server.py's `respond`: the HTTP of every exporter, on raw bytes, without a socket."""
+"""exporter/server.py: `respond`, the HTTP of every exporter, on raw bytes without a socket; and
+the serving loop on real sockets, which slow, silent or non-reading clients must not stall."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from membench.exporter import server
-from membench.exporter.server import SCRAPES_HEADER, respond
+from membench.exporter.server import SCRAPES_HEADER, Exporter, respond, start_exporter
+from membench.processes import wait_for
 
 GET_METRICS = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
 # What Prometheus sends (header names are case-insensitive; Prometheus capitalises them).
@@ -194,3 +202,199 @@ def test_a_broken_collector_is_a_500_and_still_counted(
     assert "collector is broken" in caplog.text
     # The next request is served normally: nothing was left half-done.
     assert parse(respond(b"GET / HTTP/1.1\r\n\r\n", registry)[0])[0] == "HTTP/1.1 200 OK"
+
+
+SLOW_CLIENTS = 300  # each test of the serving loop below runs on real sockets on 127.0.0.1
+
+
+@pytest.fixture
+def exporter(registry: CollectorRegistry) -> Iterator[Exporter]:
+    """A running exporter; at the end, closed, and its thread gone within 1 s."""
+    before = server_threads()
+    exporter = start_exporter(registry)
+    (thread,) = server_threads() - before
+    yield exporter
+    exporter.close()
+    wait_until(lambda: thread not in server_threads(), 1, "the serving thread to end")
+
+
+@pytest.fixture
+def clients() -> Iterator[list[socket.socket]]:
+    """Sockets a test opens; all closed at its end, whatever happens."""
+    opened: list[socket.socket] = []
+    yield opened
+    for sock in opened:
+        sock.close()
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    wait_for(condition, timeout, interval=0.005, what=what)
+
+
+def server_threads() -> set[str]:
+    """Ids of this process's OS threads (the server's is a bare _thread: not in threading)."""
+    return set(os.listdir("/proc/self/task"))
+
+
+def open_sockets() -> int:
+    """Sockets this process holds: the test's clients plus the server's listener and clients."""
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return sum(link.startswith("socket:") for link in links)
+
+
+def connect(port: int, clients: list[socket.socket], n: int, rcvbuf: int = 0) -> None:
+    """Open `n` more connections that send nothing; wait until the server has accepted them."""
+    before = open_sockets()
+    for _ in range(n):
+        clients.append(sock := socket.socket())
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", port))
+    wait_until(lambda: open_sockets() >= before + 2 * n, 5, f"the server accepting {n} clients")
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    return b"".join(iter(lambda: sock.recv(1 << 20), b""))
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed `sock` (without waiting for it)."""
+    try:
+        return bool(select.select([sock], [], [], 0)[0]) and not sock.recv(1, socket.MSG_PEEK)
+    except ConnectionResetError:
+        return True
+
+
+def assert_scrape_answered_within_1s(port: int) -> None:
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(GET_METRICS)
+        reply = read_to_end(sock)
+    assert time.monotonic() - t0 < 1.0
+    assert parse(reply)[0] == "HTTP/1.1 200 OK"
+    assert b"membench_test_events_total 3.0\n" in reply
+
+
+def test_a_scrape_is_answered_while_300_clients_send_nothing(
+    exporter: Exporter, clients: list[socket.socket]
+) -> None:
+    connect(exporter.port, clients, SLOW_CLIENTS)
+    assert_scrape_answered_within_1s(exporter.port)
+    assert not any(closed_by_server(sock) for sock in clients)  # they were all still waiting
+    exporter.close()  # ends the thread (the fixture checks) and closes every client
+    wait_until(lambda: all(closed_by_server(s) for s in clients), 1, "the clients closed")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", exporter.port), timeout=5).close()
+
+
+def test_a_scrape_is_answered_while_300_clients_trickle_their_request(
+    exporter: Exporter, clients: list[socket.socket]
+) -> None:
+    connect(exporter.port, clients, SLOW_CLIENTS)
+    stop = threading.Event()
+    rounds = [0]
+
+    def trickle() -> None:
+        # A byte to every client in turn, never the end of the headers, until the test is done.
+        for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 1000:
+            for sock in clients:
+                sock.send(bytes([byte]))
+            rounds[0] += 1
+            if stop.wait(0.02):
+                return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: rounds[0] >= 3, 5, "three bytes sent by every client")
+        assert_scrape_answered_within_1s(exporter.port)
+        assert thread.is_alive()  # no client was refused a byte: they all still trickle
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+class HugeCollector:
+    """One series with a label too long for the socket buffers of a client that does not read."""
+
+    label_bytes = 6 << 20  # the loopback buffers of a client that reads nothing hold ~3 MB
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("membench_test_huge", "A huge series.", labels=["blob"])
+        family.add_metric(["x" * self.label_bytes], 1.0)
+        yield family
+
+
+def test_a_scrape_is_answered_while_clients_do_not_read_their_replies(
+    exporter: Exporter,
+    registry: CollectorRegistry,
+    clients: list[socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server, "_CLIENT_TIMEOUT_S", 30.0)  # the readers below finish late
+    registry.register(HugeCollector())  # type: ignore[arg-type]
+    connect(exporter.port, clients, 8, rcvbuf=4096)
+    for sock in clients:
+        sock.sendall(GET_METRICS)
+    # The replies are sent (not all of them taken) once each client's socket has data to read.
+    wait_until(lambda: all(select.select([s], [], [], 0)[0] for s in clients), 10, "8 replies")
+    assert_scrape_answered_within_1s(exporter.port)
+    for sock in clients:  # and each stalled reply was kept whole: the server finishes it now
+        _, headers, body = parse(read_to_end(sock))
+        assert len(body) == int(headers["content-length"]) > HugeCollector.label_bytes
+
+
+def test_open_clients_are_capped_and_the_oldest_give_way(
+    registry: CollectorRegistry, clients: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "_MAX_CONNECTIONS", 16)
+    with contextlib.closing(start_exporter(registry)) as exporter:
+        listening = open_sockets()
+        clients += [socket.create_connection(("127.0.0.1", exporter.port), 5) for _ in range(48)]
+        wait_until(lambda: sum(closed_by_server(s) for s in clients) == 32, 5, "32 clients closed")
+        assert all(closed_by_server(s) for s in clients[:32])  # the oldest
+        assert not any(closed_by_server(s) for s in clients[32:])
+        assert open_sockets() - listening - len(clients) == 16
+        assert_scrape_answered_within_1s(exporter.port)  # it pushed out one more old client
+        assert open_sockets() - listening - len(clients) <= 16
+
+
+def test_a_client_is_closed_at_its_deadline_however_it_trickles(
+    exporter: Exporter, clients: list[socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "_CLIENT_TIMEOUT_S", 0.3)
+    t0 = time.monotonic()
+    clients.append(sock := socket.create_connection(("127.0.0.1", exporter.port), timeout=5))
+
+    def still_open() -> bool:
+        with contextlib.suppress(OSError):
+            sock.send(b"a")
+            return not closed_by_server(sock)
+        return False
+
+    wait_until(lambda: not still_open(), 5, "the server closing a trickling client")
+    assert 0.3 <= time.monotonic() - t0 < 1.5
+
+
+def test_a_forked_child_does_not_hold_the_clients_open(
+    exporter: Exporter, clients: list[socket.socket]
+) -> None:
+    connect(exporter.port, clients, 1)
+    release_r, release_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child holds what it inherited until the parent is done
+        os.read(release_r, 1)
+        os._exit(0)
+    try:
+        clients[0].sendall(GET_METRICS)
+        # End of reply: the parent's close is the last one, the child has none left to hold.
+        assert parse(read_to_end(clients[0]))[0] == "HTTP/1.1 200 OK"
+    finally:
+        os.write(release_w, b"x")
+        os.waitpid(pid, 0)
+        for fd in (release_r, release_w):
+            os.close(fd)
