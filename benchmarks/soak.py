@@ -51,7 +51,7 @@ from _soak_figures import BASELINE_QUERY, SCENARIOS, summarise, table
 from _soak_runs import all_accounted_for, faults_document
 
 from membench.jsonfile import write_json_atomic
-from membench.processes import pid_alive, same_process
+from membench.processes import leave_hung_up_terminal, pid_alive, same_process
 from membench.query.client import Prometheus, PrometheusError
 
 SCHEDULE = """\
@@ -94,10 +94,12 @@ class SoakError(Exception):
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM to this script."""
+    """SIGINT, SIGTERM or SIGHUP (a closed terminal) to this script."""
 
 
 def _on_signal(signum: int, frame: Any) -> None:
+    if signum == signal.SIGHUP:
+        leave_hung_up_terminal()  # soak.json must not die on a print to a closed terminal
     raise Interrupted(signal.Signals(signum).name)
 
 
@@ -206,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     command = [sys.executable, "-m", "membench", "stack", "up"]
     command += ["--dir", str(stack_dir), "--schedule", str(schedule)]
     stack_log = directory / "stack-up.log"
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
     info = soak_machine()
     git_info = git_state()
     print(f"soak: starting the stack in {stack_dir} (log {stack_log})", file=sys.stderr)
@@ -287,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         error = str(exc)
         print(f"soak: error: {error}", file=sys.stderr)
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         if injector is not None:
             if complete:  # a fault still in progress finishes, its recovery watched
                 injector.join(timeout=FAULT_MAX_S)

@@ -17,6 +17,7 @@ from typing import Protocol
 MIB = 1024 * 1024
 
 _KINDS = {
+    stat.S_IFREG: "a regular file",
     stat.S_IFIFO: "a FIFO",
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
@@ -56,6 +57,26 @@ def read_regular_file(path: str | Path, limit: int) -> bytes:
 
 def _size(limit: int) -> str:
     return f"{limit // MIB} MiB" if limit >= MIB else f"{limit} bytes"
+
+
+def not_a_directory(path: Path) -> str | None:
+    """Why `path` cannot be made a directory when something else stands in its way: itself or
+    an ancestor exists and is not a directory (e.g. '/dev/full is a character device'). None
+    when the way is clear; permissions and space are for a write to find."""
+    for candidate in (path, *path.parents):
+        try:
+            mode = candidate.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):  # missing, or under a non-directory
+            if candidate.is_symlink():
+                return f"{candidate} is a symbolic link to nothing ({os.readlink(candidate)})"
+            continue
+        except OSError:
+            return None  # e.g. no permission to look: the write says so
+        if stat.S_ISDIR(mode):
+            return None
+        kind = _KINDS.get(stat.S_IFMT(mode), "another kind of file")
+        return f"{candidate} is {kind}, not a directory"
+    return None
 
 
 class Readable(Protocol):

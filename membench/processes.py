@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import signal
 import socket
 import subprocess
+import sys
+import termios
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,13 +19,48 @@ from typing import IO, Any
 _PR_SET_PDEATHSIG = 1
 
 
+# What stops a long-running command the way Ctrl-C does: SIGTERM (a supervisor, `kill`) and
+# SIGHUP (its terminal closed, or the shell passing the hangup on). Their default action would
+# end the process on the spot: no results written, no temporary directory removed.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 class Interrupted(Exception):
-    """Ctrl-C or SIGTERM: stop everything, keep what was measured."""
+    """Ctrl-C, SIGTERM or SIGHUP: stop everything, keep what was measured."""
 
 
 def raise_interrupted(signum: int, frame: Any) -> None:
-    """A signal handler: SIGTERM (or any) becomes Interrupted in the main thread."""
+    """A signal handler: SIGTERM or SIGHUP (or any) becomes Interrupted in the main thread."""
+    if signum == signal.SIGHUP:
+        leave_hung_up_terminal()
     raise Interrupted(signal.Signals(signum).name)
+
+
+def catch_stop_signals(handler: Any = raise_interrupted) -> dict[int, Any]:
+    """Install `handler` for every STOP_SIGNALS; return the handlers it replaced."""
+    return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+
+
+def leave_hung_up_terminal() -> None:
+    """Point stdout and stderr at /dev/null if they are a terminal that hung up.
+
+    Every write to a hung-up terminal fails (EIO): the table printed before results.json is
+    written, or the summary of a stop, would raise instead and lose the run. A terminal still
+    there (SIGHUP sent by `kill`) answers its attributes and keeps the output.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            continue  # closed or replaced: nothing to redirect
+        try:
+            termios.tcgetattr(fd)
+        except termios.error as exc:
+            if exc.args[0] != errno.EIO:
+                continue  # ENOTTY: a file or a pipe, which a hangup leaves writable
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
 
 
 def die_with_parent() -> None:

@@ -99,10 +99,10 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
     ("run output unwritable", ["run", "--output", "{tmp}/file/sub"], {"file": ""}, {}, "--output"),
     # Not a directory: said so, not mkdir's "File exists".
     *[
-        (f"run {flag} {what}", ["run", flag, path], files, {}, f"{flag}: {named}")
+        (f"run {flag} {what}", ["run", flag, path], files, {}, named)
         for flag in ("--output", "--targets-dir")
         for what, path, files, named in (
-            ("a device", "/dev/full", {}, "/dev/full is a character device, not a directory"),
+            ("a device", "/dev/full", {}, f"{flag}: /dev/full is a character device, not a"),
             ("a file", "{tmp}/file", {"file": ""}, "/file is a regular file, not a directory"),
             ("under a file", "{tmp}/file/sub", {"file": ""}, "/file is a regular file, not a"),
         )

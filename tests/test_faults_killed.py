@@ -1,14 +1,19 @@
-"""Faults that kill: a worker killed mid-run, an interrupted `membench run`, a prefork child killed
-mid-task; each is reported, nothing outlives it."""
+"""Faults that kill: a worker killed mid-run, an interrupted `membench run` (Ctrl-C, SIGTERM,
+SIGHUP, its terminal closed), a prefork child killed mid-task; each is reported, nothing outlives
+it."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,29 +96,58 @@ def test_worker_killed_mid_run_fails_that_run_and_the_next_run_gets_a_fresh_work
 # ---- 5. an interrupted `membench run` ------------------------------------------------------
 
 
+def _interruptible_run(out: Path, tmp: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """A `membench run` of one 120 s task into `out`, its temporary directories under `tmp`."""
+    argv = [sys.executable, "-m", "membench", "run", "--scenarios"]
+    argv += ["prefork_sequential", "--subtasks", "1", "--size", "1", "--time", "120"]
+    argv += ["--workers", "1", "--runs", "1", "--output", str(out)]
+    tmp.mkdir()
+    return subprocess.Popen(argv, env=dict(os.environ, TMPDIR=str(tmp)), **popen)
+
+
+def _mid_task(proc: subprocess.Popen[bytes], also: Callable[[], bool] = lambda: False) -> list[int]:
+    """Wait until the run's worker has its task (calling `also` while waiting); the pids it
+    started."""
+    wait_for(
+        lambda: also() or proc.poll() is not None or task_received(proc.pid), 90, what="the task"
+    )
+    assert proc.poll() is None, proc.communicate()
+    started = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    assert len(started) >= 3  # redis-server, the worker and its pool child
+    return started
+
+
+def _stopped_cleanly(started: list[int], out: Path, tmp: Path) -> None:
+    wait_for(
+        lambda: not any(pid_alive(pid) for pid in started), 5, what="every started process gone"
+    )
+    document = json.loads((out / "results.json").read_text())
+    assert document["complete"] is False
+    assert (out / "memory_comparison.png").exists()
+    assert os.listdir(tmp) == []  # the embedded redis-server's and the runner's, removed
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_results(
     sig: signal.Signals, tmp_path: Path
 ) -> None:
-    argv = [sys.executable, "-m", "membench", "run", "--scenarios"]
-    argv += ["prefork_sequential", "--subtasks", "1", "--size", "1", "--time", "120"]
-    argv += ["--workers", "1", "--runs", "1", "--output", str(tmp_path)]
-    proc = subprocess.Popen(
-        argv,
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    proc = _interruptible_run(
+        out,
+        tmp,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        wait_for(lambda: proc.poll() is not None or task_received(proc.pid), 90, what="the task")
-        assert proc.poll() is None, proc.communicate()
-        started = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
-        assert len(started) >= 3  # redis-server, the worker and its pool child
+        started = _mid_task(proc)
         t0 = time.monotonic()
         os.kill(proc.pid, sig)
-        out, err = proc.communicate(timeout=10)
+        out_text, err = proc.communicate(timeout=10)
         elapsed = time.monotonic() - t0
     finally:
         if proc.poll() is None:
@@ -121,13 +155,56 @@ def test_interrupted_run_exits_130_stops_everything_and_writes_incomplete_result
             proc.wait()
     assert proc.returncode == 130, err.decode()[-2000:]
     assert elapsed < 10
-    assert "interrupted" in err.decode() and "INCOMPLETE" in err.decode()
-    assert b"results.json" in out  # it still says where it wrote what it measured
-    wait_for(
-        lambda: not any(pid_alive(pid) for pid in started), 5, what="every started process gone"
-    )
-    document = json.loads((tmp_path / "results.json").read_text())
-    assert document["complete"] is False
+    assert f"interrupted ({sig.name})" in err.decode() and "INCOMPLETE" in err.decode()
+    assert b"results.json" in out_text  # it still says where it wrote what it measured
+    _stopped_cleanly(started, out, tmp)
+
+
+def _take_terminal() -> None:
+    """In the child, a session leader already: make stdin's terminal its controlling one."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _drain(fd: int) -> bool:
+    """Read what the terminal holds, so the run never blocks writing to it; always False."""
+    with contextlib.suppress(OSError):  # BlockingIOError: nothing more for now
+        while os.read(fd, 65536):
+            pass
+    return False
+
+
+@pytest.mark.slow
+def test_a_closed_terminal_ends_a_run_like_ctrl_c(tmp_path: Path) -> None:
+    """The terminal, not `kill`: closing it sends SIGHUP, and every later write to it fails, so
+    the table printed before results.json is written must not stop the write."""
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    try:
+        proc = _interruptible_run(
+            out,
+            tmp,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
+        )
+    finally:
+        os.close(slave)
+    try:
+        started = _mid_task(proc, also=lambda: _drain(master))
+        os.close(master)  # the terminal window closes
+        master = -1
+        returncode = proc.wait(timeout=10)
+    finally:
+        if master >= 0:
+            os.close(master)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert returncode == 130
+    _stopped_cleanly(started, out, tmp)
 
 
 # ---- 6. a prefork child killed mid-task ----------------------------------------------------

@@ -66,3 +66,51 @@ def test_a_sigkilled_run_takes_every_worker_with_it_mid_task(scenario: str, tmp_
     finally:
         for directory in fresh:
             shutil.rmtree(directory)
+
+
+# Ways a subtask's child leaves its worker's process group, each with its own marker argument.
+ESCAPES = {
+    "new session": "subprocess.Popen(['sleep', MARK], start_new_session=True)",
+    "new process group": "subprocess.Popen(['sleep', MARK], process_group=0)",
+    "double fork and setsid": (
+        "pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        "            os.execvp('sleep', ['sleep', MARK])\n"
+        "        os._exit(0)\n"
+        "    os.waitpid(pid, 0)"
+    ),
+}
+
+
+@pytest.mark.parametrize("how", list(ESCAPES))
+def test_a_process_that_escapes_its_worker_is_killed_and_reported(how: str, tmp_path: Path) -> None:
+    mark = str(3000 + os.getpid() % 1000 + list(ESCAPES).index(how))  # `sleep N`: N is unique
+    (tmp_path / "escaper.py").write_text(
+        "import os\nimport subprocess\n\nMARK = " + repr(mark) + "\n\n\n"
+        "def work(index, size_mb, hold_s):\n"
+        "    if index:\n        return\n    " + ESCAPES[how] + "\n"
+    )
+
+    def leftovers() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", mark]]
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MEMBENCH_BROKER_URL")}
+    argv = [str(Path(sys.executable).with_name("membench")), "run", "--payload", "escaper:work"]
+    argv += ["--scenarios", "prefork_sequential", "--runs", "1", "--subtasks", "2"]
+    argv += ["--size", "1", "--time", "0", "--workers", "1", "--output", "out"]
+    try:
+        result = subprocess.run(
+            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert not leftovers(), f"{how}: left running after membench run exited"
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "escaped the worker" in result.stdout + result.stderr
+        document = json.loads((tmp_path / "out" / "results.json").read_text())
+        (scenario,) = document["scenarios"]
+        (escaped,) = scenario["escaped_processes"]
+        assert f"sleep {mark}" in escaped
+    finally:
+        for process in leftovers():
+            process.kill()

@@ -315,8 +315,13 @@ def test_cli_refuses_unreachable_broker(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_soak_registers_target_and_stops_cleanly_on_sigterm(
-    gevent_worker: WorkerProcess, redis_url: str, tmp_path: Path, grafana: FakeGrafana
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_cli_soak_registers_target_and_stops_cleanly_on_a_signal(
+    sig: signal.Signals,
+    gevent_worker: WorkerProcess,
+    redis_url: str,
+    tmp_path: Path,
+    grafana: FakeGrafana,
 ) -> None:
     schedule = write(
         tmp_path,
@@ -360,12 +365,13 @@ queue = "{gevent_worker.queue}"
             )
 
         wait_for(lambda: successes() >= 2, timeout=60, what="two successful runs")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         returncode = proc.wait(timeout=30)
     finally:
         stop(proc)
     output = log.read_text()
     assert returncode == 0, output
+    assert f"{sig.name}: stopping; waiting up to" in output  # the clean stop, not the default
     assert not target_file.exists()  # deregistered on a clean stop
     header = next(line for line in output.splitlines() if line.startswith("scenario "))
     assert header.split() == ["scenario", "fired", "success", "failure", "timeout", "skipped"]

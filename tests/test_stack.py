@@ -217,10 +217,13 @@ def test_stack_up_refuses_bad_input_before_starting_anything(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_stack_up_stops_every_process_on_a_signal(sig: signal.Signals, tmp_path: Path) -> None:
     schedule = tmp_path / "fast.toml"
     schedule.write_text(FAST_SCHEDULE)
+    (tmp_path / "tmp").mkdir()
     proc = subprocess.Popen(
         [
             *stack.MEMBENCH_COMMAND,
@@ -230,6 +233,7 @@ def test_stack_up_stops_every_process_on_a_signal(sig: signal.Signals, tmp_path:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env=dict(os.environ, TMPDIR=str(tmp_path / "tmp")),
     )
     try:
         state_file = tmp_path / "run" / stack.STATE_FILE
@@ -238,10 +242,11 @@ def test_stack_up_stops_every_process_on_a_signal(sig: signal.Signals, tmp_path:
         started = psutil.Process(proc.pid).children(recursive=True)
         assert len(started) >= 4  # redis, worker, loadgen, flower (+ prometheus)
         proc.send_signal(sig)
-        proc.wait(timeout=10)
+        assert proc.wait(timeout=10) == 0
         _, alive = psutil.wait_procs(started, timeout=1)
         assert not alive, [(p.pid, p.name()) for p in alive]
         assert not state_file.exists()
+        assert os.listdir(tmp_path / "tmp") == []  # the embedded redis-server's, removed
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -7,7 +7,6 @@ import signal
 import sys
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
@@ -20,28 +19,32 @@ from membench.cli.options import (
     check_broker,
     check_metrics_host,
     check_targets_dir,
+    source_of,
 )
 from membench.loadgen.annotations import GrafanaAnnotator
 from membench.loadgen.metrics import LoadgenMetrics
 from membench.loadgen.schedule import ScheduleError, load_schedule
 from membench.loadgen.scheduler import GRACE_S, Scheduler, format_summary
+from membench.processes import catch_stop_signals, leave_hung_up_terminal, port_in_use
+from membench.urls import UrlError, parse_url
 
 log = logging.getLogger("membench.loadgen")
+GRAFANA_FORM = "http://HOST[:PORT][/PREFIX] (the token goes in $MEMBENCH_GRAFANA_TOKEN)"
 MAX_DURATION_S = 366 * 24 * 3600.0
 
 
 class _Stop(Exception):
-    """SIGINT/SIGTERM, raised in the main thread to leave Scheduler.wait()."""
+    """SIGINT/SIGTERM/SIGHUP, raised in the main thread to leave Scheduler.wait()."""
 
 
 def _raise_stop(signum: int, frame: Any) -> None:
+    if signum == signal.SIGHUP:
+        leave_hung_up_terminal()  # the summary must not die writing to a closed terminal
     raise _Stop(signal.Signals(signum).name)
 
 
 def cmd_loadgen(args: SimpleNamespace) -> int:
     """Validate, serve metrics, fire until --duration/--runs/a signal, print a summary."""
-    from membench.processes import port_in_use
-
     try:
         schedule = load_schedule(args.schedule)
     except ScheduleError as exc:
@@ -75,8 +78,11 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
     targets = check_targets_dir()
     grafana_url = args.grafana_url or None
     grafana_token = settings.grafana_token()
-    if grafana_url and urlsplit(grafana_url).scheme not in ("http", "https"):
-        raise UsageError(f"--grafana-url: must be an http:// or https:// URL, got {grafana_url}")
+    try:  # urllib would send a user:password to the resolver as part of the host name
+        if grafana_url:
+            parse_url(grafana_url, ("http", "https"), GRAFANA_FORM, credentials=False)
+    except UrlError as exc:
+        raise UsageError(f"{source_of('grafana_url', '--grafana-url')}: {exc}") from None
 
     from membench.broker import client_app, redact
 
@@ -99,7 +105,8 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
     scheduler = Scheduler(app, plans, metrics, max_runs=args.runs, annotator=annotator)
     exporter = None
     # Installed before anything starts, so a signal at any point still ends in a clean stop.
-    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, _raise_stop)}
+    previous |= catch_stop_signals(_raise_stop)
     try:
         try:
             try:
@@ -130,7 +137,7 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
             log.info("%s: stopping; waiting up to %.0f s for runs in flight", exc, GRACE_S)
         # A second signal stops at once (default action) instead of waiting for the grace.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        catch_stop_signals(signal.SIG_DFL)
         scheduler.join()
     finally:
         if exporter is not None:
@@ -152,7 +159,11 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
 
 
 @click.command("loadgen")
-@click.option("--schedule", required=True, help="schedule file (TOML, see docs/loadgen.md)")
+@click.option(
+    "--schedule",
+    required=True,
+    help="schedule file (TOML, see docs/loadgen.md): a regular file of at most 1 MiB",
+)
 @click.option(
     "--duration", type=float, help="stop after this many seconds (default: until a signal)"
 )
@@ -180,5 +191,5 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
 )
 def command(**options: Any) -> int:
     """Fire scenarios on a TOML schedule against running `membench worker`s; export run
-    metrics; Ctrl-C/SIGTERM stops cleanly and prints a summary."""
+    metrics; Ctrl-C/SIGTERM/SIGHUP stops cleanly and prints a summary."""
     return cmd_loadgen(SimpleNamespace(**options))

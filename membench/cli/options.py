@@ -15,6 +15,7 @@ import click
 from click.core import ParameterSource
 
 from membench import settings
+from membench.files import not_a_directory
 from membench.workers.allocator import ALLOCATORS
 
 EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -67,7 +68,11 @@ def positive_int(flag: str, value: int, high: int = 1_000_000) -> int:
 
 
 def writable_dir(flag: str, path: Path) -> Path:
-    """Create `path` if needed and prove it writable (a probe file, removed at once)."""
+    """Create `path` if needed and prove it writable (a probe file, removed at once); what is
+    in the way (a file, a device such as /dev/full) is named as the reason."""
+    reason = not_a_directory(path)
+    if reason is not None:
+        raise UsageError(f"{flag}: {reason}")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".membench-write-test-{os.getpid()}"

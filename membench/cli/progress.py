@@ -33,6 +33,12 @@ class Progress:
                 f"{self._run(data['run'], data.get('warmup', False))}: starting worker",
                 final=not self.tty,
             )
+        elif event == "escaped":
+            self._line(
+                f"    {data['scenario']}: WARNING: {len(data['escaped'])} process(es) escaped the "
+                f"worker and ran on after it stopped, killed: {'; '.join(data['escaped'])}",
+                final=True,
+            )
         elif event == "tick" and self.tty:
             expected = f" of ~{data['expected']:.1f}" if data["expected"] else ""
             self._line(

@@ -6,7 +6,6 @@ before anything starts.
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,9 @@ from membench.cli.options import (
     worker_options,
     writable_dir,
 )
+from membench.descendants import Adopter
 from membench.procfs import read_meminfo
+from membench.run.output import OutputBusy, OutputLock
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 
@@ -126,11 +127,32 @@ def cmd_run(args: SimpleNamespace) -> int:
         writable_dir("--targets-dir", Path(args.targets_dir))
     # Last of the checks: it creates the directory, which must not happen for refused input.
     output = writable_dir("--output", Path(args.output))
+    lock = OutputLock(output)
+    try:
+        lock.hold()
+    except OutputBusy as exc:
+        raise UsageError(f"--output: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"--output: cannot write to {output}: {exc.strerror or exc}") from None
+    try:
+        return _measure(args, plans, sizing, broker, output)
+    finally:
+        lock.release()
 
+
+def _measure(
+    args: SimpleNamespace,
+    plans: list[tuple[str, Any]],
+    sizing: int | None,
+    broker: str | None,
+    output: Path,
+) -> int:
+    """Every plan, on an embedded redis-server unless `broker` is given; write what was measured
+    even when interrupted."""
     from membench.broker import EmbeddedRedis, redact
     from membench.cli.progress import Progress
     from membench.jsonfile import write_json_atomic
-    from membench.processes import Interrupted, raise_interrupted
+    from membench.processes import Interrupted, catch_stop_signals
     from membench.run.matrix import combination_dir
     from membench.run.records import ScenarioResult
     from membench.run.report import (
@@ -146,7 +168,7 @@ def cmd_run(args: SimpleNamespace) -> int:
     from membench.run.runner import BrokerLost, Runner
     from membench.run.sizing import format_sizing
 
-    signal.signal(signal.SIGTERM, raise_interrupted)
+    catch_stop_signals()
     done: list[tuple[str, dict[str, Any], Path]] = []
     embedded: EmbeddedRedis | None = None
     complete = False
@@ -201,6 +223,9 @@ def cmd_run(args: SimpleNamespace) -> int:
             embedded = EmbeddedRedis()
             broker = embedded.start()
             print(f"membench: embedded redis-server at {redact(broker)}", file=sys.stderr)
+        # From here on, an orphan of any process this run starts becomes our child: what
+        # escapes a worker's process group or session is found, killed and reported.
+        adopter = Adopter()
         for number, (label, config) in enumerate(plans, 1):
             if label:
                 print(f"membench: [{number}/{len(plans)}] {label}", file=sys.stderr)
@@ -208,7 +233,7 @@ def cmd_run(args: SimpleNamespace) -> int:
             started_at = time.time()
             progress = Progress(len(config.scenarios), config.runs, warmup=config.warmup)
             try:
-                Runner(config, broker, progress, replace_broker).run(results)
+                Runner(config, broker, progress, replace_broker, adopter).run(results)
             except BrokerLost as exc:
                 write(label, config, results, started_at, finished=False)
                 print(f"membench run: error: stopped: {redact(str(exc))}", file=sys.stderr)
@@ -244,6 +269,14 @@ def cmd_run(args: SimpleNamespace) -> int:
     failed = [
         r for _, doc, _ in done for s in doc["scenarios"] for r in s["runs"] if r["status"] != "ok"
     ]
+    escaped = [e for _, doc, _ in done for s in doc["scenarios"] for e in s["escaped_processes"]]
+    if escaped:
+        print(
+            f"membench: {len(escaped)} process(es) escaped their worker (killed; see "
+            "escaped_processes in results.json): the runs' memory does not include them",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED_RUNS
     if failed:
         print(f"membench: {len(failed)} run(s) failed", file=sys.stderr)
         return EXIT_FAILED_RUNS

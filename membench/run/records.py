@@ -114,6 +114,9 @@ class ScenarioResult:
     scenario: Scenario
     approach: str
     runs: list[RunResult] = field(default_factory=list)
+    # Processes that escaped the scenario's worker (a new session or process group) and were
+    # found running after it stopped: killed, and a fault of the run (membench.descendants).
+    escaped_processes: list[str] = field(default_factory=list)
 
     def measured_runs(self) -> list[RunResult]:
         return [r for r in self.runs if not r.warmup]

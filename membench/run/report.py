@@ -230,6 +230,7 @@ def results_document(
                 "strategy": r.scenario.strategy,
                 "summary": r.summary(),
                 "runs": [vars(run) for run in r.runs],
+                "escaped_processes": r.escaped_processes,
             }
             for r in results
         ],

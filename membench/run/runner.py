@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import signal
@@ -13,8 +14,9 @@ from typing import Any
 from celery.exceptions import TimeoutError as ResultTimeout
 
 from membench.broker import broker_errors
+from membench.descendants import Adopter
 from membench.exporter import names
-from membench.procfs import read_status_memory, reset_peak_rss
+from membench.procfs import list_children, read_status_memory, reset_peak_rss
 from membench.run.payloads import derive_figures, preload_payload
 from membench.run.records import PROMETHEUS_SCRAPE_WAIT_S, RunConfig, RunResult, ScenarioResult
 from membench.run.sampler import TreeMemory, TreeSampler, read_tree_memory
@@ -68,8 +70,12 @@ class Runner:
         broker_url: str,
         progress: ProgressFn,
         replace_broker: Callable[[], str | None] | None = None,
+        adopter: Adopter | None = None,
     ) -> None:
         self.config = config
+        # Catches what escapes a worker (membench run adopts its orphans); None: not looked for.
+        self.adopter = adopter
+        self._current: ScenarioResult | None = None
         self.broker_url = broker_url
         self.progress = progress
         self.replace_broker = replace_broker
@@ -93,6 +99,7 @@ class Runner:
                     scenario, scenario.approach(params.subtasks, params.size_mb)
                 )
                 results.append(result)
+                self._current = result
                 # Warmup runs go first and the same way as measured ones (on the same worker
                 # with --reuse-worker), so the measured runs start from a warmed machine.
                 plan = [(run, True) for run in range(1, self.config.warmup + 1)]
@@ -129,8 +136,11 @@ class Runner:
         if self._worker is not None:
             self._worker.stop(timeout=5.0, sig=signal.SIGKILL)
             self._worker = None
+            self._end_strays()
         self._in_flight = None
         replacement = self.replace_broker() if self.replace_broker is not None else None
+        if replacement is not None and self.adopter is not None:
+            self.adopter.keep(list_children(os.getpid()))  # the new redis-server
         if replacement is None:
             raise BrokerLost(reason)
         from membench.broker import reconnect_client
@@ -192,6 +202,18 @@ class Runner:
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
+            self._end_strays()
+
+    def _end_strays(self) -> None:
+        """Kill what escaped the worker just stopped and say so: its memory was never in the
+        tree measured, and nothing may outlive the run."""
+        escaped = self.adopter.end_strays() if self.adopter is not None else []
+        if escaped and self._current is not None:
+            described = [e.describe() for e in escaped]
+            self._current.escaped_processes.extend(described)
+            self.progress(
+                "escaped", {"scenario": self._current.scenario.name, "escaped": described}
+            )
 
     def _one_run(
         self, scenario: Scenario, params: BatchParams, run: int, warmup: bool = False

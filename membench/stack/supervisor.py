@@ -23,10 +23,11 @@ from typing import Any
 
 import membench.grafana
 from membench import settings
+from membench.descendants import Adopter, Escaped
 from membench.processes import (
     Interrupted,
+    catch_stop_signals,
     free_port,
-    raise_interrupted,
     spawn,
     stop,
     wait_for,
@@ -66,6 +67,9 @@ class Stack:
     redis: Service | None = None  # the embedded redis-server's process, supervised like a service
     restarts: list[Restart] = field(default_factory=list)
     policy: RestartPolicy = field(default_factory=RestartPolicy)
+    # Adopts every orphan of the services: what escaped one is killed at the stop, and said.
+    adopter: Adopter | None = None
+    escaped: list[Escaped] = field(default_factory=list)
 
     def add(self, name: str, argv: list[str], env: dict[str, str], url: str = "") -> Service:
         log = self.directory / "logs" / f"{name}.log"
@@ -165,6 +169,8 @@ class Stack:
             self.broker.stop()
             self.broker = None
             self.redis = None
+        if self.adopter is not None:
+            self.escaped += self.adopter.end_strays()
         (self.directory / STATE_FILE).unlink(missing_ok=True)
 
 
@@ -223,7 +229,7 @@ def start_stack(
     from membench.broker import EmbeddedRedis
 
     (directory / "logs").mkdir(parents=True, exist_ok=True)
-    stack = Stack(directory)
+    stack = Stack(directory, adopter=Adopter())
     try:
         if broker is None:
             stack.broker = EmbeddedRedis(log_dir=directory / "logs")
@@ -339,8 +345,8 @@ def run_stack(
     duration: float | None,
 ) -> int:
     """Start, print the summary, then supervise (a service that dies is restarted, said and
-    recorded) until Ctrl-C/SIGTERM/--duration, or a crash loop (exit 1)."""
-    signal.signal(signal.SIGTERM, raise_interrupted)
+    recorded) until Ctrl-C/SIGTERM/SIGHUP/--duration, or a crash loop (exit 1)."""
+    catch_stop_signals()
     stack, prometheus_url = start_stack(directory, broker, schedule, scenarios)
     exit_code = 0
     try:
@@ -366,6 +372,14 @@ def run_stack(
             file=sys.stderr,
             flush=True,
         )
+    if stack.escaped:
+        described = "; ".join(e.describe() for e in stack.escaped)
+        print(
+            f"membench stack: {len(stack.escaped)} process(es) had escaped their service "
+            f"(a new session or process group) and ran on after it stopped, killed: {described}",
+            file=sys.stderr,
+        )
+        exit_code = 1
     return exit_code
 
 
