@@ -15,10 +15,9 @@ from urllib.parse import SplitResult, parse_qsl, unquote
 
 import redis
 
-from membench import settings
 from membench.processes import free_port, spawn, stop, wait_for
 from membench.tempdirs import owned_tempdir
-from membench.urls import UrlError, parse_url, scrub
+from membench.urls import BROKER_FORM, BROKER_SCHEMES, UrlError, parse_url, scrub
 from membench.urls import redact as redact  # re-exported: membench.broker.redact is public
 
 # Celery's Redis result backend retries a lost connection 20 times, 1 s apart, inside get():
@@ -111,7 +110,7 @@ def check_broker_url(url: str) -> SplitResult:
     """Raise BrokerError unless `url` is a Redis URL Celery accepts (no connection made, no name
     resolved); the message never repeats the URL's text (membench.urls.parse_url)."""
     try:
-        parts = parse_url(url, settings.BROKER_SCHEMES, settings.BROKER_FORM)
+        parts = parse_url(url, BROKER_SCHEMES, BROKER_FORM)
         query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError as exc:  # UrlError: says nothing of the URL's text
         message = str(exc) if isinstance(exc, UrlError) else "the URL is not a valid URL"

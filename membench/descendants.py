@@ -48,9 +48,11 @@ class Adopter:
         """Children started on purpose (a broker, say), never strays."""
         self._keep.update(pids)
 
-    def end_strays(self, deadline_s: float = 5.0) -> list[Escaped]:
-        """Kill every stray child's whole tree and reap it; return the strays that were still
-        running (zombies, already dead orphans, are reaped silently)."""
+    def end_strays(self, stopped: Collection[int] = (), deadline_s: float = 5.0) -> list[Escaped]:
+        """Kill every stray child's whole tree and reap it; return the strays that escaped.
+
+        A stray of a process group in `stopped` (the worker's own, just killed: a pool child
+        orphaned while it dies) or one already a zombie did not escape: reaped silently."""
         if not self.active:
             return []
         escaped: list[Escaped] = []
@@ -60,7 +62,7 @@ class Adopter:
             if not strays:
                 break
             for pid in strays:
-                if _running(pid):
+                if _running(pid) and _group(pid) not in stopped:
                     escaped.append(Escaped(pid, _argv(pid)))
                 # Its descendants become our children as it dies: the next round finds them.
                 for member in reversed(list_tree(pid)):
@@ -77,6 +79,13 @@ def _running(pid: int) -> bool:
             return stat.read().rpartition(")")[2].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def _argv(pid: int) -> list[str]:

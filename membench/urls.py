@@ -25,6 +25,10 @@ ENCODE_HINT = (
     "# as %23, % as %25, [ ] \\ as %5B %5D %5C)"
 )
 
+# What a broker URL may be: Redis, plain or over TLS (Celery's redis transport).
+BROKER_SCHEMES = ("redis", "rediss")
+BROKER_FORM = "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"
+
 
 class UrlError(ValueError):
     """A refused URL; the one-line message holds no text of the URL but, at most, its scheme."""

@@ -25,6 +25,7 @@ from helpers import (
 from membench.exporter import names
 from membench.processes import free_port, stop, wait_for
 from membench.run.worker import expected_exporters
+from membench.targets import read_targets
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 KUSTOMIZATION = REPO / "deploy" / "kubernetes"
@@ -351,14 +352,15 @@ def test_relabelling_yields_the_file_sd_labels_on_a_real_prometheus(
     """The built relabel rules, on the labels pod discovery gives a prefork pod's ports, against
     a real `membench worker prefork_threads --concurrency 2`: exactly the file_sd labels."""
     binary = require_binary("prometheus")
-    addresses = exporter_addresses(start_worker("prefork_threads", concurrency=2))
-    (main,) = addresses[names.ROLE_MAIN]
-    children = sorted(addresses[names.ROLE_CHILD])
-    assert len(children) == 2
+    worker = start_worker("prefork_threads", concurrency=2)
+    (main,) = exporter_addresses(worker)[names.ROLE_MAIN]
+    targets = read_targets(worker.targets_dir)  # port metrics-child-<i>: the child of index i
+    children = {e["labels"]["child"]: e["targets"][0] for e in targets if e["labels"]["child"]}
+    assert sorted(children) == ["0", "1"]
     pod = workers(manifests)["prefork_threads"]
     loadgen = of_kind(manifests, "Deployment")["loadgen"]
     kept = [(pod, "metrics-main", main, "Running")]
-    kept += [(pod, f"metrics-child-{i}", address, "Running") for i, address in enumerate(children)]
+    kept += [(pod, f"metrics-child-{i}", children[str(i)], "Running") for i in range(2)]
     # Not worker targets: a port not named metrics-*, a finished pod, a loadgen pod.
     dropped = [(pod, "http", main, "Running"), (pod, "metrics-main", main, "Failed")]
     dropped.append((loadgen, "metrics", main, "Running"))

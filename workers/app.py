@@ -13,7 +13,7 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 
 from membench import settings
-from membench.urls import UrlError, parse_url
+from membench.urls import BROKER_FORM, BROKER_SCHEMES, UrlError, parse_url
 
 
 def broker_url_from_env() -> str:
@@ -22,7 +22,7 @@ def broker_url_from_env() -> str:
     would send a password's text after a raw '@' to the resolver as a host name."""
     url = settings.broker_url_or_default()
     try:
-        parse_url(url, settings.BROKER_SCHEMES, settings.BROKER_FORM)
+        parse_url(url, BROKER_SCHEMES, BROKER_FORM)
     except UrlError as exc:
         raise SystemExit(f"{settings.BROKER_URL}: {exc}") from None
     except ValueError:

@@ -135,8 +135,8 @@ class Runner:
             self._sampler = None
         if self._worker is not None:
             self._worker.stop(timeout=5.0, sig=signal.SIGKILL)
+            self._end_strays(self._worker.pid)
             self._worker = None
-            self._end_strays()
         self._in_flight = None
         replacement = self.replace_broker() if self.replace_broker is not None else None
         if replacement is not None and self.adopter is not None:
@@ -201,13 +201,14 @@ class Runner:
             self._sampler = None
         if self._worker is not None:
             self._worker.stop()
+            self._end_strays(self._worker.pid)
             self._worker = None
-            self._end_strays()
 
-    def _end_strays(self) -> None:
-        """Kill what escaped the worker just stopped and say so: its memory was never in the
-        tree measured, and nothing may outlive the run."""
-        escaped = self.adopter.end_strays() if self.adopter is not None else []
+    def _end_strays(self, worker_group: int) -> None:
+        """Kill what escaped the worker just stopped (its process group `worker_group`) and say
+        so: its memory was never in the tree measured, and nothing may outlive the run."""
+        adopter = self.adopter
+        escaped = adopter.end_strays(stopped={worker_group}) if adopter is not None else []
         if escaped and self._current is not None:
             described = [e.describe() for e in escaped]
             self._current.escaped_processes.extend(described)

@@ -164,13 +164,15 @@ class Stack:
             # sig=0: wait, never signal twice. A second SIGTERM ends the loadgen at once (its
             # way out of a grace period), losing its runs in flight and its summary.
             stop(service.proc, timeout=20, sig=0)
+        # Each service led its own process group, killed whole by `stop`.
+        groups = {service.proc.pid for service in self.services}
         self.services.clear()
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
             self.redis = None
         if self.adopter is not None:
-            self.escaped += self.adopter.end_strays()
+            self.escaped += self.adopter.end_strays(stopped=groups)
         (self.directory / STATE_FILE).unlink(missing_ok=True)
 
 
