@@ -3,6 +3,7 @@ and solo, a real redis-server and a real Prometheus scraping every process throu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ from helpers import prometheus_query, require_binary, samples, scrape, start_pro
 from instrumented import MIB, ExampleWorker, StartExample, start_example_worker, task_value
 
 from membench.exporter import names
-from membench.processes import free_port, stop, wait_for
+from membench.processes import free_port, port_in_use, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -285,10 +286,7 @@ def test_ports_past_65535_for_the_children_fail_before_the_worker_starts(
 def test_a_port_taken_at_run_time_is_one_loud_line_and_the_worker_works(
     example: StartExample,
 ) -> None:
-    base = free_port()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", base + 1))  # child 0's port
-        taken.listen()
+    with _taken_port_after_a_free_one() as base:
         worker = example("prefork", 1, "--membench-port", str(base))
         lines = [ln for ln in worker.log().splitlines() if f":{base + 1} is in use" in ln]
         assert len(lines) == 1 and "pid" in lines[0], worker.log()
@@ -296,6 +294,22 @@ def test_a_port_taken_at_run_time_is_one_loud_line_and_the_worker_works(
         # The child exports all the same, on the free port its file_sd target names.
         assert worker.addresses()["0"] != f"127.0.0.1:{base + 1}"
         assert value(worker.metrics("0"), names.PROCESS_TASKS_IN_PROGRESS) == 0
+
+
+@contextlib.contextmanager
+def _taken_port_after_a_free_one() -> Iterator[int]:
+    """A port P that is free, and P + 1 (prefork child 0's) held by a listening socket of ours."""
+    for _ in range(50):
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        base = taken.getsockname()[1] - 1
+        if base > 1024 and not port_in_use("127.0.0.1", base):
+            taken.listen()
+            with taken:
+                yield base
+            return
+        taken.close()
+    pytest.fail("no free port below a free one in 50 tries")
 
 
 def test_child_recycles_say_why(example: StartExample) -> None:

@@ -135,19 +135,24 @@ def test_unambiguous_urls_pass(url: str) -> None:
     assert redact(url).count("***") == (1 if parts.password else 0)
 
 
-@pytest.mark.parametrize("command", ["run", "worker", "worker unchecked", "loadgen", "stack"])
-@pytest.mark.parametrize("case", RAW_IN_PASSWORD[:3])
-def test_every_command_refuses_a_raw_delimiter_in_the_broker_password(
-    command: str, case: str, tmp_path: Path
-) -> None:
+def command_args(command: str, tmp_path: Path) -> list[str]:
+    """The arguments of `command`, one of those that take a broker, short of the broker."""
     (tmp_path / "s.toml").write_text(SCHEDULE)
-    args = {
+    return {
         "run": ["run", "--output", str(tmp_path / "out")],
         "worker": ["worker", "gevent_greenlets"],
         "worker unchecked": ["worker", "gevent_greenlets", "--no-check-broker"],
         "loadgen": ["loadgen", "--schedule", str(tmp_path / "s.toml")],
         "stack": ["stack", "up", "--dir", str(tmp_path / "st"), "--schedule", f"{tmp_path}/s.toml"],
     }[command]
+
+
+@pytest.mark.parametrize("command", ["run", "worker", "worker unchecked", "loadgen", "stack"])
+@pytest.mark.parametrize("case", RAW_IN_PASSWORD[:3])
+def test_every_command_refuses_a_raw_delimiter_in_the_broker_password(
+    command: str, case: str, tmp_path: Path
+) -> None:
+    args = command_args(command, tmp_path)
     (line,) = refused([*args, "--broker", fill(case)], "--broker", password_of(case))
     assert "percent-encode" in line
     assert not (tmp_path / "out").exists()
@@ -179,14 +184,7 @@ def test_a_mistyped_or_malformed_broker_url_is_refused_without_the_password(
 def test_the_broker_variable_is_named_and_its_password_never_shown(
     command: str, case: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "s.toml").write_text(SCHEDULE)
-    args = {
-        "run": ["run", "--output", str(tmp_path / "out")],
-        "worker": ["worker", "gevent_greenlets"],
-        "worker unchecked": ["worker", "gevent_greenlets", "--no-check-broker"],
-        "loadgen": ["loadgen", "--schedule", str(tmp_path / "s.toml")],
-        "stack": ["stack", "up", "--dir", str(tmp_path / "st"), "--schedule", f"{tmp_path}/s.toml"],
-    }[command]
+    args = command_args(command, tmp_path)
     env = environment(**{settings.BROKER_URL: fill(case)})
     refused(args, settings.BROKER_URL, password_of(case), env)
 
