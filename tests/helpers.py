@@ -49,6 +49,20 @@ def build_wheel(dist: Path) -> Path:
     return wheel
 
 
+def fresh_venv(venv: Path, *args: str) -> tuple[Path, Path]:
+    """A new venv (`args` for `python -m venv`, e.g. --without-pip): its python and the
+    site-packages a .pth file there adds paths to."""
+    subprocess.run([sys.executable, "-m", "venv", *args, str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return python, Path(site)
+
+
 def require_binary(name: str) -> str:
     """Path of a binary the test needs: skipped on a developer machine, a failure in CI."""
     path = shutil.which(name)

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from helpers import REPO, build_wheel
+from helpers import REPO, build_wheel, fresh_venv
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -102,15 +102,8 @@ def light(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for dist in _closure(base):
         _link(dist, deps)
     venv = where / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    (Path(site) / "membench-light-deps.pth").write_text(f"{deps}\n")
+    python, site = fresh_venv(venv, "--without-pip")
+    (site / "membench-light-deps.pth").write_text(f"{deps}\n")
     # Dependencies resolved (no --no-deps), offline: the linked closure must satisfy them.
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}

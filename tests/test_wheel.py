@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import sysconfig
 import urllib.request
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import REPO, build_wheel, require_binary
+from helpers import REPO, build_wheel, fresh_venv, require_binary
 
 from membench.exporter import names
 from membench.processes import pid_alive, wait_for
@@ -37,15 +36,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = tmp_path_factory.mktemp("wheel")
     wheel = build_wheel(where / "dist")
     venv = where / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    (Path(site) / "membench-test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python, site = fresh_venv(venv)
+    (site / "membench-test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
         check=True,
