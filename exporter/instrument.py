@@ -63,7 +63,7 @@ from membench.exporter.tasktable import (
     EXIT_SHUTDOWN,
     TaskTable,
 )
-from membench.procfs import PROC_ROOT, read_text, reset_peak_rss
+from membench.procfs import read_parent_pid, reset_peak_rss
 
 log = logging.getLogger("membench.instrument")
 
@@ -210,10 +210,9 @@ def _main_sources(labels: Mapping[str, str]) -> Callable[[], Iterator[ProcessSou
 def _is_our_child(pid: int) -> bool:
     """The row's process is alive and still our child (pids are reused)."""
     try:
-        stat = read_text(PROC_ROOT / str(pid) / "stat")
+        return read_parent_pid(pid) == state.main_pid
     except OSError:
         return False
-    return int(stat[stat.rindex(")") + 2 :].split()[1]) == state.main_pid
 
 
 def _serve(port: int, labels: Mapping[str, str], role: str) -> None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from membench.processes import pid_alive
 from membench.procfs import list_children, list_tree, read_cmdline
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -62,7 +63,7 @@ class Adopter:
             if not strays:
                 break
             for pid in strays:
-                if _running(pid) and _group(pid) not in stopped:
+                if pid_alive(pid) and _group(pid) not in stopped:
                     escaped.append(Escaped(pid, _argv(pid)))
                 # Its descendants become our children as it dies: the next round finds them.
                 for member in reversed(list_tree(pid)):
@@ -71,14 +72,6 @@ class Adopter:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, 0)
         return escaped
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _group(pid: int) -> int | None:

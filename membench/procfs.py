@@ -124,11 +124,16 @@ def read_thread_count(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> i
     return len(os.listdir(proc_root / str(pid) / "task"))
 
 
-def read_cpu_seconds(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> float:
-    """User + system CPU time of the process, from /proc/<pid>/stat."""
+def _stat_fields(pid: int | str, proc_root: Path) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name, from field 3 (state) on."""
     stat = read_text(proc_root / str(pid) / "stat")
     # The command name may contain spaces and parentheses: fields start after the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def read_cpu_seconds(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> float:
+    """User + system CPU time of the process, from /proc/<pid>/stat."""
+    fields = _stat_fields(pid, proc_root)
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
@@ -136,8 +141,12 @@ def read_cpu_seconds(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> fl
 def read_start_time(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> int:
     """When the process started, in clock ticks since boot: with the pid, it names one process
     for the machine's uptime (a pid alone is reused)."""
-    stat = read_text(proc_root / str(pid) / "stat")
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    return int(_stat_fields(pid, proc_root)[19])
+
+
+def read_parent_pid(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> int:
+    """The pid of the process's parent (after it dies, its reaper's: init or a subreaper)."""
+    return int(_stat_fields(pid, proc_root)[1])
 
 
 def read_cmdline(pid: int | str = "self", proc_root: Path = PROC_ROOT) -> list[str]:
