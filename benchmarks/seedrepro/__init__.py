@@ -1,4 +1,4 @@
-"""Reproduce the seed benchmark's published table, and explain every difference from measurements.
+"""Reproduce the seed benchmark's published table, and compute the terms of every difference.
 
 Run it as `python benchmarks/reproduce_seed.py [--output DIR] [--runs N] [--skip-run]`:
 
@@ -14,9 +14,11 @@ Run it as `python benchmarks/reproduce_seed.py [--output DIR] [--runs N] [--skip
 3b. (`numpy` step, seedmethod.py) Runs the seed's own subtask and method: `membench run --payload
    numpy --reuse-worker` at --concurrency 1 and 2, and the seed driver's idle RSS; the JSON goes
    straight into docs/results/seed-reproduction/ (numpy-c1.json, numpy-c2.json, driver-rss.json).
-4. Writes docs/results/seed-reproduction.md from the JSON alone (no number in it is typed by
-   hand; the seed's table is parsed from the seed's README), copies the raw results into
-   docs/results/seed-reproduction/, writes summary.json there and prints a short table.
+4. Fills the tables of docs/results/seed-reproduction.md from the JSON (the seed's table is
+   parsed from its README, vendored as seed-README.md), copies the raw results into
+   docs/results/seed-reproduction/, writes summary.json there and prints a short table. The
+   page's narrative is written by hand; every number it quotes names the JSON figure it came
+   from, and a quote the figures do not give is reported (page.py), so it cannot drift.
 
 `--skip-run` regenerates the report from the JSON already in `--output`; `--render-only [DIR]`
 re-renders it from the copies saved in docs/results/seed-reproduction/ (or DIR) without running
@@ -25,8 +27,9 @@ timing-sensitive: run it alone, e.g. under the shared lock::
 
     flock /tmp/membench-test.lock python benchmarks/reproduce_seed.py --output /tmp/seedrepro
 
-Modules: cli (flags, running the steps), seedmethod (the seed's own method and its section),
-collect (reading the JSON), decompose (the arithmetic), tables and report (the Markdown), prose,
-matrix_prose and why (the sentences), build (the pipeline, summary.json, render-only). Standard
-library only, plus the installed `membench` (its command, and membench.jsonfile).
+Modules: cli (flags, running the steps), seedmethod (the seed's own method and its figures),
+collect (reading the JSON), decompose (the arithmetic), tables, seedtables and blocks (the
+generated Markdown), page (filling the page, checking its quoted numbers), build (the pipeline,
+summary.json, render-only). Standard library only, plus the installed `membench` (its command,
+and membench.jsonfile).
 """

@@ -12,16 +12,14 @@ from typing import Any
 
 from membench.jsonfile import write_json_atomic
 
-from . import seedmethod
+from . import blocks, page, seedmethod, seedtables
 from .collect import load_results, load_saved
-from .common import MANY_ARENAS, MAX_RESULTS_BYTES, ReportInputs, med
+from .common import MANY_ARENAS, MAX_RESULTS_BYTES, REPORT, ReportInputs, med
 from .decompose import compute_arenas, compute_decomposition, compute_matrix, compute_ratios
 from .fmt import f1, f2, short
-from .prose import explain
-from .report import render, render_arenas
 
 # The parts of summary.json that render-only recomputes, to check against the saved ones.
-COMPUTED = ("ratios", "decomposition_mb", "matrix_mb", "arenas_mb", "derived")
+COMPUTED = ("ratios", "decomposition_mb", "matrix_mb", "arenas_mb")
 
 
 def copy_results(out: Path, target: Path) -> dict[str, Any]:
@@ -82,28 +80,41 @@ def argv_text(output: str, runs: int) -> str:
     return f"--output {output}" + (f" --runs {runs}" if runs != 3 else "")
 
 
+def quoted_figures(summary: dict[str, Any], method: dict[str, Any] | None) -> dict[str, Any]:
+    """What the page's narrative may quote: summary.json, and seed-method.json as `seed_method`."""
+    return summary | {"seed_method": method or {}}
+
+
 def compose(
-    data: dict[str, Any], seed: dict[str, Any], notes: dict[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    """The report's text and the figures summary.json keeps (COMPUTED); `notes` gives quick,
-    argv and files."""
+    data: dict[str, Any], seed: dict[str, Any], notes: dict[str, Any], template: str
+) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """The page (the template's narrative with its blocks filled in), the figures summary.json
+    keeps (COMPUTED) and the seed-method figures; `notes` gives argv, files and saved_dir."""
     ratios = compute_ratios(data, seed)
     deco = compute_decomposition(data)
     matrix = compute_matrix(data)
     arenas = compute_arenas(data, matrix) if data["arenas"] else {}
     inputs = ReportInputs(data, seed, ratios, deco, matrix, arenas)
-    notes = notes | {"arenas_lines": render_arenas(data, arenas) if arenas else []}
-    facts = explain(inputs)
-    method = seedmethod.build(notes["saved_dir"], seed["rows"], deco, arenas)
-    text = render(inputs, notes | facts["prose"] | {"seed_method_lines": method})
+    method = seedmethod.build(notes["saved_dir"], seed["rows"], deco)
+    method_blocks = (
+        seedtables.blocks(method["saved"], method["figures"], seed["rows"])
+        if method
+        else dict.fromkeys(seedtables.BLOCK_NAMES, blocks.NOT_RUN)
+    )
+    text = page.fill(template, blocks.build(inputs, notes["argv"], notes["files"], method_blocks))
     figures = {
         "ratios": ratios,
         "decomposition_mb": deco,
         "matrix_mb": matrix,
         "arenas_mb": arenas,
-        "derived": facts["numbers"],
     }
-    return text, figures
+    return text, figures, method["figures"] if method else None
+
+
+def template_for(report: Path) -> str:
+    """The narrative to fill: the report itself, or the committed page for a new path."""
+    source = report if report.exists() else REPORT
+    return source.read_text()
 
 
 def build_report(
@@ -119,7 +130,7 @@ def build_report(
         "files": _files(target.name, copied),
         "saved_dir": target,
     }
-    text, figures = compose(data, seed, notes)
+    text, figures, method = compose(data, seed, notes, template_for(report))
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(text)
     failed = sum(
@@ -157,12 +168,21 @@ def build_report(
         "matrix_mb": figures["matrix_mb"],
         "arenas_mb": figures["arenas_mb"],
         "environment": data["environment"],
-        "derived": figures["derived"],
         "results_copy": copied,
         "failed_runs": failed,
     }
     write_json_atomic(target / "summary.json", summary)
-    return summary
+    return summary | {"mismatch": _quote_problems(text, summary, method)}
+
+
+def _quote_problems(text: str, summary: dict[str, Any], method: dict[str, Any] | None) -> list[str]:
+    """The page's quoted numbers that its figures do not give, each said on stderr."""
+    # Compared as JSON: tuples come back from a file as lists.
+    figures = json.loads(json.dumps(quoted_figures(summary, method)))
+    problems = page.check(text, figures)
+    for problem in problems:
+        print(f"reproduce_seed: warning: the page's narrative, {problem}", file=sys.stderr)
+    return problems
 
 
 def _seed_output(command: list[str]) -> str:
@@ -181,7 +201,7 @@ def render_saved(saved: Path, seed: dict[str, Any], report: Path) -> dict[str, A
         "files": _files(report.with_suffix("").name, summary["results_copy"]),
         "saved_dir": saved,
     }
-    text, figures = compose(data, seed, notes)
+    text, figures, method = compose(data, seed, notes, template_for(report))
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(text)
     # Compared as JSON: tuples come back from a file as lists.
@@ -193,7 +213,7 @@ def render_saved(saved: Path, seed: dict[str, Any], report: Path) -> dict[str, A
             "than its saved results give",
             file=sys.stderr,
         )
-    return summary | {"mismatch": mismatch}
+    return summary | {"mismatch": mismatch + _quote_problems(text, summary, method)}
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """What every part of the seed reproduction shares: paths, the scenarios it compares, its error
-type, the inputs the report's prose and page are built from, and the arithmetic of medians that
-may be missing (None)."""
+type, the inputs the page's blocks are built from, and the arithmetic of medians that may be
+missing (None)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-SEED_README = REPO.parent / "shared" / "seed" / "000_ad73f0711c4e7ca4.txt"
+# The seed benchmark's README, verbatim: the published table and the stated use case are parsed
+# from it. Copied from the seed as handed to this project (shared/seed/000_ad73f0711c4e7ca4.txt).
+SEED_README = Path(__file__).with_name("seed-README.md")
 REPORT = REPO / "docs" / "results" / "seed-reproduction.md"
 MB = 1024 * 1024
 SEED_SCENARIOS = ("prefork_threads", "prefork_sequential", "gevent_threads", "gevent_greenlets")
@@ -49,8 +51,8 @@ class Failure(Exception):
 
 @dataclass(frozen=True)
 class ReportInputs:
-    """What the prose (prose.explain) and the page (report.render) are built from: the loaded
-    runs, the seed's parsed table and the figures decompose.py derives from them."""
+    """What the page's blocks (blocks.build) are built from: the loaded runs, the seed's parsed
+    table and the figures decompose.py derives from them."""
 
     data: dict[str, Any]  # collect.load_results or load_saved
     seed: dict[str, Any]  # collect.parse_seed

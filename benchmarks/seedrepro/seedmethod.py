@@ -14,9 +14,8 @@ from typing import Any
 
 from membench.jsonfile import write_json_atomic
 
-from .common import MANY, MANY_ARENAS, MB, SEED_SCENARIOS, Failure, diff
-from .fmt import f1, signed
-from .seedtables import SEED_CONCURRENCY, SEED_PAUSE_S, render
+from .common import MB, SEED_SCENARIOS, Failure, diff
+from .seedtables import SEED_CONCURRENCY, SEED_PAUSE_S
 
 CONCURRENCIES = (1, SEED_CONCURRENCY)
 DRIVER_FILE = "driver-rss.json"
@@ -149,6 +148,7 @@ def residuals(fig: dict[str, Any], seed_rows: dict[str, Any]) -> dict[str, float
     pt = c["prefork_threads"]
     rest = gap["prefork_threads"] - gap["prefork_sequential"]
     return {
+        "peak_gap_mb": gap,
         "idle_gap_1_process_mb": (gap["gevent_threads"] + gap["gevent_greenlets"]) / 2,
         "idle_gap_3_processes_mb": gap["prefork_sequential"],
         "prefork_threads_rest_mb": rest,
@@ -158,42 +158,18 @@ def residuals(fig: dict[str, Any], seed_rows: dict[str, Any]) -> dict[str, float
     }
 
 
-def carriers(arenas: dict[str, Any], cores: int, res: dict[str, float]) -> dict[str, str]:
-    """Per approach, the term that carries the difference where the seed's machine must differ.
-    The retained figures come from the arenas step (bytes payload, fresh worker per run)."""
-    row = arenas.get("bytes", {}).get("prefork_threads", {})
-    kept = {k: row.get(k, {}).get("retained_above_baseline") for k in ("glibc", MANY)}
-    idle = "worker-tree idle + driver (versions of the seed's Python/numpy/Celery)"
-    return {
-        "prefork_threads": (
-            f"concurrent temporaries (cores): {signed(res['prefork_threads_rest_mb'])} MB left "
-            f"after prefork-sequential's idle gap; all 40 `np.std` temporaries at once would add "
-            f"{signed(res['missing_temporaries_mb'])} MB to our "
-            f"{f1(res['temporaries_mb'])} MB ({cores} cores run few at once); allocator: glibc "
-            f"arenas = 8 x cores ({8 * cores} here), a task leaves {signed(kept['glibc'])} MB "
-            f"with {8 * cores}, {signed(kept[MANY])} MB with {MANY_ARENAS}"
-        ),
-        "prefork_sequential": f"{idle}, driver + 3 processes",
-        "gevent_threads": f"{idle}, driver + 1 process",
-        "gevent_greenlets": f"{idle}, driver + 1 process",
-        "time": "round trip: the task's wall time over its ideal + result latency, per run",
-    }
-
-
 def build(
-    directory: Path, seed_rows: dict[str, Any], deco: dict[str, Any], arenas: dict[str, Any]
-) -> list[str]:
-    """The section's lines from the JSON in `directory`, and seed-method.json beside it (its
-    figures, machine-readable); a note instead when the numpy runs were not saved there."""
+    directory: Path, seed_rows: dict[str, Any], deco: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The section's figures from the JSON in `directory`, also written to seed-method.json beside
+    it; None when the numpy runs were not saved there."""
     saved = load(directory)
     if saved is None:
-        return ["", f"(The numpy runs are not in {directory.name}/: run the `numpy` step.)"]
+        return None
     fig = compute(saved, {s: row["excess"] for s, row in deco.items()})
-    cores = saved["runs"][SEED_CONCURRENCY]["machine"]["cores"]
-    res = residuals(fig, seed_rows)
-    carry = carriers(arenas, cores, res)
-    write_json_atomic(directory / METHOD_FILE, fig | {"residuals": res, "carriers": carry})
-    return render(saved, fig, seed_rows, carry, res)
+    fig["residuals"] = residuals(fig, seed_rows)
+    write_json_atomic(directory / METHOD_FILE, fig)
+    return {"saved": saved, "figures": fig}
 
 
 def files(rel: str) -> list[str]:
