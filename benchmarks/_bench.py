@@ -214,9 +214,7 @@ class Workers:
 
 def wait_pinged(worker: WorkerProcess, app: Any, timeout: float = 60.0) -> None:
     """Ready without exporters (MEMBENCH_EXPORTER=off): answers a ping and has its pool children."""
-    from membench.run.worker import _short_hostname
-
-    node = worker.hostname.replace("%h", _short_hostname())
+    node = worker.node
     processes = 1 + (worker.concurrency if worker.scenario.pool == "prefork" else 0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

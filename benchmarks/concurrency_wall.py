@@ -54,13 +54,13 @@ def instrument_cpu_s(threads: int, calls: int = 2000) -> float:
     import threading
 
     from membench.workers.instrumentation import current_metrics
-    from membench.workers.tasks import _Observer
+    from membench.workers.tasks import SubtaskObserver
 
     done = threading.Event()
     alive = [threading.Thread(target=done.wait) for _ in range(threads)]
     for thread in alive:
         thread.start()
-    observer, metrics = _Observer(), current_metrics()
+    observer, metrics = SubtaskObserver(), current_metrics()
     try:
         c0 = time.process_time()
         for _ in range(calls):

@@ -23,13 +23,7 @@ from typing import Any
 
 import _bench
 
-try:
-    from membench.processes import pid_alive
-except ImportError:  # a "before" tree, where the exporter's server had it (private in older ones)
-    try:
-        from membench.exporter.server import pid_alive
-    except ImportError:
-        from membench.exporter.server import _pid_alive as pid_alive
+from membench.processes import pid_alive
 
 
 def _exec_done(pid: int) -> bool:

@@ -130,7 +130,7 @@ class ProcessMemoryCollector(Collector):
         for source in self._sources():
             try:
                 memory = read_process_memory(source.pid, self._proc_root)
-                cpu_seconds = self._cpu_seconds(source.pid)
+                cpu_seconds = self.cpu_seconds(source.pid)
             except (FileNotFoundError, ProcessLookupError):
                 continue  # a child that just exited: its replacement will be read next time
             threads = memory.threads
@@ -190,7 +190,7 @@ class ProcessMemoryCollector(Collector):
             info.add_metric(values, {names.CGROUP_VERSION_LABEL: cgroup.files.version})
         yield info
 
-    def _cpu_seconds(self, pid: int | str | None = None) -> float:
+    def cpu_seconds(self, pid: int | str | None = None) -> float:
         # Our own CPU time without reading /proc/self/stat: clock_gettime keeps the GIL, and a
         # scrape's latency under load grows with every system call that releases it.
         pid = self._pid if pid is None else pid

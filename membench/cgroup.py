@@ -105,7 +105,7 @@ def _cgroup_paths(membership: str) -> dict[str, str]:
     return paths
 
 
-def _directory(mount_root: str, mount_point: Path, path: str) -> Path:
+def mounted_directory(mount_root: str, mount_point: Path, path: str) -> Path:
     """Where `path` (as /proc/<pid>/cgroup names it) is under a mount of the hierarchy.
 
     A container often mounts its own cgroup as the mount's root: the mount root is then a prefix
@@ -138,7 +138,7 @@ def find_memory_cgroup(
         if files.version not in paths:
             continue
         for mount_root, mount_point in mounts[files.version]:
-            directory = _directory(
+            directory = mounted_directory(
                 mount_root, fs_root / mount_point.lstrip("/"), paths[files.version]
             )
             if (directory / files.usage).is_file():

@@ -15,8 +15,8 @@ from membench.cgroup import (
     V2,
     CgroupMemory,
     MemoryCgroup,
-    _directory,
     find_memory_cgroup,
+    mounted_directory,
     read_cgroup_memory,
 )
 from membench.exporter import names
@@ -96,7 +96,7 @@ def test_a_path_missing_under_the_mount_falls_back_to_the_mount_root() -> None:
 def test_a_path_outside_the_namespace_is_never_followed_up_the_tree(tmp_path: Path) -> None:
     (tmp_path / "mnt").mkdir()
     (tmp_path / "elsewhere").mkdir()  # `/../elsewhere` joined to the mount point exists
-    assert _directory("/", tmp_path / "mnt", "/../elsewhere") == tmp_path / "mnt"
+    assert mounted_directory("/", tmp_path / "mnt", "/../elsewhere") == tmp_path / "mnt"
 
 
 def test_no_memory_controller_means_no_cgroup_and_no_series() -> None:

@@ -49,8 +49,8 @@ def test_a_killed_child_fails_that_run_and_the_next_scenario_still_runs(redis_ur
     runner: Runner
 
     def kill_child_once(event: str, data: dict[str, Any]) -> None:
-        if event == "tick" and not killed and runner._worker is not None:
-            worker = runner._worker
+        if event == "tick" and not killed and runner.worker is not None:
+            worker = runner.worker
             children = [p for p in worker.tree() if p != worker.pid]
             if children:
                 os.kill(children[0], signal.SIGKILL)

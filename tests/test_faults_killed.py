@@ -67,7 +67,7 @@ def test_worker_killed_mid_run_fails_that_run_and_the_next_run_gets_a_fresh_work
     runner: Runner
 
     def kill_worker_once(event: str, data: dict[str, Any]) -> None:
-        worker = runner._worker
+        worker = runner.worker
         if event != "tick" or worker is None:
             return
         workers_by_run[data["run"]] = worker.pid

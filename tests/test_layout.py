@@ -1,5 +1,5 @@
-"""The layout holds: imports run one way (commands -> engines -> core), lazy ones included;
-no hand-written module over 400 lines; every module says its job in a docstring."""
+"""The layout holds: imports run one way (commands -> engines -> core), lazy ones included; every
+module says its job in a docstring, and one past LONG_MODULE lines says why it is one topic."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ TIERS = {
     "membench.celery": 2,  # the public entry point of the instrument
     "membench": 0,  # the package's own __init__ (a docstring)
 }
-MAX_LINES = 400
+# Modules are split by topic, not by length; past this many lines the docstring says why the
+# module is still one topic, so that a reviewer reads the reason rather than a count.
+LONG_MODULE = 500
 
 
 def modules() -> dict[str, Path]:
@@ -106,8 +108,11 @@ def hand_written() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", hand_written(), ids=lambda p: str(p.relative_to(REPO)))
-def test_no_module_over_400_lines_and_each_says_its_job(path: Path) -> None:
-    lines = path.read_text().count("\n")
-    assert lines <= MAX_LINES, f"{path.relative_to(REPO)}: {lines} lines"
-    docstring = ast.get_docstring(ast.parse(path.read_text()))
+def test_each_module_says_its_job_and_a_long_one_why_it_is_one_topic(path: Path) -> None:
+    text = path.read_text()
+    docstring = ast.get_docstring(ast.parse(text))
     assert docstring, f"{path.relative_to(REPO)}: no module docstring"
+    lines = text.count("\n")
+    assert lines <= LONG_MODULE or "one topic" in docstring, (
+        f"{path.relative_to(REPO)}: {lines} lines; its docstring does not say why it is one topic"
+    )

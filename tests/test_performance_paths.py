@@ -20,7 +20,7 @@ from membench.procfs import (
     read_status_memory,
     read_thread_count,
 )
-from membench.run.worker import WorkerProcess, _short_hostname
+from membench.run.worker import WorkerProcess
 from membench.workers.scenarios import SCENARIOS
 
 KIB = 1024
@@ -46,7 +46,7 @@ def test_own_cpu_seconds_match_proc_stat() -> None:
     deadline = time.process_time() + 0.05
     while time.process_time() < deadline:
         pass  # burn a little CPU so both clocks have moved
-    ours, proc = collector._cpu_seconds(), read_cpu_seconds()
+    ours, proc = collector.cpu_seconds(), read_cpu_seconds()
     assert abs(ours - proc) < 0.05, (ours, proc)  # /proc/self/stat ticks are 10 ms
 
 
@@ -63,7 +63,7 @@ def test_worker_without_exporter_runs_tasks_and_registers_nothing(
     worker = _worker(redis_url, tmp_path, "prefork_sequential", MEMBENCH_EXPORTER="off")
     worker.start()
     try:
-        node = worker.hostname.replace("%h", _short_hostname())
+        node = worker.node
         wait_for(
             lambda: celery_app.control.ping(destination=[node], timeout=0.2),
             60,
@@ -85,7 +85,7 @@ def test_ready_is_announced_and_an_idle_worker_stops_at_once_leaving_nothing(
     assert worker.ready_path.read_text() == str(worker.pid)
     # stop() asks the worker whether it is idle: wait for its control consumer (a gevent
     # worker starts it up to ~1 s after ready; unanswered, stop() would be a warm one).
-    node = worker.hostname.replace("%h", _short_hostname())
+    node = worker.node
     wait_for(lambda: celery_app.control.ping(destination=[node], timeout=0.1), 10)
     tree = worker.tree()
     assert len(list((worker.targets_dir / "workers").glob("*.json"))) == len(tree)

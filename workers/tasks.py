@@ -29,7 +29,7 @@ from membench.workers.subtasks import (
 )
 
 
-class _Observer:
+class SubtaskObserver:
     """What subtasks see while holding data: most OS threads, and RSS for the fallback peak."""
 
     def __init__(self) -> None:
@@ -74,7 +74,7 @@ STRATEGY_RUNNERS: dict[str, Callable[[Subtask, BatchParams], list[SubtaskResult]
 def run_batch(params: BatchParams) -> dict[str, Any]:
     """Run one batch in this process and return its report (no Celery involved: testable alone)."""
     metrics = current_metrics()
-    observer = _Observer()
+    observer = SubtaskObserver()
 
     def held(index: int) -> None:
         # Every OS thread the strategy uses exists once the first held_at_once subtasks

@@ -13,8 +13,8 @@ from typing import Any
 
 from membench.files import MIB, UnreadableFile, read_regular_file
 
-# report.py (and through it celery) is imported inside the commands: cli.py imports this module
-# to build its parser, and `membench worker` must exec fast.
+# membench.run.report (and through it celery) is imported inside load_results: the `membench`
+# command imports this module to build its commands, and `membench worker` must start fast.
 
 MB = 1024 * 1024
 DEFAULT_THRESHOLD_PCT = 10.0

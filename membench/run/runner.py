@@ -90,6 +90,11 @@ class Runner:
 
         self.app = client_app(broker_url)
 
+    @property
+    def worker(self) -> WorkerProcess | None:
+        """The worker running the current scenario, if one is up."""
+        return self._worker
+
     def run(self, results: list[ScenarioResult]) -> list[ScenarioResult]:
         """Fill `results` as it goes, so an interrupted run still has what was measured."""
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -189,7 +190,7 @@ class WorkerProcess:
         """
         self._app = app
         deadline = time.monotonic() + timeout
-        node = self.hostname.replace("%h", _short_hostname())
+        node = self.node
         ready = False
         next_ping = time.monotonic() + 0.25
         while time.monotonic() < deadline:
@@ -270,10 +271,15 @@ class WorkerProcess:
         self.ready_path.unlink(missing_ok=True)
         return code
 
+    @property
+    def node(self) -> str:
+        """The worker's Celery node name, as control commands address it (%h expanded)."""
+        return self.hostname.replace("%h", socket.gethostname())
+
     def _idle(self) -> bool:
         if self._app is None or not self.alive():
             return False
-        node = self.hostname.replace("%h", _short_hostname())
+        node = self.node
         inspect = self._app.control.inspect(destination=[node], timeout=0.5)
         # A client's first broadcast is answered before its reply queue is bound, and the answer
         # is lost (kombu's redis mailbox binds it only to collect): ask again once, then the
@@ -311,9 +317,3 @@ def _prometheus_scrapes(address: str) -> int:
             return int(reply.headers.get(SCRAPES_HEADER, -1))
     except (OSError, ValueError):
         return -1
-
-
-def _short_hostname() -> str:
-    import socket
-
-    return socket.gethostname()
