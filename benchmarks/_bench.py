@@ -236,9 +236,21 @@ def exporter_addresses(worker: WorkerProcess) -> dict[int, tuple[str, str]]:
     return out
 
 
-def scrape(address: str, timeout: float = 5.0) -> str:
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as response:
-        return response.read().decode()
+# What Prometheus 2.42 sends with every scrape: OpenMetrics preferred, gzip accepted.
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
+
+
+def scrape(address: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> str:
+    """One /metrics body; with `headers` (PROMETHEUS_HEADERS), the raw body as sent, gzip
+    included, decoded as latin-1 so that its length is its size in bytes."""
+    request = urllib.request.Request(f"http://{address}/metrics", headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = response.read()
+    return body.decode("latin-1") if headers else body.decode()
 
 
 def series_count(exposition: str) -> int:

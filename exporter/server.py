@@ -8,14 +8,17 @@ costs one descriptor until its own deadline and delays no one else; open clients
 the oldest gives way to the newest, so a scrape is answered while hundreds of such clients wait.
 
 `respond` is the whole of the HTTP: raw request bytes in, response bytes out, no socket, so that it
-is tested without a server. `_Server` only moves bytes between sockets and `respond`, within each
-client's deadline.
+is tested without a server; the exposition itself (format negotiation, `name[]`, gzip) is
+prometheus_client's. `_Server` only moves bytes between sockets and `respond`, within each
+client's deadline. prometheus_client's own server is not used: it serves from `threading` and
+`socketserver`, which gevent patches into greenlets that a CPU-bound subtask stalls.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import importlib
 import logging
 import math
@@ -25,11 +28,13 @@ import select as _select_module
 import socket as _socket_module
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from membench.targets import write_target
 
@@ -66,13 +71,47 @@ def _original(module: str, name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _response(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
+def _response(
+    status: str,
+    body: bytes,
+    content_type: str = "text/plain; charset=utf-8",
+    encoding: str | None = None,
+) -> bytes:
     head = (
         f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n{SCRAPES_HEADER}: {_prometheus_scrapes}\r\n"
+        + (f"Content-Encoding: {encoding}\r\n" if encoding else "")
+        + f"Content-Length: {len(body)}\r\n{SCRAPES_HEADER}: {_prometheus_scrapes}\r\n"
         "Connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    """The request's headers by lower-case name (latin-1: a header is bytes, never an error)."""
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+    return headers
+
+
+def exposition(
+    registry: CollectorRegistry, headers: dict[str, str], query: str
+) -> tuple[bytes, str, str | None]:
+    """(body, content type, content encoding) of /metrics, negotiated as prometheus_client's own
+    server does: OpenMetrics or text by Accept, only the `name[]` families asked for, gzip by
+    Accept-Encoding. The socket loop stays ours (module docstring); the exposition is theirs."""
+    encoder, content_type = choose_encoder(headers.get("accept", ""))
+    names = urllib.parse.parse_qs(query).get("name[]")
+    if names:
+        registry = registry.restricted_registry(names)
+    body = encoder(registry)
+    if gzip_accepted(headers.get("accept-encoding", "")):
+        # Level 1: a scrape is compressed in every worker process on each scrape, and for
+        # exposition text level 1 already gives most of the ratio (benchmarks/scrape_cost.py).
+        return gzip.compress(body, compresslevel=1), content_type, "gzip"
+    return body, content_type, None
 
 
 def respond(request: bytes, registry: CollectorRegistry) -> tuple[bytes, bool]:
@@ -82,9 +121,10 @@ def respond(request: bytes, registry: CollectorRegistry) -> tuple[bytes, bool]:
     the input before closing, or the client may never see the 431.
     """
     global _prometheus_scrapes
+    head = request.partition(b"\r\n\r\n")[0]
     too_large = b"\r\n\r\n" not in request and len(request) >= _MAX_REQUEST_BYTES
-    method, _, rest = request.partition(b"\r\n")[0].partition(b" ")
-    path = rest.partition(b" ")[0].partition(b"?")[0]
+    method, _, rest = head.partition(b"\r\n")[0].partition(b" ")
+    path, _, query = rest.partition(b" ")[0].partition(b"?")
     if too_large:
         reply = _response("431 Request Header Fields Too Large", b"request too large\n")
     elif method not in (b"GET", b"HEAD"):
@@ -92,10 +132,13 @@ def respond(request: bytes, registry: CollectorRegistry) -> tuple[bytes, bool]:
     elif path == b"/metrics":
         # Counted before collecting: a scrape counted after a reader saw the count collects
         # values set before that reading.
-        if _PROMETHEUS_HEADER in request.partition(b"\r\n\r\n")[0].lower():
+        if _PROMETHEUS_HEADER in head.lower():
             _prometheus_scrapes += 1
         try:
-            reply = _response("200 OK", generate_latest(registry), CONTENT_TYPE_LATEST)
+            body, content_type, encoding = exposition(
+                registry, _headers(head), query.decode("latin-1")
+            )
+            reply = _response("200 OK", body, content_type, encoding)
         except Exception:  # a broken collector must not kill the server
             log.exception("collecting metrics failed")
             reply = _response("500 Internal Server Error", b"collection failed\n")

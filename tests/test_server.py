@@ -4,6 +4,7 @@ the serving loop on real sockets, which slow, silent or non-reading clients must
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import select
 import socket
@@ -12,8 +13,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
 from membench.exporter import server
 from membench.exporter.server import SCRAPES_HEADER, Exporter, respond, start_exporter
@@ -59,7 +63,9 @@ def test_metrics_is_the_exposition_with_its_content_type(registry: CollectorRegi
     status, headers, body = parse(reply)
     assert status == "HTTP/1.1 200 OK"
     assert not too_large
-    assert headers["content-type"] == CONTENT_TYPE_LATEST
+    assert (
+        headers["content-type"] == CONTENT_TYPE_PLAIN_0_0_4
+    )  # what Prometheus's text parser reads
     assert headers["content-length"] == str(len(body))
     assert headers["connection"] == "close"
     assert b"membench_test_events_total 3.0\n" in body
@@ -72,10 +78,38 @@ def test_headers_come_in_a_fixed_order(registry: CollectorRegistry) -> None:
     assert names == [b"Content-Type", b"Content-Length", SCRAPES_HEADER.encode(), b"Connection"]
 
 
-def test_query_string_is_ignored(registry: CollectorRegistry) -> None:
-    reply, _ = respond(b"GET /metrics?name[]=x HTTP/1.1\r\n\r\n", registry)
-    assert parse(reply)[0] == "HTTP/1.1 200 OK"
-    assert b"membench_test_events_total" in parse(reply)[2]
+def test_name_parameters_select_families(registry: CollectorRegistry) -> None:
+    Gauge("membench_test_bytes", "Bytes.", registry=registry).set(7)
+    status, _, body = parse(
+        respond(b"GET /metrics?name[]=membench_test_bytes HTTP/1.1\r\n\r\n", registry)[0]
+    )
+    assert status == "HTTP/1.1 200 OK"
+    assert b"membench_test_bytes 7.0\n" in body and b"membench_test_events" not in body
+    status, _, body = parse(respond(b"GET /metrics?name[]=nothing HTTP/1.1\r\n\r\n", registry)[0])
+    assert status == "HTTP/1.1 200 OK" and body == b""
+
+
+def test_openmetrics_when_accepted_as_prometheus_asks(registry: CollectorRegistry) -> None:
+    accept = (
+        b"Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+        b"version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n"
+    )
+    reply, _ = respond(GET_METRICS.replace(b"Host: x\r\n", accept), registry)
+    _, headers, body = parse(reply)
+    assert headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    families = {f.name: f for f in openmetrics_families(body.decode())}
+    assert families["membench_test_events"].samples[0].value == 3.0
+    assert body.endswith(b"# EOF\n")
+
+
+def test_gzip_when_accepted(registry: CollectorRegistry) -> None:
+    reply, _ = respond(GET_METRICS.replace(b"Host: x\r\n", b"Accept-Encoding: gzip\r\n"), registry)
+    _, headers, body = parse(reply)
+    assert headers["content-encoding"] == "gzip"
+    assert headers["content-length"] == str(len(body))
+    assert b"membench_test_events_total 3.0\n" in gzip.decompress(body)
+    _, headers, _ = parse(respond(GET_METRICS, registry)[0])
+    assert "content-encoding" not in headers
 
 
 def test_root_points_to_metrics(registry: CollectorRegistry) -> None:
