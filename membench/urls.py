@@ -6,6 +6,10 @@ ambiguous (a raw "@", "/", "?" or "#" typed in a password: the rest of the passw
 read as a host, printed and sent to the DNS resolver). Its errors never hold the URL's text nor
 a library's message about it: at most the scheme, which is only shown when it was followed by
 "://" and looks like one.
+
+`redact` is ours, not kombu's `maybe_sanitize_url`: kombu's parses one URL, so a URL inside a
+message or an argv line keeps its password, as does a lone userinfo (redis://PASSWORD@host);
+it also drops the query and rewrites an IPv6 host (tests/test_urls.py shows each).
 """
 
 from __future__ import annotations

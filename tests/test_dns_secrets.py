@@ -1,4 +1,4 @@
-"""The secrets test watches DNS as well (issue 21 item 1): a password with a raw "@" made the
+"""The secrets test watches DNS as well: a password with a raw "@" made the
 text after it a host name, sent to the resolver. `ip netns exec NAME` bind-mounts
 /etc/netns/NAME/resolv.conf, so here the resolver of a private network namespace is a small
 DNS listener of the test's own that records every query; no password text may be looked up."""
@@ -137,7 +137,7 @@ def environment(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop} | extra
 
 
-HOSTILE_BROKER = f"redis://:{A}@{B}/{C}@127.0.0.1:6379/0"  # issue 21's URL
+HOSTILE_BROKER = f"redis://:{A}@{B}/{C}@127.0.0.1:6379/0"  # a raw "@" and "/" in the password
 HOSTILE_PROMETHEUS = f"http://admin:{A}@{B}/{C}@127.0.0.1:9090"
 SECRET = f"{A}@{B}/{C}"
 

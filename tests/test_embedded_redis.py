@@ -1,4 +1,4 @@
-"""The embedded redis-server lets no other local user in (issue 12 item 7): a random password per
+"""The embedded redis-server lets no other local user in: a random password per
 start, kept out of every argv; CONFIG, DEBUG and MODULE refused even with the password."""
 
 from __future__ import annotations

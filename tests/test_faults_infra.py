@@ -1,4 +1,4 @@
-"""Infrastructure faults (issue 6): Redis restarted during a soak, Prometheus restarted while it
+"""Infrastructure faults: Redis restarted during a soak, Prometheus restarted while it
 scrapes a worker, and a task that runs out of memory in a prefork child."""
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def _owned_by(pid: int) -> list[Path]:
 
 @pytest.mark.parametrize("scenario", ["gevent_threads", "prefork_threads"])
 def test_a_sigkilled_run_takes_every_worker_with_it_mid_task(scenario: str, tmp_path: Path) -> None:
-    # The repro: the task holds for 2 s per subtask when membench is killed.
+    # The task holds for 2 s per subtask when membench is killed: every worker is mid-task.
     argv = [sys.executable, "-m", "membench", "run", "--scenarios", scenario]
     argv += ["--subtasks", "20", "--size", "2", "--time", "2", "--workers", "2", "--runs", "2"]
     argv += ["--output", str(tmp_path)]

@@ -1,4 +1,4 @@
-"""The broker password never leaks (issue 12 item 2): `redact` on every URL form, and real
+"""The broker password never leaks: `redact` on every URL form, and real
 `membench run`, `worker`, `loadgen` and `stack up` against a password-protected redis-server,
 with every output, file, log and child argv searched for the password."""
 

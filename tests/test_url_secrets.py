@@ -1,4 +1,4 @@
-"""Secrets through URL parsing (issue 21 item 1): a URL whose user:password is ambiguous (a raw
+"""Secrets through URL parsing: a URL whose user:password is ambiguous (a raw
 "@", "/", "?" or "#"), whose scheme is mistyped, or that is malformed otherwise, is refused by
 membench.urls.parse_url before anything connects or resolves a name, in one line that names the
 flag or variable and repeats no fragment of the password; --broker, MEMBENCH_BROKER_URL,
@@ -71,7 +71,7 @@ def refused(
 # "|" marks the secret (removed before use): the password and what a parser might take for a
 # host, a port or a path after it.
 RAW_IN_PASSWORD = [
-    f"redis://:|{A}@{B}/{C}|@127.0.0.1:{{port}}/0",  # issue 21: the rest resolved as a host
+    f"redis://:|{A}@{B}/{C}|@127.0.0.1:{{port}}/0",  # the rest would be resolved as a host
     f"redis://default:|{A}@{B}|@127.0.0.1:{{port}}/0",  # two "@" in the authority
     f"redis://:|{A}/{B}|@127.0.0.1:{{port}}/0",
     f"redis://:|{A}#{B}|@127.0.0.1:{{port}}/0",
@@ -79,7 +79,7 @@ RAW_IN_PASSWORD = [
     f"rediss://:|{A}@{B}|@127.0.0.1:{{port}}/0?ssl_cert_reqs=none",
 ]
 MISTYPED_SCHEME = [
-    f"redis//:|{A}{B}|@127.0.0.1:6379/0",  # issue 21: the whole password was printed
+    f"redis//:|{A}{B}|@127.0.0.1:6379/0",  # the whole password would be printed
     f":|{A}{B}|@127.0.0.1:6379",  # no scheme at all
     f"redis:/:|{A}{B}|@127.0.0.1:6379/0",  # one slash
     f"redis:|{A}{B}|@127.0.0.1:6379/0",
