@@ -150,3 +150,14 @@ def test_a_bench_command_names_the_missing_extra(light: Path, tmp_path: Path) ->
         "membench run: error: needs the bench extra (no module named 'redis'): "
         "pip install 'celery-membench[bench]'"
     ], out.stderr
+
+
+def test_the_package_exports_the_instrument_and_loads_celery_only_when_asked() -> None:
+    import membench
+    import membench.celery
+
+    assert set(membench.__all__) == set(membench.celery.__all__)
+    assert membench.instrument is membench.celery.instrument
+    code = "import sys, membench, membench.procfs; print('celery' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
