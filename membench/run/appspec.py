@@ -42,8 +42,8 @@ def _json(flag: str, text: str, kind: type) -> Any:
     except ValueError as exc:
         raise AppSpecError(flag, f"not JSON: {exc}") from None
     if not isinstance(value, kind):
-        want = "an array" if kind is list else "an object"
-        raise AppSpecError(flag, f"must be a JSON {want}, got {type(value).__name__}")
+        want = "a JSON array" if kind is list else "a JSON object"
+        raise AppSpecError(flag, f"must be {want}, got {type(value).__name__}")
     return value
 
 
@@ -88,7 +88,7 @@ def resolve(app_spec: str, task: str, args_json: str, kwargs_json: str) -> AppSp
         inspect.signature(registered[task].run).bind(*args, **kwargs)
     except TypeError as exc:
         raise AppSpecError(
-            "--args" if args else "--kwargs",
+            "--kwargs" if kwargs and not args else "--args",
             f"do not fit {task}{_signature(registered[task])}: {exc}",
         ) from None
     except ValueError:
