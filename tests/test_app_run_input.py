@@ -167,6 +167,9 @@ def test_planned_need_from_the_solo_row() -> None:
     assert planned_need(solo, "gevent", 100) == 50 * MIB + 100 * 10 * MIB
     assert planned_need(solo, "prefork", 4) == 50 * MIB + 4 * 60 * MIB
     assert planned_need(AppRow("solo-c1", "solo", 1, status="failed"), "gevent", 4) is None
+    # A spike between two samples: the exact peak (VmHWM) over the baseline RSS is the rise.
+    solo.baseline_rss_bytes, solo.task_peak_max_rss_bytes = 55 * MIB, 85 * MIB
+    assert planned_need(solo, "gevent", 100) == 50 * MIB + 100 * 30 * MIB
 
 
 def test_the_record_reader_takes_whole_lines_only(tmp_path: Path) -> None:

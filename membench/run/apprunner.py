@@ -118,11 +118,15 @@ class AppRow:
 
 def planned_need(solo: AppRow, pool: str, concurrency: int) -> int | None:
     """An upper estimate of a row's memory from the solo row: the idle process plus its rise per
-    task in flight (gevent, threads); prefork a whole solo process per child on top of it."""
+    task in flight (gevent, threads); prefork a whole solo process per child on top of it. The
+    rise is the sampled PSS rise or, larger when a spike fell between samples, the exact one."""
     if solo.status != "ok" or solo.baseline_pss_bytes is None or solo.peak_pss_bytes is None:
         return None
-    base, peak = solo.baseline_pss_bytes, solo.peak_pss_bytes
-    rise = max(peak - base, 0)
+    base = solo.baseline_pss_bytes
+    rise = max(solo.peak_pss_bytes - base, 0)
+    if solo.task_peak_max_rss_bytes is not None and solo.baseline_rss_bytes is not None:
+        rise = max(rise, solo.task_peak_max_rss_bytes - solo.baseline_rss_bytes)
+    peak = base + rise
     if pool == "solo":
         return peak
     if pool == "prefork":
