@@ -116,7 +116,12 @@ def drive(
                 load.outcomes["timed_out"] += 1
                 stop_sending = True
         if not worker.alive():
-            load.worker_died = f"{worker.exit_reason()} during the run: {worker.log_tail(3)}"
+            reason = worker.exit_reason()
+            if reason.endswith("signal 9"):
+                reason += " during the run (SIGKILL: the kernel's OOM killer, or a kill -9)"
+            else:
+                reason += " during the run"
+            load.worker_died = f"{reason}: {worker.log_tail(3)}"
             load.outcomes["lost"] += len(waiting)
             waiting.clear()
             stop_sending = True

@@ -240,6 +240,9 @@ class AppRunner:
             row.sampler = sampler.stats()
             origin = load.first_sent_at or baseline.t
             row.timeline = _timeline([s for s in window if s.t >= baseline.t], origin)
+        except BaseException:
+            hung = True  # interrupted: a warm stop would wait for the runs in flight
+            raise
         finally:
             if sampler is not None:
                 sampler.stop()
