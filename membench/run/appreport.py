@@ -103,7 +103,7 @@ def format_app_table(rows: list[dict[str, Any]], plan: AppPlan) -> str:
         lines += ["", "What the pool did to this task:", *sentences]
     if problems:
         lines += ["", "Faults:", *problems]
-    sizing_lines, _ = sizing_block(rows)
+    sizing_lines, _ = sizing_block(ordered)
     lines += sizing_lines
     lines.append(
         f"\nMB (2^20 bytes); one fresh worker per row, {plan.tasks} runs, N in flight at a time "
