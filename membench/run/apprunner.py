@@ -18,8 +18,13 @@ from membench.procfs import read_meminfo
 from membench.run.appload import Load, drive
 from membench.run.appspec import AppSpec
 from membench.run.appworker import AppWorker, app_scenario
-from membench.run.runner import _reset_tree_peaks, _timeline, _tree_hwm_sum
-from membench.run.sampler import TreeSampler, read_tree_memory
+from membench.run.sampler import (
+    TreeSampler,
+    read_tree_memory,
+    reset_tree_peaks,
+    tree_hwm_sum,
+    tree_timeline,
+)
 from membench.run.worker import WorkerFailed, WorkerOptions
 from membench.stats import percentile
 from membench.tempdirs import owned_tempdir
@@ -210,7 +215,7 @@ class AppRunner:
             row.worker_ready_s = worker.ready_s
             pids = worker.tree()
             row.processes = len(pids)
-            _reset_tree_peaks(pids)
+            reset_tree_peaks(pids)
             baseline = read_tree_memory(worker.pid)
             row.baseline_rss_bytes, row.baseline_pss_bytes = baseline.rss, baseline.pss
             load = drive(
@@ -230,7 +235,7 @@ class AppRunner:
             if worker.alive():
                 retained = read_tree_memory(worker.pid)
                 row.retained_rss_bytes = retained.rss
-                row.tree_hwm_sum_bytes = _tree_hwm_sum(worker.tree())
+                row.tree_hwm_sum_bytes = tree_hwm_sum(worker.tree())
                 if row.pool == "prefork":
                     row.child_recycles = worker.child_recycles()
             window = sampler.between(baseline.t, ended)
@@ -239,7 +244,7 @@ class AppRunner:
             row.stalled_s = round(sampler.stalled_seconds(baseline.t, ended), 3)
             row.sampler = sampler.stats()
             origin = load.first_sent_at or baseline.t
-            row.timeline = _timeline([s for s in window if s.t >= baseline.t], origin)
+            row.timeline = tree_timeline([s for s in window if s.t >= baseline.t], origin)
         except BaseException:
             hung = True  # interrupted: a warm stop would wait for the runs in flight
             raise
