@@ -33,9 +33,17 @@ def rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["scenario"]: s["runs"][0] for s in document["scenarios"]}
 
 
+def cmdline(process: psutil.Process) -> list[str]:
+    """Its argv; [] for one gone or a zombie (a worker just stopped, not yet reaped)."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def no_worker_left() -> bool:
     mine = psutil.Process().children(recursive=True)
-    return not [p for p in mine if "membench.run.applauncher" in " ".join(p.cmdline())]
+    return not [p for p in mine if "membench.run.applauncher" in cmdline(p)]
 
 
 def test_a_task_that_raises_is_counted_with_its_last_line(tmp_path: Path) -> None:
@@ -84,7 +92,7 @@ def test_a_worker_killed_mid_run_fails_its_row_and_the_next_pool_runs(tmp_path: 
 
         def prefork_worker_busy() -> int | None:
             for process in psutil.Process(runner.pid).children():
-                argv = process.cmdline()
+                argv = cmdline(process)
                 if "membench.run.applauncher" in argv[2:3] and "prefork" in argv:
                     records = Path(argv[3])  # the launcher's records directory
                     if any(records.glob("*.jsonl")):

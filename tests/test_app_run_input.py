@@ -196,3 +196,28 @@ def test_a_row_with_failures_says_what_failed() -> None:
     assert row.status == "failed" and row.reason == "2 failure"
     assert row.errors == {"ValueError: boom": 2}
     assert row.throughput_per_s == pytest.approx(3.0)
+
+
+def test_compare_and_plot_read_an_app_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from membench.jsonfile import write_json_atomic
+    from membench.run.appreport import app_results_document
+    from membench.run.apprunner import AppPlan
+    from membench.run.appspec import AppSpec
+
+    plan = AppPlan(AppSpec("tasks:app", "tasks.hold", [1], {}, None, None), ["gevent"], [4], 8, 60)
+    paths = []
+    for name, peak in (("a", 80 * MIB), ("b", 120 * MIB)):
+        row = AppRow("gevent-c4", "gevent", 4, baseline_rss_bytes=60 * MIB, peak_rss_bytes=peak)
+        row.peak_pss_bytes, row.duration_s, row.throughput_per_s = peak, 0.5, 7.5
+        row.timeline = {"t_s": [0.0, 0.1], "rss_bytes": [60 * MIB, peak], "pss_bytes": [1, 2]}
+        document = app_results_document(
+            plan, [row], broker="embedded", command=["membench"], started_at=0.0, complete=True
+        )
+        write_json_atomic(tmp_path / f"{name}.json", document)
+        paths.append(str(tmp_path / f"{name}.json"))
+    assert main(["compare", *paths]) == 1  # peak +50%: a regression
+    assert "gevent -c 4 tasks.hold" in capsys.readouterr().out
+    assert main(["plot", paths[0], "--output", str(tmp_path / "a.png")]) == 0
+    assert (tmp_path / "a.png").stat().st_size > 0
