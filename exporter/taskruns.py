@@ -9,6 +9,8 @@ itself gets its exact peak (always so in prefork children and solo); one that sh
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from membench.exporter.state import TaskRun, guarded, state
@@ -17,6 +19,28 @@ from membench.procfs import OwnMemory
 # task_postrun's state -> outcome.
 _OUTCOMES = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry", "REJECTED": "rejected"}
 _memory = OwnMemory()
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    """One run's figures as the instrument recorded them, for a listener of this process
+    (`membench run --app` writes each to a per-run record): bytes and seconds."""
+
+    task_id: str
+    outcome: str
+    duration_s: float
+    peak_rss_bytes: int | None  # exact: the run had the process to itself
+    window_peak_rss_bytes: int | None  # shared: the window's peak, not the run's own
+    retained_bytes: int | None
+
+
+_listeners: list[Callable[[RunFinished], None]] = []
+
+
+def add_run_listener(listener: Callable[[RunFinished], None]) -> None:
+    """Call `listener` in the process that ran each task, after the instrument recorded the run
+    (inside the instrument's guard: a listener that fails is logged, never raised)."""
+    _listeners.append(listener)
 
 
 @guarded
@@ -48,16 +72,26 @@ def on_task_postrun(task_id: str | None = None, **signal: Any) -> None:
         duration = time.perf_counter() - run.started
         rss_after, hwm = _memory.read()
         exact = run.window_reset and not run.shared
+        finished = RunFinished(
+            task_id,
+            _OUTCOMES.get(signal.get("state") or "", "failure"),
+            duration,
+            peak_rss_bytes=hwm if exact else None,
+            window_peak_rss_bytes=None if exact else hwm,
+            retained_bytes=rss_after - run.rss_before if exact else None,
+        )
         table.finished(
             state.row,
             run.task_index,
-            _OUTCOMES.get(signal.get("state") or "", "failure"),
+            finished.outcome,
             duration,
-            peak=hwm if exact else None,
-            window_peak=None if exact else hwm,
-            retained=rss_after - run.rss_before if exact else None,
+            peak=finished.peak_rss_bytes,
+            window_peak=finished.window_peak_rss_bytes,
+            retained=finished.retained_bytes,
         )
         state.completed += 1
+    for listener in _listeners:
+        listener(finished)
 
 
 @guarded

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from membench.cli.apprun import app_options, cmd_app_run, refuse_mixed_modes
 from membench.cli.options import (
     EXIT_FAILED_RUNS,
     EXIT_INTERRUPTED,
@@ -118,6 +119,11 @@ def _run_plans(args: SimpleNamespace) -> list[tuple[str, Any]]:
 
 
 def cmd_run(args: SimpleNamespace) -> int:
+    refuse_mixed_modes(args)
+    if args.app is not None:
+        return cmd_app_run(args)
+    if not isinstance(args.concurrency, int):
+        raise UsageError(f"--concurrency: a list is for --app runs, got {args.concurrency}")
     plans = _run_plans(args)
     sizing = None if args.sizing is None else positive_int("--sizing", args.sizing, MAX_CONCURRENCY)
     broker = args.broker or None
@@ -285,13 +291,30 @@ def _measure(
     return EXIT_OK
 
 
+class ConcurrencyList(click.ParamType):
+    """N, as the seed's int; with --app also N,N2,... (kept as text for membench.run.appspec)."""
+
+    name = "N[,N2...]"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, int) or "," in str(value):
+            return value
+        return click.INT.convert(value, param, ctx)
+
+
 # The seed benchmark's flags and defaults, to the letter: (flag, parameter, type, default, help).
 SEED_FLAGS: tuple[tuple[str, str, Any, Any, str], ...] = (
     ("--subtasks", "subtasks", int, 10, "subtasks per task"),
     ("--size", "size_mb", float, 20.0, "MB of data each subtask builds"),
     ("--time", "hold_s", float, 0.5, "seconds each subtask holds its data"),
     ("--workers", "workers", int, 4, "threads/greenlets inside the task"),
-    ("--concurrency", "concurrency", int, 1, "worker processes/greenlets"),
+    (
+        "--concurrency",
+        "concurrency",
+        ConcurrencyList(),
+        1,
+        "worker processes/greenlets (with --app, a list: 1,4,8)",
+    ),
     ("--runs", "runs", click.IntRange(1, 10_000), 3, "runs per scenario"),
 )
 
@@ -367,6 +390,8 @@ def seed_flags(function: Any) -> Any:
     help="run every combination, e.g. malloc=glibc,arena2,jemalloc payload=bytes,records; "
     "axes: malloc, payload, workers, size, subtasks, time, concurrency",
 )
+@app_options
 def command(**options: Any) -> int:
-    """Run each scenario on a fresh Celery worker and compare memory and time."""
+    """Run each scenario on a fresh Celery worker and compare memory and time; with --app, your
+    own task under each pool."""
     return cmd_run(SimpleNamespace(**options))

@@ -112,9 +112,10 @@ def load_results(path: Path) -> dict[str, Any]:
 def check_plottable(document: dict[str, Any], path: Path) -> None:
     """What plot_results reads, checked up front so a broken file is one line, not a traceback."""
     parameters = document.get("parameters", {})
-    missing = [
-        k for k in ("subtasks", "size_mb", "workers", "time_s", "payload") if k not in parameters
-    ]
+    wanted = ("subtasks", "size_mb", "workers", "time_s", "payload")
+    if parameters.get("mode") == "app":  # membench run --app
+        wanted = ("app", "task", "tasks")
+    missing = [k for k in wanted if k not in parameters]
     if missing:
         raise BadResults(f"{path}: parameters lack {', '.join(missing)}")
     plottable = 0

@@ -286,13 +286,22 @@ def plot_results(document: dict[str, Any], path: Path) -> None:
         ax_rss.plot(t, [v / MB for v in run["timeline"]["rss_bytes"]], label=label)
         ax_pss.plot(t, [v / MB for v in run["timeline"]["pss_bytes"]], label=scenario["approach"])
     params = document["parameters"]
-    fig.suptitle(
-        f"Celery worker memory: {params['subtasks']} subtasks x {params['size_mb']} MB, "
-        f"{params['workers']} workers, hold {params['time_s']} s, payload {params['payload']}"
-    )
+    if params.get("mode") == "app":  # membench run --app: the user's task, N in flight
+        fig.suptitle(
+            f"Celery worker memory: {params['app']} {params['task']}, {params['tasks']} runs"
+        )
+    else:
+        fig.suptitle(
+            f"Celery worker memory: {params['subtasks']} subtasks x {params['size_mb']} MB, "
+            f"{params['workers']} workers, hold {params['time_s']} s, payload {params['payload']}"
+        )
     ax_rss.set_ylabel("Worker tree RSS (MB)")
     ax_pss.set_ylabel("Worker tree PSS (MB)")
-    ax_pss.set_xlabel("Time since task start (s)")
+    ax_pss.set_xlabel(
+        "Time since task start (s)"
+        if params.get("mode") != "app"
+        else "Time since the first task was sent (s)"
+    )
     if durations and max(durations) > 10 * min(durations):
         # A sequential run can last 40x a concurrent one: on a linear axis the concurrent
         # approaches would be a vertical line at 0. Linear up to 1 s, logarithmic beyond.

@@ -16,37 +16,22 @@ from celery.exceptions import TimeoutError as ResultTimeout
 from membench.broker import broker_errors
 from membench.descendants import Adopter
 from membench.exporter import names
-from membench.procfs import list_children, read_status_memory, reset_peak_rss
+from membench.procfs import list_children
 from membench.run.payloads import derive_figures, preload_payload
 from membench.run.records import PROMETHEUS_SCRAPE_WAIT_S, RunConfig, RunResult, ScenarioResult
-from membench.run.sampler import TreeMemory, TreeSampler, read_tree_memory
+from membench.run.sampler import (
+    TreeSampler,
+    read_tree_memory,
+    reset_tree_peaks,
+    tree_hwm_sum,
+    tree_timeline,
+)
 from membench.run.worker import WorkerFailed, WorkerProcess
 from membench.tempdirs import owned_tempdir
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
-
-
-def _reset_tree_peaks(pids: list[int]) -> None:
-    for pid in pids:
-        reset_peak_rss(pid)
-
-
-def _tree_hwm_sum(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += read_status_memory(pid)[1]
-    return total
-
-
-def _timeline(samples: list[TreeMemory], origin: float) -> dict[str, list[float]]:
-    return {
-        "t_s": [round(s.t - origin, 4) for s in samples],
-        "rss_bytes": [s.rss for s in samples],
-        "pss_bytes": [s.pss for s in samples],
-    }
 
 
 class BrokerLost(Exception):
@@ -236,7 +221,7 @@ class Runner:
         assert sampler is not None
         pids = worker.tree()
         result.processes = len(pids)
-        _reset_tree_peaks(pids)
+        reset_tree_peaks(pids)
         baseline = read_tree_memory(worker.pid)
         result.baseline_rss_bytes, result.baseline_pss_bytes = baseline.rss, baseline.pss
         sent_at = time.time()
@@ -292,11 +277,11 @@ class Runner:
             with contextlib.suppress(Exception):  # a lost backend cannot forget either
                 async_result.forget()
             preroll = max(sent_at - 1.0, worker.ready_at or sent_at)
-            result.timeline = _timeline(sampler.between(preroll, received_at), sent_at)
+            result.timeline = tree_timeline(sampler.between(preroll, received_at), sent_at)
             return result
         retained = read_tree_memory(worker.pid)
         result.retained_rss_bytes, result.retained_pss_bytes = retained.rss, retained.pss
-        result.tree_hwm_sum_bytes = _tree_hwm_sum(pids)
+        result.tree_hwm_sum_bytes = tree_hwm_sum(pids)
         started, finished = report["started_at"], report["finished_at"]
         window = sampler.between(started, finished)
         result.peak_rss_bytes = max([s.rss for s in window] + [baseline.rss, retained.rss])
@@ -315,7 +300,7 @@ class Runner:
         # baseline read just before sending, so the timeline starts from the idle worker.
         preroll = max(started - 1.0, worker.ready_at or started)
         samples = [s for s in sampler.between(preroll, received_at) if s.t > baseline.t]
-        result.timeline = _timeline([baseline, *samples], started)
+        result.timeline = tree_timeline([baseline, *samples], started)
         if self.config.malloc_trim:
             self._release_free_memory(worker, result)
         if result.subtasks_done != params.subtasks:

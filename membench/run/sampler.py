@@ -1,13 +1,15 @@
-"""Sample a worker's process tree memory from outside, at a fixed period, on a thread."""
+"""Sample a worker's process tree memory from outside, at a fixed period, on a thread; reset
+and sum the tree's high-water marks; the timeline results.json keeps."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
 from dataclasses import dataclass
 
-from membench.procfs import list_tree, read_process_memory
+from membench.procfs import list_tree, read_process_memory, read_status_memory, reset_peak_rss
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,27 @@ def read_tree_memory(root_pid: int) -> TreeMemory:
         count += 1
         stopped += memory.stopped
     return TreeMemory(time.time(), rss, pss, count, stopped)
+
+
+def reset_tree_peaks(pids: list[int]) -> None:
+    for pid in pids:
+        reset_peak_rss(pid)
+
+
+def tree_hwm_sum(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += read_status_memory(pid)[1]
+    return total
+
+
+def tree_timeline(samples: list[TreeMemory], origin: float) -> dict[str, list[float]]:
+    return {
+        "t_s": [round(s.t - origin, 4) for s in samples],
+        "rss_bytes": [s.rss for s in samples],
+        "pss_bytes": [s.pss for s in samples],
+    }
 
 
 class TreeSampler:

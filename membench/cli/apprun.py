@@ -1,0 +1,230 @@
+"""`membench run --app MODULE:ATTRIBUTE --task NAME`: the user's real Celery task under each pool
+and concurrency. Parse and check everything before any process starts, build the plan, run it,
+print and write what was measured (the engine is membench/run/app*.py)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from membench.cli.options import (
+    EXIT_FAILED_RUNS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    MAX_CONCURRENCY,
+    UsageError,
+    check_broker,
+    worker_options,
+    writable_dir,
+)
+from membench.descendants import Adopter
+from membench.run.output import OutputBusy, OutputLock
+
+# The seed's flags that mean nothing to a user's task: refused with --app rather than ignored.
+SEED_ONLY = {
+    "subtasks": "--subtasks",
+    "size_mb": "--size",
+    "hold_s": "--time",
+    "workers": "--workers",
+    "runs": "--runs",
+    "warmup": "--warmup",
+    "scenarios": "--scenarios",
+    "payload": "--payload",
+    "reuse_worker": "--reuse-worker",
+    "malloc_trim": "--malloc-trim",
+    "targets_dir": "--targets-dir",
+    "sizing": "--sizing",
+    "matrix": "--matrix",
+}
+DEFAULT_CONCURRENCY = "1,4"
+APP_ONLY = {
+    "task": "--task",
+    "args": "--args",
+    "kwargs": "--kwargs",
+    "tasks": "--tasks",
+    "pools": "--pools",
+    "task_timeout": "--task-timeout",
+}
+
+
+def app_options(function: Any) -> Any:
+    """The flags of the --app mode, added to `membench run`."""
+    decorators = [
+        click.option(
+            "--app",
+            "app",
+            metavar="MODULE:ATTRIBUTE",
+            help="benchmark your own Celery app's task instead of the seed's (importable from "
+            "the current directory or PYTHONPATH)",
+        ),
+        click.option("--task", metavar="NAME", help="--app: the registered task name to run"),
+        click.option("--args", metavar="JSON", help="--app: positional arguments, a JSON array"),
+        click.option("--kwargs", metavar="JSON", help="--app: keyword arguments, a JSON object"),
+        click.option(
+            "--tasks", type=int, metavar="M", help="--app: runs per pool and concurrency [20]"
+        ),
+        click.option(
+            "--pools",
+            metavar="LIST",
+            help="--app: pools to run, of prefork,gevent,threads,solo [all four]",
+        ),
+        click.option(
+            "--task-timeout",
+            type=float,
+            metavar="S",
+            help="--app: a run not ended this many seconds after it started is timed out [60]",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def refuse_mixed_modes(args: SimpleNamespace) -> None:
+    """App flags without --app, or seed flags with it: one line naming the flag."""
+    ctx = click.get_current_context(silent=True)
+
+    def given(name: str) -> bool:
+        if ctx is None:
+            return bool(getattr(args, name, None))
+        source = ctx.get_parameter_source(name)
+        return source is not None and source is not ParameterSource.DEFAULT
+
+    if args.app is None:
+        for name, flag in APP_ONLY.items():
+            if given(name):
+                raise UsageError(f"{flag}: only with --app MODULE:ATTRIBUTE")
+        return
+    for name, flag in SEED_ONLY.items():
+        if given(name):
+            raise UsageError(f"{flag}: the seed benchmark's flag; not with --app")
+
+
+def _concurrency(args: SimpleNamespace) -> Any:
+    """The --concurrency list; not given, 1,4: one task against four in flight."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.get_parameter_source("concurrency") is ParameterSource.DEFAULT:
+        return DEFAULT_CONCURRENCY
+    return args.concurrency
+
+
+def _plan(args: SimpleNamespace) -> Any:
+    from membench.run.apprunner import AppPlan
+    from membench.run.appspec import MAX_TASKS, AppSpecError, parse_concurrencies, parse_pools
+    from membench.run.appspec import resolve as resolve_spec
+
+    if not args.task:
+        raise UsageError("--task: required with --app (the registered task name)")
+    try:
+        pools = parse_pools(args.pools or "prefork,gevent,threads,solo")
+        concurrencies = parse_concurrencies(_concurrency(args), MAX_CONCURRENCY)
+    except AppSpecError as exc:
+        raise UsageError(str(exc)) from None
+    tasks = 20 if args.tasks is None else args.tasks
+    if not 1 <= tasks <= MAX_TASKS:
+        raise UsageError(f"--tasks: must be between 1 and {MAX_TASKS}, got {tasks}")
+    timeout = 60.0 if args.task_timeout is None else args.task_timeout
+    if not 0 < timeout <= 24 * 3600:
+        raise UsageError(f"--task-timeout: must be > 0 and <= 86400 seconds, got {timeout}")
+    options = worker_options(
+        args.malloc, args.max_tasks_per_child, args.max_memory_per_child, set(pools)
+    )
+    try:
+        spec = resolve_spec(args.app, args.task, args.args or "[]", args.kwargs or "{}")
+    except AppSpecError as exc:
+        raise UsageError(str(exc)) from None
+    return AppPlan(spec, pools, concurrencies, tasks, timeout, options, force=args.force)
+
+
+def cmd_app_run(args: SimpleNamespace) -> int:
+    plan = _plan(args)
+    broker = args.broker or None
+    if broker:
+        check_broker(broker)
+    output = writable_dir("--output", Path(args.output))  # last: it creates the directory
+    lock = OutputLock(output)
+    try:
+        lock.hold()
+    except OutputBusy as exc:
+        raise UsageError(f"--output: {exc}") from None
+    try:
+        return _measure(plan, broker, output)
+    finally:
+        lock.release()
+
+
+def _measure(plan: Any, broker: str | None, output: Path) -> int:
+    from membench.broker import EmbeddedRedis, redact
+    from membench.jsonfile import write_json_atomic
+    from membench.processes import Interrupted, catch_stop_signals
+    from membench.run.appreport import app_results_document, format_app_table
+    from membench.run.apprunner import AppRunner
+    from membench.run.report import PLOT_FILE, RESULTS_FILE, command_line, plot_results
+
+    catch_stop_signals()
+    rows: list[Any] = []
+    embedded: EmbeddedRedis | None = None
+    complete = False
+    started_at = time.time()
+    try:
+        if broker is None:
+            embedded = EmbeddedRedis()
+            broker = embedded.start()
+            print(f"membench: embedded redis-server at {redact(broker)}", file=sys.stderr)
+        adopter = Adopter()
+
+        def progress(line: str) -> None:
+            print(f"membench: {line}", file=sys.stderr)
+
+        AppRunner(plan, broker, progress, adopter).run(rows)
+        complete = True
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(
+            f"\nmembench: interrupted ({str(exc) or 'SIGINT'}); stopped every process",
+            file=sys.stderr,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    document = app_results_document(
+        plan,
+        rows,
+        broker="embedded" if embedded else redact(broker or ""),
+        command=command_line(),
+        started_at=started_at,
+        complete=complete,
+    )
+    print(
+        format_app_table(
+            document["scenarios"] and [s["runs"][0] for s in document["scenarios"]], plan
+        )
+    )
+    written = True
+    for name, writer in (
+        (RESULTS_FILE, lambda path: write_json_atomic(path, document)),
+        (PLOT_FILE, lambda path: plot_results(document, path)),
+    ):
+        try:
+            writer(output / name)
+        except OSError as exc:
+            written = False
+            print(
+                f"membench run: error: cannot write {output / name}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+    if written:
+        print(f"\nWrote {output / RESULTS_FILE} and {output / PLOT_FILE}")
+    if not complete:
+        print("membench: results are INCOMPLETE (interrupted)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    bad = [r for r in rows if r.status != "ok" or r.escaped_processes]
+    if bad:
+        print(f"membench: {len(bad)} of {len(rows)} row(s) failed or refused", file=sys.stderr)
+        return EXIT_FAILED_RUNS
+    return EXIT_OK if written else EXIT_FAILED_RUNS
