@@ -3,8 +3,10 @@
 The bridge lives in a namespace of its own and every veth pair is created straight into the
 namespaces it joins, so nothing appears in the machine's own network. Every name carries this
 process's pid (two runs never collide), and a `Network` removes every namespace, link and
-process it made when its `with` block ends, failed or not. Processes are started with
-`ip netns exec`, as a user would, plus `unshare --uts` so that each host has its own hostname.
+process it made when its `with` block ends, failed or not; what a SIGKILLed run left (its
+processes die with it, its namespaces would not) the next `Network` removes. Processes are
+started with `ip netns exec`, as a user would, plus `unshare --uts` so that each host has its
+own hostname.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from membench.processes import pid_alive, spawn, wait_for
 
 ETC_NETNS = Path("/etc/netns")  # `ip netns exec NAME` bind-mounts /etc/netns/NAME/* over /etc
+PREFIX = "membench-net"  # a Network's names are PREFIX-<pid>-<host>
 # Fetch a URL from inside a namespace: the body on stdout, exit 1 if it cannot be had.
 FETCH = (
     "import sys, urllib.request\n"
@@ -43,12 +46,12 @@ def _ip_ok(*args: str) -> None:
         raise RuntimeError(f"ip {' '.join(args)}: {' '.join(done.stderr.split())}")
 
 
-def why_no_namespaces() -> str | None:
-    """Why network namespaces cannot be made here (the skip reason), or None if they can."""
-    for binary in ("ip", "unshare"):
+def why_no_namespaces(*commands: str) -> str | None:
+    """Why network namespaces cannot be made here (the skip reason), or None if they can;
+    `commands`: what else the caller runs (e.g. unshare, ss)."""
+    for binary in ("ip", *commands):
         if shutil.which(binary) is None:
-            package = "iproute2" if binary == "ip" else "util-linux"
-            return f"no `{binary}` command ({package})"
+            return f"no `{binary}` command"
     probe = f"membench-probe-{os.getpid()}"
     added = ip("netns", "add", probe)
     if added.returncode != 0:
@@ -64,11 +67,13 @@ class Namespace:
     name: str
     etc_files: dict[str, str] = field(default_factory=dict)  # /etc/<file> inside it
     inode: int = 0
+    made_etc_netns: bool = False
 
     def create(self) -> None:
         _ip_ok("netns", "add", self.name)
         self.inode = os.stat(f"/run/netns/{self.name}").st_ino
         if self.etc_files:
+            self.made_etc_netns = not ETC_NETNS.exists()
             directory = ETC_NETNS / self.name
             directory.mkdir(parents=True)
             for name, text in self.etc_files.items():
@@ -94,6 +99,9 @@ class Namespace:
         killed = self.kill_all() if Path(f"/run/netns/{self.name}").exists() else []
         ip("netns", "delete", self.name)
         shutil.rmtree(ETC_NETNS / self.name, ignore_errors=True)
+        if self.made_etc_netns:
+            with contextlib.suppress(OSError):  # not empty: another run's files are there
+                ETC_NETNS.rmdir()
         return killed
 
     def processes_inside(self) -> list[int]:
@@ -152,11 +160,12 @@ class Network:
     """A bridge and the hosts on it, all torn down by the `with` block's end (or `close`)."""
 
     subnet: str = "10.203.0"  # /24; each network has its own bridge, so runs never meet
-    prefix: str = field(default_factory=lambda: f"mb{os.getpid()}")
+    prefix: str = field(default_factory=lambda: f"{PREFIX}-{os.getpid()}")
     hosts: list[Host] = field(default_factory=list)
     switch: Namespace | None = None
 
     def __enter__(self) -> Network:
+        remove_stale_namespaces()
         try:
             self.switch = Namespace(f"{self.prefix}-switch")
             self.switch.create()
@@ -207,9 +216,26 @@ class Network:
         return {line.split(":")[1].strip().partition("@")[0] for line in done.stdout.splitlines()}
 
     def close(self) -> None:
-        for host in reversed(self.hosts):
-            host.delete()
+        """Remove every host, then the bridge; a host that fails to go does not keep the others."""
+        errors = []
+        for namespace in [*reversed(self.hosts), self.switch]:
+            try:
+                if namespace is not None:
+                    namespace.delete()
+            except Exception as exc:  # raised once everything was tried
+                errors.append(exc)
         self.hosts.clear()
-        if self.switch is not None:
-            self.switch.delete()
-            self.switch = None
+        self.switch = None
+        if errors:
+            raise errors[0]
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete the namespaces of Networks whose process is gone (a SIGKILLed test run)."""
+    removed = []
+    for name in ip("netns", "list").stdout.split():
+        owner = name.removeprefix(f"{PREFIX}-").partition("-")[0]
+        if name.startswith(f"{PREFIX}-") and owner.isdigit() and not pid_alive(int(owner)):
+            Namespace(name).delete()
+            removed.append(name)
+    return removed

@@ -38,6 +38,7 @@ from membench import settings
 from membench.broker import redis_server_executable
 from membench.exporter import names
 from membench.processes import stop, wait_for
+from membench.targets import addresses_by_pid
 from membench.workers.scenarios import SCENARIOS
 
 PREFORK, GEVENT = SCENARIOS["prefork_threads"], SCENARIOS["gevent_greenlets"]
@@ -204,7 +205,7 @@ def test_every_exporter_advertises_membench_advertise_host(
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    reason = why_no_namespaces()
+    reason = why_no_namespaces("unshare", "ss")
     if reason:
         pytest.skip(reason)
     prometheus = require_binary("prometheus")
@@ -372,6 +373,29 @@ def test_membench_report_reads_the_runs_from_prometheus_across_the_network(
         ]
         assert re.search(r"\d+\.\d\d\s+\d+\.\d\d$", row), row
     assert (output / "report.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_worker_told_no_address_binds_loopback_and_no_other_host_reaches_it(
+    cluster: Cluster,
+) -> None:
+    scenario = SCENARIOS["solo_threads"]  # a queue the loadgen does not fire at
+    proc = cluster.start(
+        "worker-default", cluster.gevent, [*membench_argv("worker"), scenario.name]
+    )
+    targets = cluster.targets_dir
+    addresses = wait_for(lambda: addresses_by_pid(targets).get(proc.pid), 60, what="its target")
+    assert [a.rpartition(":")[0] for a in addresses] == ["127.0.0.1"]
+    assert addresses[0] in cluster.gevent.listening()
+
+    def scraped_down() -> bool:
+        found = [t for t in cluster.worker_targets() if t["labels"]["instance"] == addresses[0]]
+        return bool(found) and found[0]["health"] == "down"
+
+    # Prometheus, on another host, finds the target and cannot scrape it.
+    wait_for(scraped_down, 60, interval=0.5, what="its target scraped and down")
+    stop(cluster.procs.pop("worker-default"))
+    assert proc.pid not in addresses_by_pid(targets)  # a stopped worker deregisters
 
 
 @pytest.mark.slow
