@@ -224,7 +224,6 @@ def _serve(port: int, labels: Mapping[str, str], role: str) -> None:
             port,
             targets_dir=settings.targets_dir(),
             target_labels=dict(labels),
-            advertise_host=settings.advertise_host(),
         )
     except OSError as exc:
         log.error(

@@ -36,6 +36,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from membench import settings
 from membench.targets import write_target
 
 log = logging.getLogger("membench.exporter")
@@ -379,6 +380,8 @@ def start_exporter(
 ) -> Exporter:
     """Serve `registry` on host:port from an OS thread; register a file_sd target if asked.
 
+    The target's host is `advertise_host`, else $MEMBENCH_ADVERTISE_HOST (for every exporter:
+    workers and loadgen alike), else the bind address (the hostname for a wildcard bind).
     A port in use is logged as an error and the exporter moves to a free port, which the file_sd
     target announces: a worker never runs silently without metrics.
     """
@@ -399,7 +402,8 @@ def start_exporter(
     _original("_thread", "start_new_thread")(_serve_forever, (sock, registry))
     target_path = None
     if targets_dir is not None:
-        address = f"{advertise_host or _advertised_host(host)}:{bound_port}"
+        advertised = advertise_host or settings.advertise_host() or _advertised_host(host)
+        address = f"{advertised}:{bound_port}"
         target_path = write_target(targets_dir / job, address, target_labels or {})
     return Exporter(host=host, port=bound_port, target_path=target_path, _sock=sock)
 

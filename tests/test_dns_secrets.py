@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import netns as netns_helper
 import pytest
 from helpers import REPO
+from netns import ip, why_no_namespaces
 
 from membench import settings
 
@@ -79,36 +79,28 @@ class Namespace:
         return False
 
 
-def _ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
-
-
 @pytest.fixture
 def netns(tmp_path: Path) -> Iterator[Namespace]:
-    if shutil.which("ip") is None:
-        pytest.skip("no `ip` command (iproute2)")
-    name = f"membench-dns-{secrets.token_hex(4)}"
-    added = _ip("netns", "add", name)
-    if added.returncode != 0:
-        pytest.skip(f"`ip netns add` failed: {' '.join(added.stderr.split())}")
-    etc_netns = Path("/etc/netns")
-    made_etc_netns = not etc_netns.exists()
+    reason = why_no_namespaces()
+    if reason:
+        pytest.skip(reason)
+    resolv = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+    namespace = netns_helper.Namespace(
+        f"membench-dns-{secrets.token_hex(4)}", {"resolv.conf": resolv}
+    )
     recorder: subprocess.Popen[bytes] | None = None
     try:
-        (etc_netns / name).mkdir(parents=True)
-        (etc_netns / name / "resolv.conf").write_text(
-            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
-        )
-        assert _ip("netns", "exec", name, "ip", "link", "set", "lo", "up").returncode == 0
+        namespace.create()
+        assert ip("netns", "exec", namespace.name, "ip", "link", "set", "lo", "up").returncode == 0
         ready, queries = tmp_path / "dns-ready", tmp_path / "dns-queries"
-        argv = ["ip", "netns", "exec", name, sys.executable, "-c", RECORDER]
+        argv = namespace.exec_argv([sys.executable, "-c", RECORDER])
         argv += [str(queries), str(ready), "600"]
         recorder = subprocess.Popen(argv, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 15
         while not ready.exists() and recorder.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.exists(), recorder.stderr.read() if recorder.poll() is not None else "slow"
-        yield Namespace(name, queries)
+        yield Namespace(namespace.name, queries)
     finally:
         if recorder is not None:
             recorder.terminate()
@@ -116,15 +108,7 @@ def netns(tmp_path: Path) -> Iterator[Namespace]:
                 recorder.wait(5)
             recorder.kill()
             recorder.wait(5)
-        # Whatever else still runs in the namespace was started by this test.
-        for pid in _ip("netns", "pids", name).stdout.split():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
-        _ip("netns", "delete", name)
-        shutil.rmtree(etc_netns / name, ignore_errors=True)
-        if made_etc_netns:
-            with contextlib.suppress(OSError):
-                etc_netns.rmdir()
+        namespace.delete()  # and whatever else still runs in it: this test started it
 
 
 def fragments(secret: str) -> set[str]:
