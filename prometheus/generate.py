@@ -17,7 +17,12 @@ from typing import Any
 import yaml
 
 from membench.prometheus.alerts import benchmark_alerts, celery_alerts
-from membench.prometheus.mixin import DEFAULT_GRAFANA_URL, DEFAULT_RUNBOOK_URL, Settings
+from membench.prometheus.mixin import (
+    DEFAULT_GRAFANA_URL,
+    DEFAULT_RUNBOOK_URL,
+    Settings,
+    add_settings_options,
+)
 from membench.prometheus.recording import recording_groups
 
 RULES_DIR = Path(__file__).resolve().parent / "rules"
@@ -72,27 +77,21 @@ def write(directory: Path, settings: Settings) -> list[Path]:
     return written
 
 
-def _for_override(text: str) -> tuple[str, str]:
-    alert, sep, duration = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"{text!r} is not ALERT=DURATION")
-    return alert, duration
-
-
 def settings_from(args: argparse.Namespace) -> Settings:
+    """The options as Settings; ValueError names the one that is wrong."""
+    durations = {}
+    for text in args.for_durations:
+        alert, sep, duration = text.partition("=")
+        if not sep:
+            raise ValueError(f"--for {text!r} is not ALERT=DURATION")
+        durations[alert] = duration
     return Settings(
         selector=args.selector,
         cluster_label=args.cluster_label,
-        for_durations=dict(args.for_durations),
+        for_durations=durations,
         grafana_url=args.grafana_url,
         runbook_url=args.runbook_url,
     )
-
-
-def add_settings_options(parser: argparse.ArgumentParser) -> None:
-    """The mixin's settings as options (grafana/generate.py takes the ones dashboards use)."""
-    parser.add_argument("--selector", default="", help='e.g. namespace="shop" (default: all)')
-    parser.add_argument("--cluster-label", default=None, help="e.g. cluster (default: none)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,7 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--for",
         dest="for_durations",
         action="append",
-        type=_for_override,
         default=[],
         metavar="ALERT=DURATION",
         help="an alert's `for:` (repeatable), e.g. MembenchWorkerAbsent=30s",
@@ -114,8 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = settings_from(args)
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ValueError as exc:  # one line, as every membench command says a bad input
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     if args.check:
         stale = stale_files(args.output_dir, settings)
         if stale:

@@ -8,6 +8,7 @@ its alert compares with.
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,16 +82,18 @@ class Settings:
     def __post_init__(self) -> None:
         if not _SELECTOR.match(self.selector):
             raise ValueError(
-                f"selector {self.selector!r} is not PromQL label matchers such as "
+                f"--selector {self.selector!r} is not PromQL label matchers such as "
                 'namespace="shop", job=~"celery.*"'
             )
         if self.cluster_label is not None and not _LABEL.match(self.cluster_label):
-            raise ValueError(f"cluster label {self.cluster_label!r} is not a label name")
+            raise ValueError(f"--cluster-label {self.cluster_label!r} is not a label name")
         for alert, duration in self.for_durations.items():
             if alert not in DEFAULT_FOR:
-                raise ValueError(f"no alert named {alert!r} (one of {', '.join(ALERTS)})")
+                raise ValueError(f"--for: no alert named {alert!r} (one of {', '.join(ALERTS)})")
             if not _DURATION.match(duration):
-                raise ValueError(f"{alert}: {duration!r} is not a Prometheus duration like 5m")
+                raise ValueError(
+                    f"--for {alert}: {duration!r} is not a Prometheus duration like 5m"
+                )
 
     @property
     def matchers(self) -> str:
@@ -122,3 +125,9 @@ class Settings:
     def dashboard(self, uid: str) -> str:
         """The dashboard, narrowed to the alert's job (a template the alert fills in)."""
         return f"{self.grafana_url.rstrip('/')}/d/{uid}?var-job={{{{ $labels.job }}}}"
+
+
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """The settings both generators take (the rules' generator adds durations and links)."""
+    parser.add_argument("--selector", default="", help='e.g. namespace="shop" (default: all)')
+    parser.add_argument("--cluster-label", default=None, help="e.g. cluster (default: none)")
