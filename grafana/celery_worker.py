@@ -4,6 +4,7 @@ instrumented with `membench.celery.instrument(app)`, its cgroup, and what its al
 
 from __future__ import annotations
 
+import membench.prometheus.mixin as mixin
 from membench.exporter import names as n
 from membench.grafana.kinds import timeseries
 from membench.grafana.records import (
@@ -16,7 +17,6 @@ from membench.grafana.records import (
     on_process,
     quantile,
 )
-from membench.prometheus import mixin
 
 # The thresholds of the alerts (prometheus/alerts.py) that panels draw as a line: the very
 # constants the alerts compare with.

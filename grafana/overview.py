@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import membench.prometheus.mixin as mixin
 from membench.exporter import names as n
 from membench.grafana.kinds import process_series, scenario_series, stat, timeseries
 from membench.grafana.records import (
@@ -24,7 +25,6 @@ from membench.grafana.records import (
     range_peak,
     scenario_max,
 )
-from membench.prometheus import mixin
 
 # Worker targets only: file_sd and the Kubernetes relabelling give them a scenario label.
 WORKERS_UP = f'up{{{PROCESS}, scenario!=""}}'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import membench.prometheus.mixin as mixin
 from membench.exporter import names as n
 from membench.grafana.kinds import per_hour, process_series, scenario_series, stat, timeseries
 from membench.grafana.records import (
@@ -18,7 +19,6 @@ from membench.grafana.records import (
     per_scenario,
     range_increase,
 )
-from membench.prometheus import mixin
 
 # Soak panels compare the start of the range with its end, so legends show the first value too.
 FIRST_LAST_MAX = ("firstNotNull", "lastNotNull", "max")

@@ -49,9 +49,9 @@ def celery_alerts(s: Settings) -> dict[str, Any]:
     worker = "worker {{ $labels.instance }} (job {{ $labels.job }})"
     return {
         "name": "membench-celery-alerts",
-        # MembenchWorkerAbsent reads an hour of every process series: every 30 s is plenty for
-        # alerts that wait a minute or more, and costs a tenth of the global 5 s.
-        "interval": "30s",
+        # MembenchWorkerAbsent reads an hour of every process series: every 30 s (the default)
+        # is plenty for alerts that wait a minute or more, and costs a tenth of the global 5 s.
+        "interval": s.celery_interval,
         "rules": [
             alert(
                 s,

@@ -70,12 +70,14 @@ class Settings:
     `selector`: PromQL label matchers added to every series the rules and dashboards read
     (e.g. `namespace="shop"`), empty for all. `cluster_label`: a target label that tells
     clusters apart; aggregations keep it and dashboards get a variable for it. `for_durations`:
-    per-alert `for:` overrides (alert name -> Prometheus duration).
+    per-alert `for:` overrides (alert name -> Prometheus duration). `celery_interval`: how
+    often the instrument's alert group is evaluated.
     """
 
     selector: str = ""
     cluster_label: str | None = None
     for_durations: Mapping[str, str] = field(default_factory=dict)
+    celery_interval: str = "30s"
     grafana_url: str = DEFAULT_GRAFANA_URL
     runbook_url: str = DEFAULT_RUNBOOK_URL
 
@@ -87,6 +89,8 @@ class Settings:
             )
         if self.cluster_label is not None and not _LABEL.match(self.cluster_label):
             raise ValueError(f"--cluster-label {self.cluster_label!r} is not a label name")
+        if not _DURATION.match(self.celery_interval):
+            raise ValueError(f"--celery-interval {self.celery_interval!r} is not a duration")
         for alert, duration in self.for_durations.items():
             if alert not in DEFAULT_FOR:
                 raise ValueError(f"--for: no alert named {alert!r} (one of {', '.join(ALERTS)})")

@@ -132,6 +132,24 @@ def test_config_jobs_match_contract() -> None:
         assert [sd["files"] for sd in sd_configs] == [[glob]], name
         assert all(sd["refresh_interval"] == "5s" for sd in sd_configs), name
     assert jobs["membench-workers"].get("honor_labels") is True
+    # Alerts go to the Alertmanager whose file_sd target the local stack or compose provides.
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    assert alertmanagers["file_sd_configs"] == [
+        {"files": ["targets/alertmanager/*.json"], "refresh_interval": "5s"}
+    ]
+
+
+def test_alertmanager_config_is_the_generation_and_valid() -> None:
+    assert "alertmanager.yml" not in generate.stale_files(PROM_DIR / "rules", Settings())
+    amtool = require_binary("amtool")
+    result = subprocess.run(
+        [amtool, "check-config", str(PROM_DIR / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_recording_rule_names_follow_convention() -> None:
