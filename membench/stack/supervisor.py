@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -21,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import membench.grafana
 from membench import settings
 from membench.descendants import Adopter, Escaped
 from membench.processes import (
@@ -33,11 +31,11 @@ from membench.processes import (
     wait_for,
 )
 from membench.prometheus import CONFIG_DIR
+from membench.stack.monitoring import start_grafana
 from membench.stack.restarts import CrashLoop, Restart, RestartPolicy, describe_exit
 from membench.stack.state import STATE_FILE, StackError, write_state
 from membench.targets import addresses_by_pid, read_targets, write_target
 
-GRAFANA_DIR = Path(membench.grafana.__file__).resolve().parent
 FLOWER_COMMAND = [sys.executable, "-m", "celery", "-A", "membench.workers.app", "flower"]
 INSTALL_HINTS = {
     "prometheus": "apt-get install --no-install-recommends prometheus",
@@ -269,7 +267,7 @@ def start_stack(
         else:
             stack.missing["prometheus"] = INSTALL_HINTS["prometheus"]
         if shutil.which("grafana-server") and prometheus_url:
-            _start_grafana(stack, prometheus_url)
+            start_grafana(stack, prometheus_url)
         else:
             stack.missing["grafana-server"] = INSTALL_HINTS["grafana-server"]
 
@@ -291,31 +289,6 @@ def start_stack(
         stack.stop()
         raise
     return stack, prometheus_url
-
-
-def _start_grafana(stack: Stack, prometheus_url: str) -> None:
-    port = free_port()
-    password = os.environ.get("GRAFANA_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-    home = Path(shutil.which("grafana-server") or "").resolve().parent.parent / "share/grafana"
-    env = dict(
-        os.environ,
-        GF_PATHS_PROVISIONING=str(GRAFANA_DIR / "provisioning"),
-        GF_PATHS_DATA=str(stack.directory / "grafana-data"),
-        GF_PATHS_LOGS=str(stack.directory / "logs"),
-        GF_SERVER_HTTP_ADDR="127.0.0.1",
-        GF_SERVER_HTTP_PORT=str(port),
-        GF_SECURITY_ADMIN_PASSWORD=password,
-        GF_USERS_ALLOW_SIGN_UP="false",
-        GF_ANALYTICS_REPORTING_ENABLED="false",
-    )
-    env[settings.PROMETHEUS_URL] = prometheus_url
-    env[settings.GRAFANA_DASHBOARDS_DIR] = str(GRAFANA_DIR / "dashboards")
-    argv = ["grafana-server"] + ([f"--homepath={home}"] if home.is_dir() else [])
-    stack.add("grafana", argv, env, f"http://127.0.0.1:{port}/api/health")
-    if not os.environ.get("GRAFANA_ADMIN_PASSWORD"):
-        secret = stack.directory / "grafana-admin-password"
-        secret.touch(mode=0o600)  # before writing: never readable by other local users
-        secret.write_text(password + "\n")
 
 
 def summary(stack: Stack, prometheus_url: str | None) -> str:
