@@ -144,8 +144,12 @@ def benchmark_alerts(s: Settings) -> dict[str, Any]:
             alert(
                 s,
                 m.TASK_RUN_FAILURES,
+                # A task's series appear at its first run: a first run that fails is a new
+                # series already at 1, which increase() cannot see; the `unless ... offset`
+                # arm counts it.
                 f"sum {s.by('scenario', 'pool', 'strategy', n.OUTCOME_LABEL)} (\n"
-                f"  increase({failures}[5m])\n) > 0",
+                f"  increase({failures}[5m]) > 0\n"
+                f"  or ({failures} > 0 unless {failures} offset 5m)\n) > 0",
                 "warning",
                 "Benchmark task runs are failing",
                 '{{ $value | printf "%.0f" }} run(s) of ' + scenario + " ended with outcome "

@@ -1,7 +1,8 @@
 """`membench stack up|down`: the compose stack's services as local processes, on loopback.
 
 Embedded redis, one worker per scenario, loadgen and Flower always; Prometheus when the
-`prometheus` binary is on PATH, Grafana when `grafana-server` is. Same commands as compose, and
+`prometheus` binary is on PATH, Alertmanager (with Prometheus) when `prometheus-alertmanager`
+or `alertmanager` is, Grafana when `grafana-server` is. Same commands as compose, and
 the same `restart: unless-stopped` (membench/stack/restarts.py).
 """
 
@@ -31,7 +32,7 @@ from membench.processes import (
     wait_for,
 )
 from membench.prometheus import CONFIG_DIR
-from membench.stack.monitoring import start_grafana
+from membench.stack.monitoring import alertmanager_binary, start_alertmanager, start_grafana
 from membench.stack.restarts import CrashLoop, Restart, RestartPolicy, describe_exit
 from membench.stack.state import STATE_FILE, StackError, write_state
 from membench.targets import addresses_by_pid, read_targets, write_target
@@ -39,6 +40,7 @@ from membench.targets import addresses_by_pid, read_targets, write_target
 FLOWER_COMMAND = [sys.executable, "-m", "celery", "-A", "membench.workers.app", "flower"]
 INSTALL_HINTS = {
     "prometheus": "apt-get install --no-install-recommends prometheus",
+    "prometheus-alertmanager": "apt-get install --no-install-recommends prometheus-alertmanager",
     "grafana-server": "install Grafana from https://grafana.com/grafana/download (apt repo)",
 }
 
@@ -266,6 +268,11 @@ def start_stack(
             )
         else:
             stack.missing["prometheus"] = INSTALL_HINTS["prometheus"]
+        binary = alertmanager_binary()
+        if binary and prometheus_url:
+            start_alertmanager(stack, binary, targets / "alertmanager")
+        else:
+            stack.missing["prometheus-alertmanager"] = INSTALL_HINTS["prometheus-alertmanager"]
         if shutil.which("grafana-server") and prometheus_url:
             start_grafana(stack, prometheus_url)
         else:
@@ -300,7 +307,7 @@ def summary(stack: Stack, prometheus_url: str | None) -> str:
             f"  {'redis (embedded)':<28} pid {stack.broker.proc.pid:<8} {redact(stack.broker.url)}"
         )
     for service in stack.services:
-        url = service.url.removesuffix("/api/health") if service.url else ""
+        url = service.url.removesuffix("/api/health").removesuffix("/-/ready")
         lines.append(f"  {service.name:<28} pid {service.proc.pid:<8} {url}")
     if prometheus_url:
         lines.append(f"  targets:  {prometheus_url}/targets    rules: {prometheus_url}/rules")
