@@ -4,6 +4,7 @@ instrumented with `membench.celery.instrument(app)`, its cgroup, and what its al
 
 from __future__ import annotations
 
+import membench.prometheus.mixin as mixin
 from membench.exporter import names as n
 from membench.grafana.kinds import timeseries
 from membench.grafana.records import (
@@ -12,15 +13,16 @@ from membench.grafana.records import (
     Panel,
     Row,
     Target,
+    alert_steps,
     on_process,
     quantile,
 )
 
-# The thresholds of prometheus/rules/membench-celery.alerts.yml that panels draw as a line;
-# tests/test_grafana.py checks each equals the number in its alert's expression.
+# The thresholds of the alerts (prometheus/alerts.py) that panels draw as a line: the very
+# constants the alerts compare with.
 ALERT_THRESHOLDS = {
-    "MembenchTaskRetainedGrowth": 50 * MIB,
-    "MembenchCgroupMemoryNearLimit": 0.9,
+    mixin.TASK_RETAINED_GROWTH: mixin.RETAINED_FLOOR_BYTES,
+    mixin.CGROUP_NEAR_LIMIT: mixin.CGROUP_NEAR_LIMIT_RATIO,
 }
 # The windows those alerts use, so the panels show what the alerts see.
 RETAINED_DERIV_WINDOW = "30m"
@@ -36,7 +38,7 @@ WORKER_LEGEND = "{{instance}}"
 
 def by_worker(metric: str) -> str:
     """One value per worker of a per-cgroup series: every process of a cgroup reads the same."""
-    return f"max by (job, instance) ({on_process(metric)})"
+    return f"max by (namespace, job, instance) ({on_process(metric)})"
 
 
 def threshold(alert: str, legend: str) -> Target:
@@ -163,7 +165,7 @@ CELERY_WORKER = Dashboard(
         timeseries(
             "Processes exporting per worker",
             "Worker processes with memory series now. A step down that does not come back within "
-            "minutes is what MembenchWorkerProcessVanished reports; a recycled child keeps its "
+            "minutes is what MembenchWorkerAbsent reports; a recycled child keeps its "
             "pool index, so a replacement shows as at most a one-scrape dip.",
             "short",
             (
@@ -193,6 +195,25 @@ CELERY_WORKER = Dashboard(
             width=8,
         ),
         Row("Memory cgroup"),
+        Panel(
+            "bargauge",
+            "Cgroup memory used of its limit, now",
+            "Each worker's memory cgroup usage divided by its limit, now. Orange from "
+            f"{mixin.CGROUP_NEAR_LIMIT_RATIO:.0%}, the threshold of {mixin.CGROUP_NEAR_LIMIT}; "
+            "empty when the cgroup has no limit.",
+            (
+                (
+                    f"{by_worker(n.CGROUP_MEMORY_USAGE_BYTES)} "
+                    f"/ {by_worker(n.CGROUP_MEMORY_LIMIT_BYTES)}",
+                    WORKER_LEGEND,
+                ),
+            ),
+            unit="percentunit",
+            width=24,
+            height=6,
+            thresholds=alert_steps(mixin.CGROUP_NEAR_LIMIT_RATIO),
+            max=1,
+        ),
         timeseries(
             "Cgroup memory usage of its limit",
             "Usage of each worker's memory cgroup divided by its limit (max over the worker's "

@@ -1,7 +1,9 @@
 """Build the celery-membench Grafana dashboards with grafana-foundation-sdk and write their JSON.
 
 `python grafana/generate.py` (or `python -m membench.grafana.generate`) rewrites
-grafana/dashboards/*.json; `--check` exits 1 when the committed files are stale.
+grafana/dashboards/*.json; `--check` exits 1 when the committed files are stale. `--selector`
+and `--cluster-label` (the mixin's settings, as for the rules) build them for another
+deployment into `--output-dir`.
 The panels live in overview.py, soak.py and celery_worker.py (written with the factories of
 kinds.py), the SDK glue in sdk.py.
 """
@@ -19,9 +21,10 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from membench.grafana.celery_worker import CELERY_WORKER
 from membench.grafana.overview import OVERVIEW
-from membench.grafana.records import Dashboard
-from membench.grafana.sdk import build
+from membench.grafana.records import SETTINGS, Dashboard
+from membench.grafana.sdk import DATASOURCE_VARIABLE, build
 from membench.grafana.soak import SOAK
+from membench.prometheus.mixin import Settings, add_settings_options
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
 
@@ -30,12 +33,59 @@ DASHBOARDS: dict[str, Dashboard] = {
 }
 
 
-def build_dashboards() -> dict[str, dict[str, Any]]:
-    """File name -> dashboard JSON (plain dicts), built fresh."""
-    return {
-        name: json.loads(json.dumps(build(spec).build(), cls=JSONEncoder))
-        for name, spec in DASHBOARDS.items()
+# What Grafana's import asks for: the Prometheus the `datasource` variable starts on.
+IMPORT_INPUT = "DS_PROMETHEUS"
+INPUTS = [
+    {
+        "name": IMPORT_INPUT,
+        "label": "Prometheus",
+        "description": "The Prometheus that scrapes the instrumented Celery workers",
+        "type": "datasource",
+        "pluginId": "prometheus",
+        "pluginName": "Prometheus",
     }
+]
+
+
+def settings_matchers(settings: Settings) -> str:
+    """What stands for records.SETTINGS: the selector and the cluster variable's matcher."""
+    cluster = f'{settings.cluster_label}=~"$cluster"' if settings.cluster_label else ""
+    return ", ".join(filter(None, (cluster, settings.matchers)))
+
+
+def _put_settings(value: Any, matchers: str) -> Any:
+    """Every string of the JSON with SETTINGS replaced (with its comma when there is none)."""
+    if isinstance(value, dict):
+        return {k: _put_settings(v, matchers) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_put_settings(v, matchers) for v in value]
+    if isinstance(value, str) and SETTINGS in value:
+        if matchers:
+            return value.replace(SETTINGS, matchers)
+        return value.replace(f", {SETTINGS}", "").replace(f"{{{SETTINGS}}}", "")
+    return value
+
+
+def importable(dashboard: dict[str, Any]) -> dict[str, Any]:
+    """`__inputs` for Grafana's import; the datasource variable starts on what it picks (a file
+    provider, which fills no input, falls back to the first Prometheus datasource)."""
+    for variable in dashboard["templating"]["list"]:
+        if variable["name"] == DATASOURCE_VARIABLE:
+            chosen = f"${{{IMPORT_INPUT}}}"
+            variable["current"] = {"selected": False, "text": chosen, "value": chosen}
+    return {"__inputs": INPUTS, **dashboard}
+
+
+def build_dashboards(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """File name -> dashboard JSON (plain dicts), built fresh with `settings` (the defaults:
+    every series, no cluster variable)."""
+    settings = settings or Settings()
+    matchers = settings_matchers(settings)
+    built = {}
+    for name, spec in DASHBOARDS.items():
+        dashboard = json.loads(json.dumps(build(spec, settings).build(), cls=JSONEncoder))
+        built[name] = importable(_put_settings(dashboard, matchers))
+    return built
 
 
 def render(dashboard: dict[str, Any]) -> str:
@@ -43,21 +93,21 @@ def render(dashboard: dict[str, Any]) -> str:
     return json.dumps(dashboard, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
-def stale_files(directory: Path) -> list[str]:
+def stale_files(directory: Path, settings: Settings | None = None) -> list[str]:
     """Names of dashboard files in `directory` that differ from (or are missing versus) a build."""
     stale = []
-    for name, dashboard in build_dashboards().items():
+    for name, dashboard in build_dashboards(settings).items():
         path = directory / name
         if not path.is_file() or path.read_text(encoding="utf-8") != render(dashboard):
             stale.append(name)
     return sorted(stale)
 
 
-def write(directory: Path) -> list[Path]:
+def write(directory: Path, settings: Settings | None = None) -> list[Path]:
     """Write every dashboard into `directory`; returns the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, dashboard in build_dashboards().items():
+    for name, dashboard in build_dashboards(settings).items():
         path = directory / name
         path.write_text(render(dashboard), encoding="utf-8")
         written.append(path)
@@ -70,9 +120,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="exit 1 if the JSON on disk differs from a build"
     )
     parser.add_argument("--output-dir", type=Path, default=DASHBOARDS_DIR)
+    add_settings_options(parser)
     args = parser.parse_args(argv)
+    try:
+        settings = Settings(selector=args.selector, cluster_label=args.cluster_label)
+    except ValueError as exc:  # one line, as every membench command says a bad input
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     if args.check:
-        stale = stale_files(args.output_dir)
+        stale = stale_files(args.output_dir, settings)
         if stale:
             print(
                 f"stale dashboards in {args.output_dir}: {', '.join(stale)}; "
@@ -82,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"dashboards in {args.output_dir} are up to date")
         return 0
-    for path in write(args.output_dir):
+    for path in write(args.output_dir, settings):
         print(f"wrote {path}")
     return 0
 

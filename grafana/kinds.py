@@ -6,11 +6,12 @@ legend_calcs, overrides) pass through unchanged. No SDK here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypedDict, Unpack
 
 from membench.grafana.records import (
     Panel,
+    Step,
     Target,
     on_process,
     on_scenario,
@@ -31,6 +32,8 @@ class PanelOptions(TypedDict, total=False):
     stepped: bool
     legend_calcs: tuple[str, ...]
     overrides: tuple[tuple[str, str, str], ...]
+    thresholds: tuple[Step, ...]
+    max: float | None
 
 
 def timeseries(
@@ -52,15 +55,16 @@ def scenario_series(
     description: str,
     unit: str,
     rules: str | Mapping[str, str],
+    select: Callable[[str], str] = on_scenario,
     **options: Unpack[PanelOptions],
 ) -> Panel:
     """A timeseries of per-scenario rules: one line per scenario and rule.
 
     `rules` is one rule (legend `{{scenario}}`) or a mapping of legend suffix to rule, in
-    target order.
+    target order; `select` narrows each (records.on_loadgen for the loadgen's rules).
     """
     suffixed = {"": rules} if isinstance(rules, str) else rules
-    targets = (per_scenario(on_scenario(rule), suffix) for suffix, rule in suffixed.items())
+    targets = (per_scenario(select(rule), suffix) for suffix, rule in suffixed.items())
     return timeseries(title, description, unit, *targets, **options)
 
 
@@ -71,7 +75,9 @@ def process_series(
     return timeseries(title, description, unit, per_process(on_process(metric)), **options)
 
 
-def per_hour(title: str, description: str, rule: str) -> Panel:
+def per_hour(
+    title: str, description: str, rule: str, select: Callable[[str], str] = on_scenario
+) -> Panel:
     """Runs per hour by scenario and outcome, from a 5-minute per-outcome rate rule."""
-    target = per_scenario(f"{on_scenario(rule)} * 3600", "{{outcome}}")
+    target = per_scenario(f"{select(rule)} * 3600", "{{outcome}}")
     return timeseries(title, description, "suffix: /h", target, legend_calcs=PER_HOUR_LEGEND_CALCS)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import membench.prometheus.mixin as mixin
 from membench.exporter import names as n
 from membench.grafana.kinds import process_series, scenario_series, stat, timeseries
 from membench.grafana.records import (
+    FLOWER_EVENTS_TOTAL,
+    FLOWER_TASK_RUNTIME,
+    FLOWER_WORKER_ONLINE,
     MIB,
     PROCESS,
     Dashboard,
     Panel,
     Row,
+    alert_steps,
+    on_flower,
+    on_loadgen,
     on_process,
-    on_scenario,
     per_process,
     per_scenario,
     quantile,
@@ -20,14 +26,10 @@ from membench.grafana.records import (
     scenario_max,
 )
 
-# Flower 2.2's own metric names (flower/events.py, PrometheusMetrics); labelled by worker hostname.
-FLOWER_WORKER_ONLINE = "flower_worker_online"
-FLOWER_TASK_RUNTIME = "flower_task_runtime_seconds"
-FLOWER_EVENTS_TOTAL = "flower_events_total"
-
-WORKERS_JOB = "membench-workers"
-WORKERS_UP = f'up{{job="{WORKERS_JOB}", {PROCESS}}}'
-LOADGEN_DURATION_BUCKETS = on_scenario(f"{n.LOADGEN_RUN_DURATION_SECONDS}_bucket")
+# Worker targets only: file_sd and the Kubernetes relabelling give them a scenario label.
+WORKERS_UP = f'up{{{PROCESS}, scenario!=""}}'
+FLOWER_RUNTIME_BUCKETS = on_flower(f"{FLOWER_TASK_RUNTIME}_bucket")
+LOADGEN_DURATION_BUCKETS = on_loadgen(f"{n.LOADGEN_RUN_DURATION_SECONDS}_bucket")
 
 
 OVERVIEW = Dashboard(
@@ -38,6 +40,7 @@ OVERVIEW = Dashboard(
     ),
     time_from="now-1h",
     refresh="10s",
+    flower=True,
     items=(
         Row("Summary per approach"),
         Panel(
@@ -145,13 +148,24 @@ OVERVIEW = Dashboard(
             width=8,
         ),
         stat(
-            "Worker scrape targets up / down",
-            "Worker exporter targets Prometheus scrapes successfully (up) and failing ones "
-            "(down), by scenario and role. A prefork worker has one main and one target per "
-            "child; a missing child means its exporter did not bind.",
+            "Worker scrape targets up",
+            "Worker exporter targets Prometheus scrapes successfully, by scenario and role. A "
+            "prefork worker has one main and one target per child; a missing child means its "
+            "exporter did not bind.",
             "short",
-            per_scenario(f"sum by (scenario, role) ({WORKERS_UP})", "{{role}} up"),
-            per_scenario(f"count by (scenario, role) ({WORKERS_UP} == 0)", "{{role}} down"),
+            per_scenario(f"sum by (scenario, role) ({WORKERS_UP})", "{{role}}"),
+            width=4,
+        ),
+        stat(
+            "Worker scrape targets down",
+            "Worker exporter targets Prometheus fails to scrape, by scenario and role: 0 when "
+            f"all is well. Orange from 1, as {mixin.WORKER_TARGET_DOWN} (a warning) fires once "
+            "one stays down.",
+            "short",
+            # `== bool 0` counts 0 for a healthy target, so all-well reads 0, not "No data".
+            per_scenario(f"sum by (scenario, role) ({WORKERS_UP} == bool 0)", "{{role}}"),
+            width=4,
+            thresholds=alert_steps(1),
         ),
         process_series(
             "OS threads per worker process",
@@ -171,12 +185,12 @@ OVERVIEW = Dashboard(
         Row("Flower"),
         stat(
             "Flower: workers online",
-            "Workers Flower has seen come online (from worker events) and all workers it knows. "
-            "Flower labels by worker hostname, not scenario, so the scenario filter does not "
-            "apply.",
+            "Workers the chosen Flower ($flower_job) has seen come online (from worker events) "
+            "and all workers it knows. Flower labels by worker hostname, not scenario, so the "
+            "scenario filter does not apply.",
             "short",
-            (f"sum({FLOWER_WORKER_ONLINE})", "online"),
-            (f"count({FLOWER_WORKER_ONLINE})", "known"),
+            (f"sum({on_flower(FLOWER_WORKER_ONLINE)})", "online"),
+            (f"count({on_flower(FLOWER_WORKER_ONLINE)})", "known"),
             width=6,
         ),
         timeseries(
@@ -184,8 +198,11 @@ OVERVIEW = Dashboard(
             "Task runtime as Celery reports it in task-succeeded events (Flower's histogram), by "
             "worker hostname. A cross-check of the workers' own duration histogram.",
             "s",
-            (quantile(0.5, "worker", f"{FLOWER_TASK_RUNTIME}_bucket"), "{{worker}} p50"),
-            (quantile(0.99, "worker", f"{FLOWER_TASK_RUNTIME}_bucket"), "{{worker}} p99"),
+            (quantile(0.5, "worker", on_flower(f"{FLOWER_TASK_RUNTIME}_bucket")), "{{worker}} p50"),
+            (
+                quantile(0.99, "worker", on_flower(f"{FLOWER_TASK_RUNTIME}_bucket")),
+                "{{worker}} p99",
+            ),
             width=10,
         ),
         timeseries(
@@ -193,7 +210,10 @@ OVERVIEW = Dashboard(
             "Rate of Celery task events Flower receives, by event type. Empty if workers do not "
             "send events (-E).",
             "ops",
-            (f"sum by (type) (rate({FLOWER_EVENTS_TOTAL}[$__rate_interval]))", "{{type}}"),
+            (
+                f"sum by (type) (rate({on_flower(FLOWER_EVENTS_TOTAL)}[$__rate_interval]))",
+                "{{type}}",
+            ),
             width=8,
         ),
         Row("Load generator"),
@@ -203,6 +223,7 @@ OVERVIEW = Dashboard(
             "timeout) over 5 minutes.",
             "ops",
             {"{{outcome}}": n.RULE_LOADGEN_RUNS_RATE5M},
+            select=on_loadgen,
             width=6,
         ),
         timeseries(
@@ -217,11 +238,13 @@ OVERVIEW = Dashboard(
         stat(
             "Loadgen skipped runs (selected range)",
             "Runs the load generator skipped over the time range because the scenario's "
-            "previous run was still in flight. Non-zero means the schedule is too tight.",
+            "previous run was still in flight. Non-zero means the schedule is too tight "
+            f"(orange: {mixin.LOADGEN_SKIPPING} fires on any skip).",
             "short",
-            per_scenario(range_increase(on_scenario(n.LOADGEN_SKIPPED_TOTAL))),
+            per_scenario(range_increase(on_loadgen(n.LOADGEN_SKIPPED_TOTAL))),
             width=6,
             decimals=0,
+            thresholds=alert_steps(1),
         ),
         stat(
             "Time since last loadgen run",
@@ -229,7 +252,10 @@ OVERVIEW = Dashboard(
             "the loadgen stopped or skips this scenario.",
             "s",
             # "> 0": a loadgen that has not fired yet exports 0, not "55 years ago".
-            per_scenario(f"time() - ({scenario_max(n.LOADGEN_LAST_RUN_TIMESTAMP_SECONDS)} > 0)"),
+            per_scenario(
+                "time() - (max by (scenario) "
+                f"({on_loadgen(n.LOADGEN_LAST_RUN_TIMESTAMP_SECONDS)}) > 0)"
+            ),
             width=6,
             decimals=0,
         ),

@@ -17,6 +17,10 @@ DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
 # Concrete stand-ins for Grafana's variables: `.*` is what the dashboards' "All" sends
 # (allValue), and the intervals are what Grafana would pick for a 1 h range on a 5 s scrape.
 DEFAULT_VARIABLES: dict[str, str] = {
+    "cluster": ".*",
+    "namespace": ".*",
+    "job": ".*",
+    "flower_job": ".*",
     "scenario": ".*",
     "instance": ".*",
     "__range": "1h",
@@ -69,7 +73,7 @@ def panel_queries(
 ) -> list[tuple[str, str, str]]:
     """(dashboard uid, panel title, concrete PromQL) for every target of every panel.
 
-    `variables` maps names without `$` (scenario, instance, __range, __rate_interval, ...) to
+    `variables` maps names without `$` (job, scenario, instance, __range, ...) to
     values; missing ones fall back to DEFAULT_VARIABLES.
     """
     uid = str(dashboard_json.get("uid", ""))

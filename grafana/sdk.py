@@ -18,10 +18,23 @@ from grafana_foundation_sdk.models import dashboard as dashboard_models
 from grafana_foundation_sdk.models import prometheus as prometheus_models
 
 from membench.exporter import names as n
-from membench.grafana.records import SCENARIO, Dashboard, Panel, PanelKind, Row
+from membench.grafana.records import (
+    COMMON,
+    FLOWER_EVENTS_TOTAL,
+    SETTINGS,
+    Dashboard,
+    Panel,
+    PanelKind,
+    Row,
+)
+from membench.prometheus.mixin import Settings
 
-DATASOURCE_UID = "membench-prometheus"
-DATASOURCE = dashboard_models.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
+# Every panel and variable reads the datasource the `datasource` variable names: no uid is
+# written into a dashboard, so it imports into any Grafana (generate.py adds `__inputs`).
+DATASOURCE_VARIABLE = "datasource"
+DATASOURCE = dashboard_models.DataSourceRef(
+    type_val="prometheus", uid=f"${{{DATASOURCE_VARIABLE}}}"
+)
 GRAFANA_DATASOURCE = dashboard_models.DataSourceRef(type_val="grafana", uid="-- Grafana --")
 # `membench loadgen --grafana-url` tags its run annotations with this; the dashboards show them.
 TAG = "membench"
@@ -77,6 +90,16 @@ def reduce_last() -> common_builders.ReduceDataOptions:
     return common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 
 
+def thresholds(panel: Panel) -> dashboard_builders.ThresholdsConfig:
+    """The record's steps, absolute: never Grafana's default red at 80."""
+    steps = [dashboard_models.Threshold(value=v, color=c) for v, c in panel.thresholds]
+    return (
+        dashboard_builders.ThresholdsConfig()
+        .mode(dashboard_models.ThresholdsMode.ABSOLUTE)
+        .steps(steps)
+    )
+
+
 def timeseries_panel(panel: Panel, ids: Ids) -> timeseries.Panel:
     builder = (
         base(timeseries.Panel(), ids, panel)
@@ -117,6 +140,7 @@ def stat_panel(panel: Panel, ids: Ids) -> stat.Panel:
         .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
         .color_mode(common.BigValueColorMode.VALUE)
         .orientation(common.VizOrientation.HORIZONTAL)
+        .thresholds(thresholds(panel))
     )
     if panel.decimals is not None:
         builder = builder.decimals(panel.decimals)
@@ -132,7 +156,13 @@ def bargauge_panel(panel: Panel, ids: Ids) -> bargauge.Panel:
         .display_mode(common.BarGaugeDisplayMode.GRADIENT)
         .orientation(common.VizOrientation.HORIZONTAL)
         .show_unfilled(True)
+        .thresholds(thresholds(panel))
+        .color_scheme(
+            dashboard_builders.FieldColor().mode(dashboard_models.FieldColorModeId.THRESHOLDS)
+        )
     )
+    if panel.max is not None:
+        builder = builder.max(panel.max)
     return with_targets(builder, panel, instant=True)
 
 
@@ -179,44 +209,92 @@ PANEL_BUILDERS: dict[PanelKind, Callable[[Panel, Ids], Any]] = {
 
 
 def variable(
-    name: str, label: str, description: str, query_text: str
+    name: str, label: str, description: str, query_text: str, *, multi: bool = True
 ) -> dashboard_builders.QueryVariable:
-    """Multi-select with All sent as `.*`, so scenarios added later show without edits."""
-    all_option = dashboard_models.VariableOption(selected=True, text="All", value="$__all")
-    return (
+    """Multi-select with All sent as `.*` (which also matches a missing label, e.g. namespace
+    outside Kubernetes), so scenarios added later show without edits. Single-select (Flower's
+    job) picks the first value."""
+    builder = (
         dashboard_builders.QueryVariable(name)
         .label(label)
         .description(description)
         .datasource(DATASOURCE)
         .query(query_text)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*")
-        .current(all_option)
         .refresh(dashboard_models.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dashboard_models.VariableSort.ALPHABETICAL_ASC)
     )
+    if not multi:
+        return builder
+    all_option = dashboard_models.VariableOption(selected=True, text="All", value="$__all")
+    return builder.multi(True).include_all(True).all_value(".*").current(all_option)
 
 
-def variables() -> list[dashboard_builders.QueryVariable]:
-    """`scenario`, then `instance` chained to it."""
-    return [
+def datasource_variable() -> dashboard_builders.DatasourceVariable:
+    return (
+        dashboard_builders.DatasourceVariable(DATASOURCE_VARIABLE)
+        .label("Data source")
+        .type("prometheus")
+    )
+
+
+def variables(spec: Dashboard, settings: Settings) -> list[Any]:
+    """datasource, [cluster], namespace, job, [flower_job], scenario, instance: each chained to
+    those before it, all narrowed by the settings' selector."""
+    info = n.WORKER_INFO
+    found: list[Any] = [datasource_variable()]
+    if settings.cluster_label:
+        found.append(
+            variable(
+                "cluster",
+                "Cluster",
+                f"The `{settings.cluster_label}` label: which cluster's workers.",
+                # The selector alone: this variable is what the cluster matcher reads.
+                f"label_values({settings.series(info)}, {settings.cluster_label})",
+            )
+        )
+    found += [
+        variable(
+            "namespace",
+            "Namespace",
+            "Kubernetes namespace of the workers (All also matches series without one).",
+            f"label_values({info}{{{SETTINGS}}}, namespace)",
+        ),
+        variable(
+            "job",
+            "Job",
+            "Prometheus job of the worker exporters (a PodMonitor's is <namespace>/<name>).",
+            f"label_values({info}{{{COMMON}}}, job)",
+        ),
+    ]
+    if spec.flower:
+        found.append(
+            variable(
+                "flower_job",
+                "Flower job",
+                "Prometheus job of the Flower the Flower panels read (one Flower per broker).",
+                f"label_values({FLOWER_EVENTS_TOTAL}{{{COMMON}}}, job)",
+                multi=False,
+            )
+        )
+    workers = f'job=~"$job", {COMMON}'
+    found += [
         variable(
             "scenario",
             "Scenario",
             "Celery pool + in-task strategy (one worker and queue per scenario).",
-            f"label_values({n.WORKER_INFO}, scenario)",
+            f"label_values({info}{{{workers}}}, scenario)",
         ),
         variable(
             "instance",
             "Worker process",
             "Exporter endpoint (host:port) of one worker process: main or prefork child.",
-            f"label_values({n.WORKER_INFO}{{{SCENARIO}}}, instance)",
+            f'label_values({info}{{scenario=~"$scenario", {workers}}}, instance)',
         ),
     ]
+    return found
 
 
-def header(spec: Dashboard) -> dashboard_builders.Dashboard:
+def header(spec: Dashboard, settings: Settings) -> dashboard_builders.Dashboard:
     """What every dashboard shares: tag, variables, cross-links, built-in annotations."""
     builtin_annotations = (
         dashboard_builders.AnnotationQuery()
@@ -255,7 +333,7 @@ def header(spec: Dashboard) -> dashboard_builders.Dashboard:
         .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
         .annotation(builtin_annotations)
         .annotation(loadgen_annotations)
-        .variables(variables())
+        .variables(variables(spec, settings))
         .link(
             dashboard_builders.DashboardLink("membench dashboards")
             .type(dashboard_models.DashboardLinkType.DASHBOARDS)
@@ -267,10 +345,11 @@ def header(spec: Dashboard) -> dashboard_builders.Dashboard:
     )
 
 
-def build(spec: Dashboard) -> dashboard_builders.Dashboard:
-    """The dashboard builder for `spec`: header, then rows and panels in order."""
+def build(spec: Dashboard, settings: Settings) -> dashboard_builders.Dashboard:
+    """The dashboard builder for `spec`: header, then rows and panels in order (the settings'
+    matchers are put in by generate.py, over the built JSON)."""
     ids = Ids()
-    dash = header(spec)
+    dash = header(spec, settings)
     for item in spec.items:
         if isinstance(item, Row):
             dash = dash.with_row(dashboard_builders.Row(item.title).id(ids()))

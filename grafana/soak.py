@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import membench.prometheus.mixin as mixin
 from membench.exporter import names as n
 from membench.grafana.kinds import per_hour, process_series, scenario_series, stat, timeseries
 from membench.grafana.records import (
+    COMMON,
+    LOADGEN,
     MIB,
-    SCENARIO,
     Dashboard,
     Row,
+    alert_steps,
+    on_loadgen,
     on_process,
     on_scenario,
     per_process,
@@ -25,7 +29,7 @@ PSS_MIN15M = (
     f"sum by (scenario) (min_over_time({on_process(n.PROCESS_PSS_BYTES)}[15m]) "
     f"and {on_process(n.PROCESS_PSS_BYTES)})"
 )
-LOADGEN_TIMEOUTS = f'{n.LOADGEN_RUNS_TOTAL}{{{SCENARIO}, outcome="timeout"}}'
+LOADGEN_TIMEOUTS = f'{n.LOADGEN_RUNS_TOTAL}{{{LOADGEN}, outcome="timeout"}}'
 
 
 SOAK = Dashboard(
@@ -69,10 +73,13 @@ SOAK = Dashboard(
         ),
         stat(
             "Current baseline growth",
-            "Latest slope of the idle RSS baseline per scenario, MiB per hour.",
+            "Latest slope of the idle RSS baseline per scenario, MiB per hour. Orange from "
+            f"{mixin.SOAK_GROWTH_MIB_PER_HOUR} MiB/h, the threshold of "
+            f"{mixin.SOAK_MEMORY_GROWTH} (which also waits for it to last).",
             "suffix: MiB/h",
             per_scenario(GROWTH_MIB_PER_HOUR),
             decimals=2,
+            thresholds=alert_steps(mixin.SOAK_GROWTH_MIB_PER_HOUR),
         ),
         scenario_series(
             "Hourly peak tree RSS / PSS per approach",
@@ -95,23 +102,26 @@ SOAK = Dashboard(
             "Number of membench_* series Prometheus holds. Labels carry no pid or task id, so "
             "this must stay flat; growth means a label leaks per-run values.",
             "short",
-            (f'count({{__name__=~"{n.PREFIX}_.*"}})', "series"),
+            (f'count({{__name__=~"{n.PREFIX}_.*", {COMMON}}})', "series"),
             width=8,
         ),
         stat(
             "Loadgen skipped and timed-out runs (selected range)",
             "Runs the load generator skipped (previous run still in flight) and runs that "
-            "timed out, per scenario, over the time range.",
+            "timed out, per scenario, over the time range. Orange from 1: "
+            f"{mixin.LOADGEN_SKIPPING} and {mixin.LOADGEN_RUN_FAILURES} fire on any.",
             "short",
-            per_scenario(range_increase(on_scenario(n.LOADGEN_SKIPPED_TOTAL)), "skipped"),
+            per_scenario(range_increase(on_loadgen(n.LOADGEN_SKIPPED_TOTAL)), "skipped"),
             per_scenario(range_increase(LOADGEN_TIMEOUTS), "timeout"),
             decimals=0,
+            thresholds=alert_steps(1),
         ),
         scenario_series(
             "Loadgen skipped runs per hour",
             "Skipped loadgen runs in each trailing hour, per scenario (recording rule).",
             "short",
             n.RULE_LOADGEN_SKIPPED_INCREASE1H,
+            select=on_loadgen,
             width=8,
         ),
         per_hour(
@@ -124,6 +134,7 @@ SOAK = Dashboard(
             "Loadgen runs by outcome (per hour)",
             "Load generator runs per hour, by scenario and outcome (success, failure, timeout).",
             n.RULE_LOADGEN_RUNS_RATE5M,
+            select=on_loadgen,
         ),
         scenario_series(
             "Task duration p90 and mean (5m)",

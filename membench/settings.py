@@ -22,6 +22,7 @@ STARTED_DIR = "MEMBENCH_STARTED_DIR"  # where membench started: --payload MODULE
 EXPORTER = "MEMBENCH_EXPORTER"  # "off": no exporter (to measure what it costs)
 GRAFANA_URL = "MEMBENCH_GRAFANA_URL"  # loadgen posts run annotations here
 GRAFANA_TOKEN = "MEMBENCH_GRAFANA_TOKEN"  # bearer token for those annotations
+ALERT_WEBHOOK_URL = "MEMBENCH_ALERT_WEBHOOK_URL"  # `stack up`'s Alertmanager posts alerts here
 # Read by Grafana's provisioning files, set by `membench stack up`.
 PROMETHEUS_URL = "MEMBENCH_PROMETHEUS_URL"
 GRAFANA_DASHBOARDS_DIR = "MEMBENCH_GRAFANA_DASHBOARDS_DIR"
@@ -83,3 +84,7 @@ def grafana_url(env: Mapping[str, str] | None = None) -> str | None:
 
 def grafana_token(env: Mapping[str, str] | None = None) -> str | None:
     return _get(GRAFANA_TOKEN, env)
+
+
+def alert_webhook_url(env: Mapping[str, str] | None = None) -> str | None:
+    return _get(ALERT_WEBHOOK_URL, env)

@@ -298,13 +298,35 @@ def test_compose_static_targets() -> None:
     mounts = {target: source for source, target in volume_mounts(prometheus)}
     flower_port = option(as_argv(all_services["flower"]["command"]), "--port")
     prom_port = (option(prometheus["command"], "--web.listen-address") or "").rsplit(":", 1)[-1]
-    expected = {"flower": f"flower:{flower_port}", "prometheus": f"localhost:{prom_port}"}
+    am_port = (
+        option(all_services["alertmanager"]["command"], "--web.listen-address") or ""
+    ).rsplit(":", 1)[-1]
+    expected = {
+        "flower": f"flower:{flower_port}",
+        "prometheus": f"localhost:{prom_port}",
+        "alertmanager": f"alertmanager:{am_port}",
+    }
     for job, address in expected.items():
         source = mounts[f"/etc/prometheus/targets/{job}"]
         files = sorted((REPO / source).glob("*.json"))
         assert files, f"no file_sd JSON in {source}"
         groups = [group for path in files for group in json.loads(path.read_text())]
         assert [t for group in groups for t in group["targets"]] == [address], job
+
+
+def test_alertmanager_runs_the_generated_config_alone() -> None:
+    """Prometheus sends to it (prometheus.yml's alerting reads targets/alertmanager, mounted
+    above); it loads the committed config, which routes to a receiver; no gossip port."""
+    alertmanager = services()["alertmanager"]
+    argv = as_argv(alertmanager["command"])
+    mounts = {target: source for source, target in volume_mounts(alertmanager)}
+    config = option(argv, "--config.file") or ""
+    assert mounts[config] == "./prometheus/alertmanager.yml"
+    assert yaml.safe_load((REPO / "prometheus" / "alertmanager.yml").read_text())["route"][
+        "receiver"
+    ]
+    assert "--cluster.listen-address=" in argv
+    assert "9093" in " ".join(as_argv(alertmanager["healthcheck"]["test"]))
 
 
 # --- Dockerfile and .dockerignore ----------------------------------------------------------

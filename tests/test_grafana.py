@@ -17,12 +17,25 @@ import yaml
 from membench.exporter import names
 from membench.grafana import generate, panels
 from membench.grafana.records import Panel
+from membench.prometheus import mixin
+from membench.prometheus.alerts import benchmark_alerts, celery_alerts
+from membench.prometheus.mixin import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
 RULES_FILE = ROOT / "prometheus" / "rules" / "membench.rules.yml"
-CELERY_ALERTS_FILE = ROOT / "prometheus" / "rules" / "membench-celery.alerts.yml"
-DATASOURCE_UID = "membench-prometheus"
+# Every panel and variable reads the dashboard's datasource variable, never a fixed uid.
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+# Stat and bar gauge panels that mirror an alert: their orange step is the alert's threshold.
+MIRRORED_THRESHOLDS = {
+    ("membench-soak", "Current baseline growth"): mixin.SOAK_GROWTH_MIB_PER_HOUR,
+    ("membench-celery-worker", "Cgroup memory used of its limit, now"): (
+        mixin.CGROUP_NEAR_LIMIT_RATIO
+    ),
+    ("membench-overview", "Worker scrape targets down"): 1,
+    ("membench-overview", "Loadgen skipped runs (selected range)"): 1,
+    ("membench-soak", "Loadgen skipped and timed-out runs (selected range)"): 1,
+}
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -127,13 +140,86 @@ def test_dashboards_have_expected_uids_and_variables(dashboards: list[dict[str, 
     assert by_uid["membench-soak"]["time"]["from"] == "now-24h"
     for dashboard in dashboards:
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-        assert variables["scenario"]["query"] == "label_values(membench_worker_info, scenario)"
-        assert variables["instance"]["query"] == (
-            'label_values(membench_worker_info{scenario=~"$scenario"}, instance)'
+        flower = ["flower_job"] if dashboard["uid"] == "membench-overview" else []
+        assert list(variables) == [
+            "datasource",
+            "namespace",
+            "job",
+            *flower,
+            "scenario",
+            "instance",
+        ]
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        assert variables["datasource"]["current"]["value"] == "${DS_PROMETHEUS}"
+        assert [i["name"] for i in dashboard["__inputs"]] == ["DS_PROMETHEUS"]
+        assert variables["job"]["query"] == (
+            'label_values(membench_worker_info{namespace=~"$namespace"}, job)'
         )
-        for variable in variables.values():
-            assert variable["multi"] and variable["includeAll"]
-            assert variable["datasource"]["uid"] == DATASOURCE_UID
+        assert variables["instance"]["query"] == (
+            'label_values(membench_worker_info{scenario=~"$scenario", job=~"$job", '
+            'namespace=~"$namespace"}, instance)'
+        )
+        for name, variable in variables.items():
+            if name == "datasource":
+                continue
+            assert variable["datasource"] == DATASOURCE
+            # One Flower per broker: its panels read exactly one, the rest default to All.
+            assert variable.get("multi", False) == (name != "flower_job"), name
+            assert variable.get("includeAll", False) == (name != "flower_job"), name
+
+
+def test_no_datasource_uid_or_job_is_written_into_a_dashboard(
+    dashboards: list[dict[str, Any]],
+) -> None:
+    for dashboard in dashboards:
+        text = json.dumps(dashboard)
+        assert "membench-prometheus" not in text, dashboard["uid"]
+        assert not re.search(r'\bjob=~?\\"(?!\$)', text), dashboard["uid"]
+        assert "membench-workers" not in text and "membench-loadgen" not in text
+
+
+def test_a_selector_and_cluster_label_reach_every_query_and_variable() -> None:
+    settings = Settings(selector='namespace="team-a"', cluster_label="k8s_cluster")
+    for dashboard in generate.build_dashboards(settings).values():
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["cluster"]["query"] == (
+            'label_values(membench_worker_info{namespace="team-a"}, k8s_cluster)'
+        )
+        for name in ("namespace", "job", "scenario", "instance"):
+            assert 'namespace="team-a"' in variables[name]["query"], name
+        for uid, title, expr in all_exprs([dashboard]):
+            if expr.startswith("vector("):
+                continue
+            assert expr.count("{") == expr.count('namespace="team-a"'), (uid, title, expr)
+            assert expr.count("{") == expr.count('k8s_cluster=~"$cluster"'), (uid, title, expr)
+    with pytest.raises(ValueError, match="label matchers"):
+        Settings(selector="namespace=team-a")
+    result = subprocess.run(
+        [sys.executable, str(GRAFANA / "generate.py"), "--selector", "nope", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2 and "label matchers" in result.stderr
+
+
+def test_every_stat_and_bar_gauge_has_thresholds_mirroring_its_alert(
+    dashboards: list[dict[str, Any]],
+) -> None:
+    seen = set()
+    for dashboard in dashboards:
+        for panel in panels.iter_panels(dashboard):
+            if panel["type"] not in ("stat", "bargauge"):
+                continue
+            where = (dashboard["uid"], panel["title"])
+            steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            assert steps[0] == {"color": "green", "value": None}, where
+            expected = MIRRORED_THRESHOLDS.get(where)
+            assert [s["value"] for s in steps[1:]] == ([expected] if expected else []), where
+            seen.add(where)
+    assert set(MIRRORED_THRESHOLDS) <= seen
 
 
 def test_every_panel_has_targets_datasource_title_and_description(
@@ -146,14 +232,14 @@ def test_every_panel_has_targets_datasource_title_and_description(
             where = f"{dashboard['uid']}/{panel.get('title')!r}"
             assert panel.get("title"), where
             assert panel.get("description"), where
-            assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}, where
+            assert panel["datasource"] == DATASOURCE, where
             targets = panel.get("targets") or []
             assert targets, where
             ref_ids = [t["refId"] for t in targets]
             assert all(ref_ids) and len(ref_ids) == len(set(ref_ids)), where
             for target in targets:
                 assert target.get("expr"), where
-                assert target["datasource"]["uid"] == DATASOURCE_UID, where
+                assert target["datasource"] == DATASOURCE, where
 
 
 def test_membench_metric_names_exist_in_names_module(dashboards: list[dict[str, Any]]) -> None:
@@ -192,14 +278,25 @@ def test_flower_metric_names_exist_in_installed_flower(dashboards: list[dict[str
                 assert f"'{base}'" in source, f"{uid}/{title}: {word} not exported by flower"
 
 
-def test_worker_queries_filter_on_scenario(dashboards: list[dict[str, Any]]) -> None:
+def test_every_query_selects_its_job_namespace_and_scenario(
+    dashboards: list[dict[str, Any]],
+) -> None:
     for uid, title, expr in all_exprs(dashboards):
         words = panels.identifiers(expr)
+        where = f"{uid}/{title}: {expr}"
+        if expr.startswith("vector("):
+            continue
+        assert 'namespace=~"$namespace"' in expr, where
+        loadgen = any("loadgen" in w for w in words)
+        if any(w.startswith("flower_") for w in words):
+            assert 'job=~"$flower_job"' in expr, where
+        elif not loadgen and "__name__" not in expr:
+            assert 'job=~"$job"' in expr, where
         if any(w.startswith("membench_") or ":" in w or w == "up" for w in words):
-            assert 'scenario=~"$scenario"' in expr, f"{uid}/{title}: {expr}"
+            assert 'scenario=~"$scenario"' in expr, where
         # Raw per-process worker series (rule outputs have no instance) also honour $instance.
-        if any(w.startswith("membench_") and not w.startswith("membench_loadgen_") for w in words):
-            assert 'instance=~"$instance"' in expr, f"{uid}/{title}: {expr}"
+        if any(w.startswith("membench_") for w in words) and not loadgen:
+            assert 'instance=~"$instance"' in expr, where
 
 
 def test_substitution_leaves_concrete_promql(dashboards: list[dict[str, Any]]) -> None:
@@ -245,7 +342,9 @@ def test_provisioning_files() -> None:
         (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )
     (source,) = datasources["datasources"]
-    assert source["uid"] == DATASOURCE_UID and source["type"] == "prometheus"
+    assert source["uid"] == "membench-prometheus" and source["type"] == "prometheus"
+    # Provisioned into an existing Grafana, a default would take over that Grafana's own.
+    assert source["isDefault"] is False
     assert source["url"] == "${MEMBENCH_PROMETHEUS_URL}"
     prometheus_yml = ROOT / "prometheus" / "prometheus.yml"
     if prometheus_yml.is_file():
@@ -273,7 +372,7 @@ def test_celery_worker_threshold_lines_equal_their_alerts_thresholds(
 
     exprs = {
         rule["alert"]: rule["expr"]
-        for group in yaml.safe_load(CELERY_ALERTS_FILE.read_text(encoding="utf-8"))["groups"]
+        for group in (celery_alerts(Settings()), benchmark_alerts(Settings()))
         for rule in group["rules"]
     }
     (dashboard,) = (d for d in dashboards if d["uid"] == "membench-celery-worker")

@@ -34,6 +34,7 @@ TIERS = {
     "membench.workers": 2,
     "membench.grafana": 2,
     "membench.prometheus": 2,
+    "membench.prometheus.mixin": 1,  # the settings rules and dashboards share (stdlib only)
     "membench.broker": 3,
     "membench.run": 4,
     "membench.stack": 4,

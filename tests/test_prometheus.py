@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +16,8 @@ from helpers import load_rule_groups, require_binary
 
 from membench.exporter import names
 from membench.grafana.panels import STRING_LITERAL
+from membench.prometheus import generate, mixin
+from membench.prometheus.mixin import Settings
 
 T = TypeVar("T")
 
@@ -27,17 +30,18 @@ UNIT_TEST_FILES = sorted((PROM_DIR / "tests").glob("*.yml"))
 # The names dashboards and the README use (contract); extra rules are allowed, these are required.
 CONTRACT_RECORDS = set(names.RECORDING_RULES)
 EXPECTED_ALERTS = {
-    "MembenchWorkerTargetDown",
     "MembenchTaskRunFailures",
     "MembenchSoakMemoryGrowth",
     "MembenchLoadgenSkippingRuns",
     "MembenchLoadgenRunFailures",
     "MembenchLoadgenTargetDown",
     # membench-celery.alerts.yml: any instrumented Celery app.
+    "MembenchWorkerTargetDown",
     "MembenchTaskRetainedGrowth",
     "MembenchCgroupMemoryNearLimit",
     "MembenchOOMKill",
-    "MembenchWorkerProcessVanished",
+    # Other tests wait for this very name (a worker host vanishing).
+    "MembenchWorkerAbsent",
 }
 # job name -> file_sd glob, relative to prometheus.yml (contract).
 CONTRACT_JOBS = {
@@ -45,7 +49,6 @@ CONTRACT_JOBS = {
     for job in ("membench-workers", "membench-loadgen", "flower", "prometheus")
 }
 
-CELERY_ALERTS_FILE = PROM_DIR / "rules" / "membench-celery.alerts.yml"
 RUNBOOKS = REPO / "docs" / "runbooks.md"
 RUNBOOK_URL = "https://github.com/celery-membench/celery-membench/blob/main/docs/runbooks.md#"
 
@@ -53,6 +56,8 @@ RECORD_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-
 # A metric name not glued to a recording rule's colons (scenario:membench_x:sum is not membench_x).
 MEMBENCH_METRIC = re.compile(r"(?<![\w:])membench_\w+(?![\w:])")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+# A raw series a rule reads (never a rule's output: no colons around it) and its matchers.
+RAW_SERIES = re.compile(r"(?<![\w:])(?:membench_\w+|up)(?![\w:])(\{[^}]*\})?")
 
 
 def all_rules() -> list[dict[str, Any]]:
@@ -127,6 +132,24 @@ def test_config_jobs_match_contract() -> None:
         assert [sd["files"] for sd in sd_configs] == [[glob]], name
         assert all(sd["refresh_interval"] == "5s" for sd in sd_configs), name
     assert jobs["membench-workers"].get("honor_labels") is True
+    # Alerts go to the Alertmanager whose file_sd target the local stack or compose provides.
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    assert alertmanagers["file_sd_configs"] == [
+        {"files": ["targets/alertmanager/*.json"], "refresh_interval": "5s"}
+    ]
+
+
+def test_alertmanager_config_is_the_generation_and_valid() -> None:
+    assert "alertmanager.yml" not in generate.stale_files(PROM_DIR / "rules", Settings())
+    amtool = require_binary("amtool")
+    result = subprocess.run(
+        [amtool, "check-config", str(PROM_DIR / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_recording_rule_names_follow_convention() -> None:
@@ -203,21 +226,65 @@ def github_anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def test_celery_alerts_wait_and_link_an_existing_runbook_section() -> None:
-    anchors = {
-        github_anchor(heading)
-        for heading in re.findall(r"^#{1,6} (.+)$", RUNBOOKS.read_text(), re.MULTILINE)
-    }
+def test_every_alert_waits_and_links_its_runbook_section_and_dashboard() -> None:
+    runbooks = RUNBOOKS.read_text()
+    anchors = {github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", runbooks, re.MULTILINE)}
+    alerts = [rule for rule in all_rules() if "alert" in rule]
+    assert {rule["alert"] for rule in alerts} == set(mixin.ALERTS)
+    for rule in alerts:
+        name, annotations = rule["alert"], rule["annotations"]
+        assert rule["for"] == mixin.DEFAULT_FOR[name], name
+        assert "{{" not in annotations["summary"], f"{name}: the summary is static"
+        assert "{{ $" in annotations["description"], f"{name}: no values in the description"
+        url = annotations["runbook_url"]
+        assert url.startswith(RUNBOOK_URL), name
+        assert url.removeprefix(RUNBOOK_URL) in anchors, f"{name}: no section {url}"
+        section = runbooks.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
+        for part in ("**What it means.**", "**How to check.**", "**What to do.**"):
+            assert part in section, f"runbooks.md#{name.lower()}: no {part}"
+        uid = annotations["dashboard_url"].split("/d/", 1)[1].split("?", 1)[0]
+        assert (REPO / "grafana" / "dashboards" / f"{uid}.json").is_file(), name
+    # A benchmark's target down is a warning; a process gone or an OOM kill loses work.
+    severity = {rule["alert"]: rule["labels"]["severity"] for rule in alerts}
+    critical = {mixin.WORKER_ABSENT, mixin.OOM_KILL}
+    assert {name for name, level in severity.items() if level == "critical"} == critical
+
+
+def test_committed_rules_equal_the_generation() -> None:
+    assert generate.stale_files(PROM_DIR / "rules", Settings()) == []
+    assert generate.main(["--check"]) == 0
+
+
+def test_settings_reach_every_series_and_every_for(tmp_path: Path) -> None:
+    """A selector narrows every series a rule reads (never a rule's own output, which keeps
+    only the group labels); --for sets an alert's duration; bad settings are one line, exit 2."""
+    argv = ["--output-dir", str(tmp_path), "--selector", 'namespace="shop"']
+    argv += ["--cluster-label", "cluster", "--for", "MembenchWorkerAbsent=20s"]
+    assert generate.main(argv) == 0
     rules = [
-        r for g in yaml.safe_load(CELERY_ALERTS_FILE.read_text())["groups"] for r in g["rules"]
+        rule
+        for path in sorted(tmp_path.glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
     ]
-    assert rules
     for rule in rules:
-        assert "alert" in rule, "membench-celery.alerts.yml holds alerts only"
-        assert rule.get("for"), rule["alert"]
-        url = rule["annotations"].get("runbook_url", "")
-        assert url.startswith(RUNBOOK_URL), rule["alert"]
-        assert url.removeprefix(RUNBOOK_URL) in anchors, f"{rule['alert']}: no section {url}"
+        for selector in RAW_SERIES.findall(rule["expr"]):
+            assert 'namespace="shop"' in selector, (rule.get("record") or rule["alert"], selector)
+        assert "by (" not in rule["expr"] or "by (cluster, namespace, job" in rule["expr"]
+    absent = next(r for r in rules if r.get("alert") == mixin.WORKER_ABSENT)
+    assert absent["for"] == "20s" and "for 20s" in absent["annotations"]["description"]
+    result = run_promtool("check", "rules", *map(str, sorted(tmp_path.glob("*.yml"))))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for bad in (["--selector", "shop"], ["--for", "NoSuchAlert=1m"], ["--for", "x"]):
+        result = subprocess.run(
+            [sys.executable, str(PROM_DIR / "generate.py"), "--check", *bad],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, bad
+        assert bad[0] in result.stderr, bad
 
 
 # --- a real Prometheus -----------------------------------------------------------------------

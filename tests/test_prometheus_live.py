@@ -182,7 +182,13 @@ def test_real_prometheus_loads_config_and_rules(prometheus_server: str) -> None:
     wait_for(tree_sum, 60, "tree sum == main + child", detail=lambda: f"last result: {seen}")
     labels = dict(seen[0]["metric"])
     labels.pop("__name__", None)
-    assert labels == {"scenario": "prefork_threads", "pool": "prefork", "strategy": "threads"}
+    # The group labels stay (job; namespace under Kubernetes): two stacks never merge.
+    assert labels == {
+        "job": "membench-workers",
+        "scenario": "prefork_threads",
+        "pool": "prefork",
+        "strategy": "threads",
+    }
 
 
 # --- flower's /metrics and basic auth ----------------------------------------------------------

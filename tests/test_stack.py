@@ -16,12 +16,15 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import membench, require_binary
+from helpers import membench, require_binary, start_prometheus
 from test_compose import compose_python_commands
 
 from membench.exporter import names
+from membench.grafana import generate as dashboards
 from membench.grafana import panels
-from membench.processes import wait_for
+from membench.processes import free_port, stop, wait_for
+from membench.prometheus import generate as rules
+from membench.prometheus.mixin import Settings
 from membench.stack import supervisor as stack
 from membench.workers.scenarios import SEED_SCENARIOS as SCENARIOS
 
@@ -104,6 +107,18 @@ def test_every_service_is_up_in_prometheus(running_stack: dict[str, Any]) -> Non
         return up if wanted <= jobs and all(r["value"][1] == "1" for r in up) else None
 
     wait_for(all_up, timeout=60, interval=1, what="every target up")
+    if "alertmanager" in running_stack["services"]:
+        # Prometheus found the stack's Alertmanager through its file_sd target.
+        def sending() -> bool:
+            url = f"{prometheus}/api/v1/alertmanagers"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                active = json.load(response)["data"]["activeAlertmanagers"]
+            return [a["url"] for a in active] == [
+                running_stack["services"]["alertmanager"]["url"].replace("/-/ready", "")
+                + "/api/v2/alerts"
+            ]
+
+        wait_for(sending, timeout=30, interval=1, what="Prometheus sending to Alertmanager")
 
 
 # Empty in the local stack by design: its cgroup has no memory limit, and its loadgen never
@@ -132,12 +147,22 @@ def test_every_panel_query_returns_data_with_the_expected_labels(
         what="successful loadgen runs of every scenario",
     )
     variables = {"scenario": ".*", "instance": ".*", "__range": "5m"}
+    check_every_panel(prometheus, panels.load_dashboards(), variables)
+
+
+def check_every_panel(
+    prometheus: str,
+    dashboard_list: list[dict[str, Any]],
+    variables: dict[str, str],
+    jobs: set[str] | None = None,
+) -> None:
+    """Every panel's query answers on `prometheus` with every scenario where it is by scenario,
+    and, given `jobs`, only with those jobs where a series carries one."""
     checked = []
-    for dashboard in panels.load_dashboards():
+    for dashboard in dashboard_list:
         for uid, title, expr in panels.panel_queries(dashboard, variables):
-            if "== 0" in expr or any(name in expr for name in EMPTY_HERE):
-                # "targets down" panels are empty when all is well, and EMPTY_HERE by design in
-                # this stack: the query must still be valid.
+            if any(name in expr for name in EMPTY_HERE):
+                # Empty by design in this stack: the query must still be valid.
                 query(prometheus, expr)
                 continue
             by_scenario = (
@@ -148,6 +173,8 @@ def test_every_panel_query_returns_data_with_the_expected_labels(
                 result = query(prometheus, e)
                 seen = {r["metric"].get("scenario") for r in result}
                 assert not by_scenario or seen <= set(SCENARIOS), (e, seen)
+                if jobs:
+                    assert {r["metric"].get("job", next(iter(jobs))) for r in result} <= jobs, e
                 # Rate and deriv rules need two evaluations per scenario: wait for all four.
                 return result if result and (not by_scenario or seen == set(SCENARIOS)) else None
 
@@ -167,6 +194,56 @@ def test_the_scenario_variable_filters_every_worker_panel(running_stack: dict[st
                 continue
             seen = {r["metric"].get("scenario") for r in query(prometheus, expr)}
             assert seen <= {"gevent_threads", None}, (title, seen)
+
+
+TEAM_CONFIG = """
+global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}
+rule_files: [rules/*.yml]
+scrape_configs:
+"""
+TEAM_JOB = """
+  - job_name: {job}
+    honor_labels: true
+    file_sd_configs: [{{files: ["{targets}/{kind}/*.json"], refresh_interval: 1s}}]
+    relabel_configs: [{{target_label: namespace, replacement: team-a}}]
+"""
+
+
+@pytest.mark.slow
+def test_dashboards_and_rules_generated_with_a_selector_answer_under_other_job_names(
+    running_stack: dict[str, Any], tmp_path: Path
+) -> None:
+    """A shared Prometheus as a PodMonitor would set it up: the stack's processes scraped under
+    jobs named <namespace>/<name> with a namespace label, the rules and the dashboards generated
+    with the selector namespace="team-a". Every panel answers, reading only those jobs."""
+    binary = require_binary("prometheus")
+    settings = Settings(selector='namespace="team-a"')
+    targets = running_stack["directory"] / "prometheus" / "targets"
+    kinds = {"workers": "team-a/celery-workers", "loadgen": "team-a/loadgen"}
+    kinds["flower"] = "team-a/flower"
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        TEAM_CONFIG
+        + "".join(TEAM_JOB.format(job=j, targets=targets, kind=k) for k, j in kinds.items())
+    )
+    rules.write(tmp_path / "rules", settings)
+    port = free_port()
+    team = start_prometheus(binary, config, tmp_path / "data", port, tmp_path / "team.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        rate = f'{names.RULE_LOADGEN_RUNS_RATE5M}{{namespace="team-a", outcome="success"}} > 0'
+        wait_for(
+            lambda: len(query(url, rate)) == len(SCENARIOS),
+            timeout=120,
+            interval=1,
+            what="loadgen runs of every scenario in the team's Prometheus",
+        )
+        variables = {"job": kinds["workers"], "flower_job": kinds["flower"]}
+        variables |= {"namespace": "team-a", "scenario": ".*", "instance": ".*", "__range": "5m"}
+        built = list(dashboards.build_dashboards(settings).values())
+        check_every_panel(url, built, variables, set(kinds.values()))
+    finally:
+        stop(team)
 
 
 @pytest.mark.slow

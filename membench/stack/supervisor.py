@@ -1,7 +1,8 @@
 """`membench stack up|down`: the compose stack's services as local processes, on loopback.
 
 Embedded redis, one worker per scenario, loadgen and Flower always; Prometheus when the
-`prometheus` binary is on PATH, Grafana when `grafana-server` is. Same commands as compose, and
+`prometheus` binary is on PATH, Alertmanager (with Prometheus) when `prometheus-alertmanager`
+or `alertmanager` is, Grafana when `grafana-server` is. Same commands as compose, and
 the same `restart: unless-stopped` (membench/stack/restarts.py).
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import membench.grafana
 from membench import settings
 from membench.descendants import Adopter, Escaped
 from membench.processes import (
@@ -33,14 +32,15 @@ from membench.processes import (
     wait_for,
 )
 from membench.prometheus import CONFIG_DIR
+from membench.stack.monitoring import alertmanager_binary, start_alertmanager, start_grafana
 from membench.stack.restarts import CrashLoop, Restart, RestartPolicy, describe_exit
 from membench.stack.state import STATE_FILE, StackError, write_state
 from membench.targets import addresses_by_pid, read_targets, write_target
 
-GRAFANA_DIR = Path(membench.grafana.__file__).resolve().parent
 FLOWER_COMMAND = [sys.executable, "-m", "celery", "-A", "membench.workers.app", "flower"]
 INSTALL_HINTS = {
     "prometheus": "apt-get install --no-install-recommends prometheus",
+    "prometheus-alertmanager": "apt-get install --no-install-recommends prometheus-alertmanager",
     "grafana-server": "install Grafana from https://grafana.com/grafana/download (apt repo)",
 }
 
@@ -268,8 +268,13 @@ def start_stack(
             )
         else:
             stack.missing["prometheus"] = INSTALL_HINTS["prometheus"]
+        binary = alertmanager_binary()
+        if binary and prometheus_url:
+            start_alertmanager(stack, binary, targets / "alertmanager")
+        else:
+            stack.missing["prometheus-alertmanager"] = INSTALL_HINTS["prometheus-alertmanager"]
         if shutil.which("grafana-server") and prometheus_url:
-            _start_grafana(stack, prometheus_url)
+            start_grafana(stack, prometheus_url)
         else:
             stack.missing["grafana-server"] = INSTALL_HINTS["grafana-server"]
 
@@ -293,31 +298,6 @@ def start_stack(
     return stack, prometheus_url
 
 
-def _start_grafana(stack: Stack, prometheus_url: str) -> None:
-    port = free_port()
-    password = os.environ.get("GRAFANA_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-    home = Path(shutil.which("grafana-server") or "").resolve().parent.parent / "share/grafana"
-    env = dict(
-        os.environ,
-        GF_PATHS_PROVISIONING=str(GRAFANA_DIR / "provisioning"),
-        GF_PATHS_DATA=str(stack.directory / "grafana-data"),
-        GF_PATHS_LOGS=str(stack.directory / "logs"),
-        GF_SERVER_HTTP_ADDR="127.0.0.1",
-        GF_SERVER_HTTP_PORT=str(port),
-        GF_SECURITY_ADMIN_PASSWORD=password,
-        GF_USERS_ALLOW_SIGN_UP="false",
-        GF_ANALYTICS_REPORTING_ENABLED="false",
-    )
-    env[settings.PROMETHEUS_URL] = prometheus_url
-    env[settings.GRAFANA_DASHBOARDS_DIR] = str(GRAFANA_DIR / "dashboards")
-    argv = ["grafana-server"] + ([f"--homepath={home}"] if home.is_dir() else [])
-    stack.add("grafana", argv, env, f"http://127.0.0.1:{port}/api/health")
-    if not os.environ.get("GRAFANA_ADMIN_PASSWORD"):
-        secret = stack.directory / "grafana-admin-password"
-        secret.touch(mode=0o600)  # before writing: never readable by other local users
-        secret.write_text(password + "\n")
-
-
 def summary(stack: Stack, prometheus_url: str | None) -> str:
     lines = ["membench stack is up (Ctrl-C or `membench stack down` stops everything):"]
     if stack.broker is not None:
@@ -327,7 +307,7 @@ def summary(stack: Stack, prometheus_url: str | None) -> str:
             f"  {'redis (embedded)':<28} pid {stack.broker.proc.pid:<8} {redact(stack.broker.url)}"
         )
     for service in stack.services:
-        url = service.url.removesuffix("/api/health") if service.url else ""
+        url = service.url.removesuffix("/api/health").removesuffix("/-/ready")
         lines.append(f"  {service.name:<28} pid {service.proc.pid:<8} {url}")
     if prometheus_url:
         lines.append(f"  targets:  {prometheus_url}/targets    rules: {prometheus_url}/rules")
