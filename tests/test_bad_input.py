@@ -13,6 +13,8 @@ import psutil
 import pytest
 from helpers import membench
 
+from membench.settings import BROKER_URL_VARIABLES as BROKER_VARIABLES
+
 GOOD_SCHEDULE = """
 [defaults]
 subtasks = 2
@@ -118,12 +120,52 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
         {},
         "--hostname",
     ),
+    ("stack duration inf", ["stack", "up", "--duration", "inf"], {}, {}, "--duration: inf is"),
     (
-        "stack duration inf",
-        ["stack", "up", "--duration", "inf"],
+        "stack duration nan",
+        ["stack", "up", "--duration", "nan"],
         {},
         {},
-        "--duration: must be a finite",
+        "--duration: must be a finite number, got nan",
+    ),
+    (
+        "compare threshold nan",
+        ["compare", "--threshold", "nan", "a.json", "b.json"],
+        {},
+        {},
+        "--threshold: must be a finite number",
+    ),
+    # Options never match by abbreviation, commands neither.
+    ("run abbreviated option", ["run", "--sub", "4"], {}, {}, "No such option '--sub'"),
+    ("abbreviated command", ["ru"], {}, {}, "No such command 'ru'"),
+    # A bad value from an option's variable: the line names the variable.
+    (
+        "stack duration from its variable",
+        ["stack", "up", "--dir", "{tmp}/st"],
+        {},
+        {"MEMBENCH_STACK_DURATION": "-1"},
+        "error: MEMBENCH_STACK_DURATION: -1.0 is not in the range",
+    ),
+    (
+        "run subtasks from its variable",
+        ["run"],
+        {},
+        {"MEMBENCH_RUN_SUBTASKS": "0"},
+        "error: MEMBENCH_RUN_SUBTASKS: 0 is not in the range",
+    ),
+    (
+        "loadgen metrics host from its variable",
+        ["loadgen", "--schedule", "{tmp}/s.toml"],
+        {"s.toml": GOOD_SCHEDULE},
+        {"MEMBENCH_LOADGEN_METRICS_HOST": "999.1.1.1"},
+        "error: MEMBENCH_LOADGEN_METRICS_HOST: cannot listen on '999.1.1.1'",
+    ),
+    (
+        "run broker from CELERY_BROKER_URL",
+        ["run"],
+        {},
+        {"CELERY_BROKER_URL": "garbage"},
+        "error: CELERY_BROKER_URL: the URL is not a redis:// or rediss:// URL",
     ),
     ("run time minus inf", ["run", "--time", "-inf"], {}, {}, "--time"),
     ("run broker db text", ["run", "--broker", "redis://127.0.0.1:1/zero"], {}, {}, "database"),
@@ -383,7 +425,7 @@ def test_bad_input_is_one_line_exit_2_and_starts_nothing(
     args = [fill(a) for a in argv]
     if args[0] == "run" and "--output" not in args:
         args += ["--output", str(tmp_path / "out")]
-    environment = {k: v for k, v in os.environ.items() if k != "MEMBENCH_BROKER_URL"}
+    environment = {k: v for k, v in os.environ.items() if k not in BROKER_VARIABLES}
     environment |= {k: fill(v) for k, v in env.items()}
     result = membench(*args, env=environment, timeout=60)
 

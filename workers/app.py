@@ -17,16 +17,17 @@ from membench.urls import BROKER_FORM, BROKER_SCHEMES, UrlError, parse_url
 
 
 def broker_url_from_env() -> str:
-    """MEMBENCH_BROKER_URL, checked in every process that imports the app: a worker started
-    straight by celery (compose, Kubernetes) has had no `membench` command check it, and kombu
-    would send a password's text after a raw '@' to the resolver as a host name."""
+    """MEMBENCH_BROKER_URL (else CELERY_BROKER_URL), checked in every process that imports the
+    app: a worker started straight by celery (compose, Kubernetes) has had no `membench` command
+    check it, and kombu would send a password's text after a raw '@' to the resolver as a host."""
     url = settings.broker_url_or_default()
+    where = settings.broker_url_source() or settings.BROKER_URL
     try:
         parse_url(url, BROKER_SCHEMES, BROKER_FORM)
     except UrlError as exc:
-        raise SystemExit(f"{settings.BROKER_URL}: {exc}") from None
+        raise SystemExit(f"{where}: {exc}") from None
     except ValueError:
-        raise SystemExit(f"{settings.BROKER_URL}: the URL is not a valid URL") from None
+        raise SystemExit(f"{where}: the URL is not a valid URL") from None
     return url
 
 
@@ -66,9 +67,14 @@ class MembenchTask(Task):
 
 
 app = Celery("membench", include=["membench.workers.tasks"], task_cls=MembenchTask)
+_BROKER = broker_url_from_env()
 app.conf.update(
-    broker_url=broker_url_from_env(),
-    result_backend=broker_url_from_env(),
+    # Celery prefers $CELERY_BROKER_URL to broker_url, but not to these two: the broker is the
+    # one membench chose (MEMBENCH_BROKER_URL first), in every process.
+    broker_url=_BROKER,
+    broker_read_url=_BROKER,
+    broker_write_url=_BROKER,
+    result_backend=_BROKER,
     # JSON only: a pickle message is refused, never deserialized.
     task_serializer="json",
     result_serializer="json",

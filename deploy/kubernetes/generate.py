@@ -1,10 +1,10 @@
 """Generate what deploy/kubernetes/ derives from the rest of the repository, never by hand.
 
-- prometheus/rules/*.yml: a copy of the repository's prometheus/rules/ (kustomize reads no file
+- base/prometheus/rules/*.yml: a copy of the repository's prometheus/rules/ (kustomize reads no file
   outside its root), which the bundled Prometheus mounts;
 - components/prometheus-operator/prometheusrule.yaml: those rule files as one PrometheusRule;
 - components/prometheus-operator/podmonitors.yaml: a PodMonitor per job of the bundled
-  Prometheus's kubernetes_sd config (prometheus/prometheus.yml), with the same relabelling, so
+  Prometheus's kubernetes_sd config (base/prometheus/prometheus.yml), with the same relabelling, so
   a prometheus-operator's Prometheus gives every series the labels the bundled one gives.
 
 `python deploy/kubernetes/generate.py` rewrites them; `--check` exits 1 when one is stale
@@ -24,8 +24,9 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO_RULES = HERE.parent.parent / "prometheus" / "rules"
-RULES_COPY = HERE / "prometheus" / "rules"
-CONFIG = HERE / "prometheus" / "prometheus.yml"
+BASE = HERE / "base"
+RULES_COPY = BASE / "prometheus" / "rules"
+CONFIG = BASE / "prometheus" / "prometheus.yml"
 COMPONENT = HERE / "components" / "prometheus-operator"
 PROJECT_VERSION = "0.1.0"
 # A container port name has at most 15 characters: metrics-child-9 is the last child's.
@@ -132,7 +133,7 @@ def pod_monitors(config_path: Path = CONFIG) -> str:
                 },
             }
         )
-    return _dump(monitors, "prometheus/prometheus.yml")
+    return _dump(monitors, "deploy/kubernetes/base/prometheus/prometheus.yml")
 
 
 def outputs() -> dict[Path, str]:

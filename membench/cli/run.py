@@ -32,6 +32,7 @@ from membench.cli.options import (
 from membench.descendants import Adopter
 from membench.procfs import read_meminfo
 from membench.run.output import OutputBusy, OutputLock
+from membench.workers.params import MAX_HOLD_S, MAX_SIZE_MB, MAX_SUBTASKS, MAX_WORKERS
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 
@@ -119,7 +120,7 @@ def _run_plans(args: SimpleNamespace) -> list[tuple[str, Any]]:
 
 def cmd_run(args: SimpleNamespace) -> int:
     plans = _run_plans(args)
-    sizing = None if args.sizing is None else positive_int("--sizing", args.sizing, MAX_CONCURRENCY)
+    sizing = args.sizing
     broker = args.broker or None
     if broker:
         check_broker(broker)
@@ -286,12 +287,31 @@ def _measure(
 
 
 # The seed benchmark's flags and defaults, to the letter: (flag, parameter, type, default, help).
+# MB is the seed's unit and the table's: 2^20 bytes (MiB), said so in help and table footers.
 SEED_FLAGS: tuple[tuple[str, str, Any, Any, str], ...] = (
-    ("--subtasks", "subtasks", int, 10, "subtasks per task"),
-    ("--size", "size_mb", float, 20.0, "MB of data each subtask builds"),
-    ("--time", "hold_s", float, 0.5, "seconds each subtask holds its data"),
-    ("--workers", "workers", int, 4, "threads/greenlets inside the task"),
-    ("--concurrency", "concurrency", int, 1, "worker processes/greenlets"),
+    ("--subtasks", "subtasks", click.IntRange(1, MAX_SUBTASKS), 10, "subtasks per task"),
+    (
+        "--size",
+        "size_mb",
+        click.FloatRange(0, MAX_SIZE_MB, min_open=True),
+        20.0,
+        "MB (2^20 bytes) of data each subtask builds",
+    ),
+    (
+        "--time",
+        "hold_s",
+        click.FloatRange(0, MAX_HOLD_S),
+        0.5,
+        "seconds each subtask holds its data",
+    ),
+    ("--workers", "workers", click.IntRange(1, MAX_WORKERS), 4, "threads/greenlets in the task"),
+    (
+        "--concurrency",
+        "concurrency",
+        click.IntRange(1, MAX_CONCURRENCY),
+        1,
+        "worker processes/greenlets",
+    ),
     ("--runs", "runs", click.IntRange(1, 10_000), 3, "runs per scenario"),
 )
 
@@ -323,7 +343,7 @@ def seed_flags(function: Any) -> Any:
     "--payload",
     default="bytes",
     show_default=True,
-    help="bytes: one buffer per subtask; records: ~1 KB str objects; dicts: JSON-like nested "
+    help="bytes: one buffer per subtask; records: ~1 KiB str objects; dicts: JSON-like nested "
     "dicts; numpy: the seed's subtask (np.random.random, sleep, np.mean, np.std); cpu-numpy, "
     "cpu-python: compute instead of sleeping, --time CPU seconds per subtask (numpy releases the "
     "GIL, Python holds it); MODULE:FUNCTION: your FUNCTION(index, size_mb, hold_s), importable "
@@ -338,7 +358,7 @@ def seed_flags(function: Any) -> Any:
     is_flag=True,
     help="run every run of a scenario on one long-lived worker (default: fresh per run)",
 )
-@click.option("--force", is_flag=True, help="run even if the data exceeds 80% of MemAvailable")
+@click.option("--force", is_flag=True, help="run even if the live data exceeds 80% of MemAvailable")
 @worker_option_group
 @click.option(
     "--malloc-trim",
@@ -354,7 +374,7 @@ def seed_flags(function: Any) -> Any:
 )
 @click.option(
     "--sizing",
-    type=int,
+    type=click.IntRange(1, MAX_CONCURRENCY),
     metavar="N",
     help="state, per approach, the memory a worker needs at --concurrency N and a "
     "--max-memory-per-child that does not recycle after every task [default: --concurrency]",
