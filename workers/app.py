@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
@@ -67,14 +68,9 @@ class MembenchTask(Task):
 
 
 app = Celery("membench", include=["membench.workers.tasks"], task_cls=MembenchTask)
-_BROKER = broker_url_from_env()
 app.conf.update(
-    # Celery prefers $CELERY_BROKER_URL to broker_url, but not to these two: the broker is the
-    # one membench chose (MEMBENCH_BROKER_URL first), in every process.
-    broker_url=_BROKER,
-    broker_read_url=_BROKER,
-    broker_write_url=_BROKER,
-    result_backend=_BROKER,
+    broker_url=broker_url_from_env(),
+    result_backend=broker_url_from_env(),
     # JSON only: a pickle message is refused, never deserialized.
     task_serializer="json",
     result_serializer="json",
@@ -90,6 +86,12 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     result_expires=3600,
 )
+
+if settings.CELERY_BROKER_URL in os.environ:
+    # Celery prefers $CELERY_BROKER_URL to broker_url, but not to these two: the broker is the
+    # one membench chose (MEMBENCH_BROKER_URL first, then that variable) in every process.
+    # Only then: code that sets broker_url later (a test's app) keeps working as before.
+    app.conf.update(broker_read_url=broker_url_from_env(), broker_write_url=broker_url_from_env())
 
 # Every worker process exports its memory and the per-task metrics through the instrument any
 # Celery app gets (membench.celery), with the scenario's identity as extra labels. Not even
