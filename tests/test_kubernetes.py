@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,11 @@ import test_compose as compose
 import yaml
 from helpers import (
     REPO,
-    StartWorker,
-    exporter_addresses,
-    prometheus_query,
     require_binary,
-    start_prometheus,
 )
 
-from membench.exporter import names
 from membench.exporter.options import DEFAULT_PORT
-from membench.processes import free_port, stop, wait_for
 from membench.run.worker import expected_exporters
-from membench.targets import read_targets
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 KUSTOMIZATION = REPO / "deploy" / "kubernetes"
@@ -359,113 +351,3 @@ def test_commands_agree_with_compose(manifests: Manifests) -> None:
     for command in ours:
         if command[1] != "worker":
             assert command == others[command_kind(command)]
-
-
-# --- the relabelling on a real Prometheus --------------------------------------------------
-
-PORT_META = "__meta_kubernetes_pod_container_port_name"
-PHASE_META = "__meta_kubernetes_pod_phase"
-RSS_QUERY = f'{names.PROCESS_RSS_BYTES}{{job="membench-workers"}}'
-
-
-def pod_name(deployment: dict[str, Any]) -> str:
-    return f"{deployment['metadata']['name']}-5d8f7c9b6-x2k4q"
-
-
-def meta_labels(deployment: dict[str, Any], port_name: str, address: str, phase: str) -> dict:
-    """The labels Prometheus's pod discovery gives one container port of the Deployment's pod."""
-    labels = {
-        "__meta_kubernetes_namespace": NAMESPACE,
-        "__meta_kubernetes_pod_name": pod_name(deployment),
-        "__meta_kubernetes_pod_ip": "10.244.1.7",
-        "__meta_kubernetes_pod_node_name": "node-1",
-        "__meta_kubernetes_pod_container_name": pod_spec(deployment)["containers"][0]["name"],
-        "__meta_kubernetes_pod_container_port_number": address.rpartition(":")[2],
-        PORT_META: port_name,
-        PHASE_META: phase,
-    }
-    for key, value in deployment["spec"]["template"]["metadata"]["labels"].items():
-        safe = re.sub(r"[^a-zA-Z0-9_]", "_", key)
-        labels[f"__meta_kubernetes_pod_label_{safe}"] = value
-        labels[f"__meta_kubernetes_pod_labelpresent_{safe}"] = "true"
-    return labels
-
-
-def api_targets(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as reply:
-        return json.loads(reply.read())["data"]
-
-
-def file_sd_prometheus_dir(
-    directory: Path, manifests: Manifests, pods: dict[str, list[tuple[Any, ...]]]
-) -> Path:
-    """The pod's config for the jobs of `pods`, on file_sd, scraping every second; each job's
-    targets file holds (deployment, port name, address, phase) as pod discovery labels them."""
-    config = with_file_sd(kubernetes_config(manifests), interval="1s")
-    config["global"] |= {"scrape_interval": "1s", "scrape_timeout": "1s"}
-    config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] in pods]
-    path = write_prometheus_dir(directory, manifests, config)
-    (path.parent / "targets").mkdir()
-    for job, entries in pods.items():
-        groups = [{"targets": [entry[2]], "labels": meta_labels(*entry)} for entry in entries]
-        (path.parent / "targets" / f"{job}.json").write_text(json.dumps(groups))
-    return path
-
-
-def label_sets(labels: list[dict[str, str]]) -> list[frozenset[tuple[str, str]]]:
-    return sorted((frozenset(item.items()) for item in labels), key=sorted)
-
-
-@pytest.mark.slow
-def test_relabelling_yields_the_file_sd_labels_on_a_real_prometheus(
-    manifests: Manifests, start_worker: StartWorker, tmp_path: Path
-) -> None:
-    """The built relabel rules, on the labels pod discovery gives a prefork pod's ports, against
-    a real `membench worker prefork_threads --concurrency 2`: exactly the file_sd labels."""
-    binary = require_binary("prometheus")
-    worker = start_worker("prefork_threads", concurrency=2)
-    (main,) = exporter_addresses(worker)[names.ROLE_MAIN]
-    targets = read_targets(worker.targets_dir)  # port metrics-child-<i>: the child of index i
-    children = {e["labels"]["child"]: e["targets"][0] for e in targets if e["labels"]["child"]}
-    assert sorted(children) == ["0", "1"]
-    pod = workers(manifests)["prefork_threads"]
-    loadgen = of_kind(manifests, "Deployment")["loadgen"]
-    kept = [(pod, "metrics-main", main, "Running")]
-    kept += [(pod, f"metrics-child-{i}", children[str(i)], "Running") for i in range(2)]
-    # Not worker targets: a port not named metrics-*, a finished pod, a loadgen pod.
-    dropped = [(pod, "http", main, "Running"), (pod, "metrics-main", main, "Failed")]
-    dropped.append((loadgen, "metrics", main, "Running"))
-    pods = {"membench-workers": kept + dropped, "membench-loadgen": dropped[-1:]}
-    scenario = SCENARIOS["prefork_threads"]
-    identity = {"scenario": scenario.name, "pool": scenario.pool, "strategy": scenario.strategy}
-    want = [
-        {"job": "membench-workers", "instance": f"{pod_name(pod)}:{address.rpartition(':')[2]}"}
-        | identity
-        | {"role": names.ROLE_MAIN if name == "metrics-main" else names.ROLE_CHILD}
-        | ({} if name == "metrics-main" else {"child": name.rpartition("-")[2]})
-        for _, name, address, _ in kept
-    ]
-    loadgen_instance = f"{pod_name(loadgen)}:{main.rpartition(':')[2]}"
-    config = file_sd_prometheus_dir(tmp_path / "prometheus", manifests, pods)
-    port = free_port()
-    proc = start_prometheus(binary, config, tmp_path / "data", port, tmp_path / "prom.log")
-    try:
-
-        def all_up() -> list[dict[str, str]] | None:
-            active = api_targets(port)["activeTargets"]
-            healthy = [t["labels"] for t in active if t["health"] == "up"]
-            return healthy if len(healthy) == len(active) == len(kept) + 1 else None
-
-        active = wait_for(all_up, 60, interval=0.5, what="Prometheus scraping every exporter")
-        loadgen_target = {"job": "membench-loadgen", "instance": loadgen_instance}
-        assert label_sets(active) == label_sets([*want, loadgen_target])
-        gone = [t["discoveredLabels"] for t in api_targets(port)["droppedTargets"]]
-        assert sorted((t["job"], t[PORT_META], t[PHASE_META]) for t in gone) == sorted(
-            ("membench-workers", name, phase) for _, name, _, phase in dropped
-        )
-        # honor_labels: each series carries its target's labels, no exported_* copies.
-        series = wait_for(lambda: prometheus_query(port, RSS_QUERY), 30, what=RSS_QUERY)
-        got = [{k: v for k, v in s["metric"].items() if k != "__name__"} for s in series]
-        assert label_sets(got) == label_sets(want)
-    finally:
-        stop(proc)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import os
-import secrets
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -20,31 +18,17 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from helpers import REPO, exporter_addresses, prometheus_query, require_binary, start_prometheus
+from helpers import REPO
 from test_kubernetes import (
     KUSTOMIZATION,
     NAMESPACE,
-    PORT_META,
     Manifests,
-    api_targets,
-    argv,
     assert_recommended_labels,
     kustomize,
-    label_sets,
-    meta_labels,
     of_kind,
-    pod_name,
     pod_spec,
     workers,
 )
-
-from membench import settings
-from membench.exporter import names
-from membench.exporter.options import ONE_PORT
-from membench.processes import free_port, stop, wait_for
-from membench.run.worker import WorkerProcess
-from membench.targets import read_targets
-from membench.workers.scenarios import SCENARIOS
 
 OVERLAY = KUSTOMIZATION / "overlays" / "prometheus-operator"
 CRDS = REPO / "tests" / "fixtures" / "prometheus-operator-crds"
@@ -304,161 +288,3 @@ def test_a_named_monitoring_namespace_reaches_every_policy(tmp_path: Path) -> No
     built = kustomize(overlay)
     assert admitted_namespaces(built) == {name: {OTHER_NAMESPACE} for name in EXPORTER_POLICIES}
     assert "monitoring-namespace" not in of_kind(built, "ConfigMap"), "local-config: not applied"
-
-
-# --- the PodMonitors' relabelling on a real Prometheus ----------------------------------------
-
-
-def operator_scrape_configs(monitor: dict[str, Any]) -> list[dict[str, Any]]:
-    """The scrape jobs prometheus-operator renders for a PodMonitor (its relabelling of
-    pkg/prometheus/promcfg.go for PodMonitors: the selector, running pods, the endpoint's port,
-    namespace/container/pod/endpoint target labels, job <namespace>/<name>, then the
-    PodMonitor's own relabelings), on file_sd targets the test writes for each endpoint."""
-    name = monitor["metadata"]["name"]
-    jobs = []
-    for index, endpoint in enumerate(monitor["spec"]["podMetricsEndpoints"]):
-        relabel: list[dict[str, Any]] = [
-            {"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}
-        ]
-        for key, value in monitor["spec"]["selector"]["matchLabels"].items():
-            safe = key.replace(".", "_").replace("/", "_").replace("-", "_")
-            relabel.append(
-                {
-                    "action": "keep",
-                    "source_labels": [
-                        f"__meta_kubernetes_pod_label_{safe}",
-                        f"__meta_kubernetes_pod_labelpresent_{safe}",
-                    ],
-                    "regex": f"({value});true",
-                }
-            )
-        relabel += [
-            {
-                "action": "drop",
-                "source_labels": ["__meta_kubernetes_pod_phase"],
-                "regex": "(Failed|Succeeded)",
-            },
-            {"action": "keep", "source_labels": [PORT_META], "regex": endpoint["port"]},
-            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            {
-                "source_labels": ["__meta_kubernetes_pod_container_name"],
-                "target_label": "container",
-            },
-            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-            {"target_label": "job", "replacement": f"{NAMESPACE}/{name}"},
-            {"target_label": "endpoint", "replacement": endpoint["port"]},
-        ]
-        for rule in endpoint["relabelings"]:
-            relabel.append({_snake(key): value for key, value in rule.items()})
-        jobs.append(
-            {
-                "job_name": f"podMonitor/{NAMESPACE}/{name}/{index}",
-                "honor_labels": endpoint.get("honorLabels", False),
-                "scrape_interval": "1s",
-                "scrape_timeout": "1s",
-                "file_sd_configs": [{"files": ["targets/*.json"], "refresh_interval": "1s"}],
-                "relabel_configs": relabel,
-            }
-        )
-    return jobs
-
-
-def _snake(key: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
-
-
-def start_one_port_worker(redis_url: str, workdir: Path) -> WorkerProcess:
-    """`membench worker prefork_threads --concurrency 2` in one-port mode: the main process
-    serves every child's series; the children bind no port."""
-    scenario = SCENARIOS["prefork_threads"]
-    extra = {settings.METRICS_MODE: ONE_PORT}
-    worker = WorkerProcess(scenario, 2, redis_url, workdir, secrets.token_hex(4), extra_env=extra)
-    worker.start()
-    try:
-        wait_for(lambda: exporter_addresses(worker).get(names.ROLE_MAIN), 60, what="one port")
-    except BaseException:
-        worker.stop()
-        raise
-    return worker
-
-
-@pytest.mark.slow
-def test_podmonitor_relabelling_yields_the_file_sd_labels_on_a_real_prometheus(
-    operator: Manifests, start_worker: Any, redis_url: str, tmp_path: Path
-) -> None:
-    """The membench-workers PodMonitor as the operator renders it, on the labels pod discovery
-    gives two prefork pods (`--concurrency 2`): one per-process, one in one-port mode. Every
-    process of both is a series with the file_sd labels, plus the operator's namespace,
-    container, pod and endpoint; the job keeps its name, so the rules work unchanged."""
-    binary = require_binary("prometheus")
-    per_process = start_worker("prefork_threads", concurrency=2)
-    one_port = start_one_port_worker(redis_url, tmp_path)
-    try:
-        (main,) = exporter_addresses(per_process)[names.ROLE_MAIN]
-        entries = read_targets(per_process.targets_dir)
-        children = {e["labels"]["child"]: e["targets"][0] for e in entries if e["labels"]["child"]}
-        (one,) = exporter_addresses(one_port)[names.ROLE_MAIN]
-        deployment = workers(operator)["prefork_threads"]
-        other = copy.deepcopy(deployment)
-        other["metadata"]["name"] = "worker-one-port"
-        groups = [(deployment, "metrics-main", main), (other, "metrics-main", one)]
-        groups += [(deployment, f"metrics-child-{i}", children[str(i)]) for i in range(2)]
-        directory = tmp_path / "prometheus"
-        (directory / "targets").mkdir(parents=True)
-        targets = [
-            {"targets": [address], "labels": meta_labels(d, port, address, "Running")}
-            for d, port, address in groups
-        ]
-        (directory / "targets" / "pods.json").write_text(json.dumps(targets))
-        monitor = monitors(operator)["membench-workers"]
-        config = {"global": {"scrape_interval": "1s"}}
-        config["scrape_configs"] = operator_scrape_configs(monitor)
-        (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = free_port()
-        proc = start_prometheus(
-            binary, directory / "prometheus.yml", tmp_path / "data", port, tmp_path / "prom.log"
-        )
-        try:
-            query = f'{names.PROCESS_RSS_BYTES}{{job="membench-workers"}}'
-
-            def every_process() -> list[dict[str, Any]] | None:
-                found = prometheus_query(port, query)
-                return found if len(found) == 6 else None
-
-            series = wait_for(every_process, 60, interval=0.5, what="6 processes' series")
-            active = [t for t in api_targets(port)["activeTargets"] if t["health"] == "up"]
-            assert len(active) == 4
-        finally:
-            stop(proc)
-    finally:
-        one_port.stop()
-    scenario = SCENARIOS["prefork_threads"]
-    identity = {"scenario": scenario.name, "pool": scenario.pool, "strategy": scenario.strategy}
-    operator_labels = {"namespace": NAMESPACE, "container": "worker"}
-    want = []
-    for pod, address, processes in (
-        (pod_name(deployment), main, None),
-        (pod_name(other), one, ["0", "1"]),
-    ):
-        instance = f"{pod}:{address.rpartition(':')[2]}"
-        base = {
-            "job": "membench-workers",
-            "pod": pod,
-            "endpoint": "metrics-main",
-            "instance": instance,
-        }
-        want.append(base | operator_labels | identity | {"role": names.ROLE_MAIN})
-        for child in processes or []:  # one port: the main process serves its children
-            want.append(
-                base | operator_labels | identity | {"role": names.ROLE_CHILD, "child": child}
-            )
-    for index in range(2):
-        address = children[str(index)]
-        instance = f"{pod_name(deployment)}:{address.rpartition(':')[2]}"
-        endpoint = f"metrics-child-{index}"
-        labels = {"job": "membench-workers", "pod": pod_name(deployment), "endpoint": endpoint}
-        labels |= {"instance": instance, "role": names.ROLE_CHILD, "child": str(index)}
-        want.append(labels | operator_labels | identity)
-    got = [{k: v for k, v in s["metric"].items() if k != "__name__"} for s in series]
-    assert label_sets(got) == label_sets(want)
-    assert argv(pod_spec(deployment)["containers"][0])[:3] == ["membench", "worker", scenario.name]
