@@ -16,6 +16,7 @@ from typing import Any
 import click
 import pytest
 from helpers import membench, run_config
+from test_bad_input import GOOD_SCHEDULE
 from test_redaction import (
     RUN_SMALL,
     Protected,
@@ -81,6 +82,58 @@ def test_a_flag_beats_its_variable_and_the_variable_beats_the_default(tmp_path: 
     assert result.returncode == 2 and "MEMBENCH_COMPARE_THRESHOLD: -5.0" in result.stderr
     given = membench("compare", "--threshold", "5", "none.json", "b.json", env=env, timeout=60)
     assert "THRESHOLD" not in given.stderr and "none.json" in given.stderr, given.stderr
+
+
+# Bad input from the command line's own rules: (id, argv, environment, what the line names).
+REFUSED: list[tuple[str, list[str], dict[str, str], str]] = [
+    # Options never match by abbreviation, commands neither.
+    ("run abbreviated option", ["run", "--sub", "4"], {}, "No such option '--sub'"),
+    ("abbreviated command", ["ru"], {}, "No such command 'ru'"),
+    # A bad value from an option's variable: the line names the variable.
+    (
+        "stack duration from its variable",
+        ["stack", "up", "--dir", "{tmp}/st"],
+        {"MEMBENCH_STACK_DURATION": "-1"},
+        "error: MEMBENCH_STACK_DURATION: -1.0 is not in the range",
+    ),
+    (
+        "run subtasks from its variable",
+        ["run"],
+        {"MEMBENCH_RUN_SUBTASKS": "0"},
+        "error: MEMBENCH_RUN_SUBTASKS: 0 is not in the range",
+    ),
+    (
+        "loadgen metrics host from its variable",
+        ["loadgen", "--schedule", "{tmp}/s.toml"],
+        {"MEMBENCH_LOADGEN_METRICS_HOST": "999.1.1.1"},
+        "error: MEMBENCH_LOADGEN_METRICS_HOST: cannot listen on '999.1.1.1'",
+    ),
+    (
+        "run broker from CELERY_BROKER_URL",
+        ["run"],
+        {"CELERY_BROKER_URL": "garbage"},
+        "error: CELERY_BROKER_URL: the URL is not a redis:// or rediss:// URL",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "variables", "named"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED]
+)
+def test_refused_in_one_line_naming_the_flag_or_its_variable(
+    args: list[str], variables: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in settings.BROKER_URL_VARIABLES}
+    schedule = tmp_path / "s.toml"
+    schedule.write_text(GOOD_SCHEDULE)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if args[0] == "run":
+        args += ["--output", str(tmp_path / "out")]
+    result = membench(*args, env=env | variables, timeout=60)
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    (line,) = result.stderr.splitlines()
+    assert named in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"], "nothing written"
 
 
 @pytest.mark.parametrize(

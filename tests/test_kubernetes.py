@@ -1,6 +1,7 @@
 """deploy/kubernetes/ offline: the base's kustomize build, its schemas and labels, its Prometheus
-config (promtool) and relabelling (a real Prometheus), and its agreement with docker-compose.yml
-and the repo. The prometheus-operator overlay: test_kubernetes_operator.py."""
+config (promtool), and its agreement with docker-compose.yml and the repo. The prometheus-operator
+overlay: test_kubernetes_operator.py; the relabelling on a real Prometheus:
+test_kubernetes_relabel.py."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """deploy/kubernetes/overlays/prometheus-operator offline: the build, every core object against
 Kubernetes' schemas and every PodMonitor and PrometheusRule against prometheus-operator's CRD
 schemas (vendored in tests/fixtures/prometheus-operator-crds), generated files that match their
-sources, the monitoring namespace the user names, and the PodMonitors' relabelling, as the
-operator renders it, on a real Prometheus against real prefork workers (per-process and
-one-port)."""
+sources, what the PodMonitors cover and the monitoring namespace the user names. Their
+relabelling on a real Prometheus: test_kubernetes_relabel.py."""
 
 from __future__ import annotations
 
