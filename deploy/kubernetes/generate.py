@@ -1,7 +1,8 @@
 """Generate what deploy/kubernetes/ derives from the rest of the repository, never by hand.
 
 - base/prometheus/rules/*.yml: a copy of the repository's prometheus/rules/ (kustomize reads no file
-  outside its root), which the bundled Prometheus mounts;
+  outside its root), which the bundled Prometheus mounts, and base/prometheus/kustomization.yaml,
+  whose ConfigMap generators list every one of them;
 - components/prometheus-operator/prometheusrule.yaml: those rule files as one PrometheusRule;
 - components/prometheus-operator/podmonitors.yaml: a PodMonitor per job of the bundled
   Prometheus's kubernetes_sd config (base/prometheus/prometheus.yml), with the same relabelling, so
@@ -29,6 +30,8 @@ RULES_COPY = BASE / "prometheus" / "rules"
 CONFIG = BASE / "prometheus" / "prometheus.yml"
 COMPONENT = HERE / "components" / "prometheus-operator"
 PROJECT_VERSION = "0.1.0"
+# The tag of the bundled Prometheus's image (base/prometheus.yaml).
+PROMETHEUS_VERSION = "v2.53.2"
 # A container port name has at most 15 characters: metrics-child-9 is the last child's.
 MAX_CHILDREN = 10
 # The pod port names each job of prometheus.yml keeps, in the order of their endpoints.
@@ -136,9 +139,39 @@ def pod_monitors(config_path: Path = CONFIG) -> str:
     return _dump(monitors, "deploy/kubernetes/base/prometheus/prometheus.yml")
 
 
+def prometheus_kustomization(rule_files: list[str]) -> str:
+    """The ConfigMaps the bundled Prometheus mounts: its config, and every rules file."""
+    labels = {
+        "app.kubernetes.io/name": "prometheus",
+        "app.kubernetes.io/component": "prometheus",
+        "app.kubernetes.io/version": PROMETHEUS_VERSION,
+    }
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "configMapGenerator": [
+            {
+                "name": "prometheus-config",
+                "files": ["prometheus.yml"],
+                "options": {"labels": labels},
+            },
+            {
+                "name": "prometheus-rules",
+                "files": [f"rules/{name}" for name in rule_files],
+                "options": {"labels": labels},
+            },
+        ],
+    }
+    return _dump([kustomization], "prometheus/rules/*.yml").replace("---\n", "", 1)
+
+
 def outputs() -> dict[Path, str]:
     """Every generated file and its content, built fresh from the sources."""
-    files = {RULES_COPY / path.name: path.read_text() for path in sorted(REPO_RULES.glob("*.yml"))}
+    rules = sorted(REPO_RULES.glob("*.yml"))
+    files = {RULES_COPY / path.name: path.read_text() for path in rules}
+    files[BASE / "prometheus" / "kustomization.yaml"] = prometheus_kustomization(
+        [path.name for path in rules]
+    )
     files[COMPONENT / "prometheusrule.yaml"] = prometheus_rule()
     files[COMPONENT / "podmonitors.yaml"] = pod_monitors()
     return files
