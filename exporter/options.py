@@ -13,9 +13,8 @@ import click
 from membench import settings
 from membench.exporter import names
 
-# Outside 9100-9999 (Prometheus's exporter range, fully allocated, celery-exporter on 9808) and
-# clear of Flower (5555), Prometheus (9090) and Alertmanager (9093). Children use the next ports.
-DEFAULT_PORT = 19808
+# Why this port: membench/settings.py. Children use the next ports.
+DEFAULT_PORT = settings.DEFAULT_METRICS_PORT
 PER_PROCESS = "per-process"
 ONE_PORT = "one-port"
 MODES = (PER_PROCESS, ONE_PORT)

@@ -37,8 +37,8 @@ def client_app(url: str) -> Any:
     """The membench Celery app set up as a client (sender of tasks, reader of results) of `url`."""
     from membench.workers.app import app
 
-    app.conf.broker_url = url
-    app.conf.result_backend = url
+    # broker_read_url/broker_write_url: Celery would take $CELERY_BROKER_URL over broker_url.
+    app.conf.update(broker_url=url, broker_read_url=url, broker_write_url=url, result_backend=url)
     app.conf.result_backend_transport_options = {"retry_policy": CLIENT_RESULT_RETRY_POLICY}
     return app
 

@@ -1,7 +1,9 @@
-"""Every MEMBENCH_* environment variable, named and read in this one module.
+"""Every environment variable membench reads, named and read in this one module, and the
+default ports.
 
 Flags come first, then these variables, then the defaults here. Names are the contract between
 `membench` commands, the worker processes they start, compose files and the Kubernetes manifests.
+Every other option of a command reads MEMBENCH_<COMMAND>_<OPTION> (membench/cli/options.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 BROKER_URL = "MEMBENCH_BROKER_URL"  # Redis URL of broker and result backend
+# What every Celery user already has set; read after MEMBENCH_BROKER_URL.
+CELERY_BROKER_URL = "CELERY_BROKER_URL"
+BROKER_URL_VARIABLES = (BROKER_URL, CELERY_BROKER_URL)
+# The prefix of the variable each command option reads: MEMBENCH_RUN_SUBTASKS for `run --subtasks`.
+OPTION_PREFIX = "MEMBENCH"
 TARGETS_DIR = "MEMBENCH_TARGETS_DIR"  # file_sd directory exporters register in
 METRICS_HOST = "MEMBENCH_METRICS_HOST"  # address worker exporters bind
 METRICS_PORT = "MEMBENCH_METRICS_PORT"  # main exporter's port; prefork child i: +1+i
@@ -29,6 +36,12 @@ GRAFANA_DASHBOARDS_DIR = "MEMBENCH_GRAFANA_DASHBOARDS_DIR"
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_METRICS_HOST = "127.0.0.1"
+# Outside 9100-9999, the exporters' range of Prometheus's default port allocations (full; 9100
+# is node_exporter's, celery-exporter's 9808), and clear of Elasticsearch (9200, 9300), Flower
+# (5555), Prometheus (9090), Alertmanager (9093) and Grafana (3000). The instrument's main
+# process listens on 19808, prefork child i on 19809+i; the load generator just below.
+DEFAULT_METRICS_PORT = 19808
+DEFAULT_LOADGEN_METRICS_PORT = 19807
 
 
 def _get(name: str, env: Mapping[str, str] | None) -> str | None:
@@ -37,7 +50,13 @@ def _get(name: str, env: Mapping[str, str] | None) -> str | None:
 
 
 def broker_url(env: Mapping[str, str] | None = None) -> str | None:
-    return _get(BROKER_URL, env)
+    """MEMBENCH_BROKER_URL, else CELERY_BROKER_URL (the first one set and not empty)."""
+    return next(filter(None, (_get(name, env) for name in BROKER_URL_VARIABLES)), None)
+
+
+def broker_url_source(env: Mapping[str, str] | None = None) -> str | None:
+    """The name of the variable broker_url() reads its URL from, for errors."""
+    return next((name for name in BROKER_URL_VARIABLES if _get(name, env)), None)
 
 
 def broker_url_or_default(env: Mapping[str, str] | None = None) -> str:

@@ -13,6 +13,8 @@ import psutil
 import pytest
 from helpers import membench
 
+from membench.settings import BROKER_URL_VARIABLES as BROKER_VARIABLES
+
 GOOD_SCHEDULE = """
 [defaults]
 subtasks = 2
@@ -118,13 +120,9 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
         {},
         "--hostname",
     ),
-    (
-        "stack duration inf",
-        ["stack", "up", "--duration", "inf"],
-        {},
-        {},
-        "--duration: must be a finite",
-    ),
+    ("stack duration inf", ["stack", "up", "--duration", "inf"], {}, {}, "--duration: inf is"),
+    ("stack duration nan", ["stack", "up", "--duration", "nan"], {}, {}, "--duration: must be"),
+    ("compare threshold nan", ["compare", "--threshold", "nan", "a", "b"], {}, {}, "finite"),
     ("run time minus inf", ["run", "--time", "-inf"], {}, {}, "--time"),
     ("run broker db text", ["run", "--broker", "redis://127.0.0.1:1/zero"], {}, {}, "database"),
     (
@@ -383,7 +381,7 @@ def test_bad_input_is_one_line_exit_2_and_starts_nothing(
     args = [fill(a) for a in argv]
     if args[0] == "run" and "--output" not in args:
         args += ["--output", str(tmp_path / "out")]
-    environment = {k: v for k, v in os.environ.items() if k != "MEMBENCH_BROKER_URL"}
+    environment = {k: v for k, v in os.environ.items() if k not in BROKER_VARIABLES}
     environment |= {k: fill(v) for k, v in env.items()}
     result = membench(*args, env=environment, timeout=60)
 

@@ -1,12 +1,13 @@
-"""deploy/kubernetes/ offline: the kustomize build, its schemas, its Prometheus config (promtool)
-and relabelling (a real Prometheus), and its agreement with docker-compose.yml and the repo."""
+"""deploy/kubernetes/ offline: the base's kustomize build, its schemas and labels, its Prometheus
+config (promtool), and its agreement with docker-compose.yml and the repo. The prometheus-operator
+overlay: test_kubernetes_operator.py; the relabelling on a real Prometheus:
+test_kubernetes_relabel.py."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +16,22 @@ import test_compose as compose
 import yaml
 from helpers import (
     REPO,
-    StartWorker,
-    exporter_addresses,
-    prometheus_query,
     require_binary,
-    start_prometheus,
 )
 
-from membench.exporter import names
-from membench.processes import free_port, stop, wait_for
+from membench.exporter.options import DEFAULT_PORT
 from membench.run.worker import expected_exporters
-from membench.targets import read_targets
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 KUSTOMIZATION = REPO / "deploy" / "kubernetes"
+BASE = KUSTOMIZATION / "base"
 NAMESPACE = "membench"
+PROJECT_VERSION = "0.1.0"
+# Kubernetes' recommended labels: every object carries all of them.
+RECOMMENDED_LABELS = [
+    f"app.kubernetes.io/{key}"
+    for key in ("name", "instance", "version", "component", "part-of", "managed-by")
+]
 BROKER_URL = "redis://:$(REDIS_PASSWORD)@redis:6379/0"
 # Kubernetes' IANA_SVC_NAME: what a container port's name may be.
 PORT_NAME = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
@@ -41,14 +43,19 @@ POD_SD = {"role": "pod", "namespaces": {"own_namespace": True}}
 Manifests = list[dict[str, Any]]
 
 
-@pytest.fixture(scope="module")
-def manifests() -> Manifests:
+def kustomize(directory: Path) -> Manifests:
+    """Every object of `kubectl kustomize directory`."""
     kubectl = require_binary("kubectl")
     built = subprocess.run(
-        [kubectl, "kustomize", str(KUSTOMIZATION)], capture_output=True, text=True, timeout=120
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120
     )
     assert built.returncode == 0, built.stderr
     return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def manifests() -> Manifests:
+    return kustomize(KUSTOMIZATION)
 
 
 def of_kind(manifests: Manifests, kind: str) -> dict[str, dict[str, Any]]:
@@ -120,12 +127,12 @@ def test_kustomize_builds_the_whole_stack(manifests: Manifests) -> None:
     for obj in manifests:
         if obj["kind"] != "Namespace":
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
-        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "celery-membench"
     assert set(workers(manifests)) == set(SEED_SCENARIOS)
-    assert {"redis", "loadgen", "flower", "prometheus"} <= set(of_kind(manifests, "Deployment"))
+    apps = {"redis", "loadgen", "flower", "prometheus", "alertmanager"}
+    assert apps <= set(of_kind(manifests, "Deployment"))
     assert not of_kind(manifests, "Secret"), "the user creates the Secret: none is committed"
     mounted = {name: text.encode() for name, text in config_map(manifests, "rules").items()}
-    assert mounted == repo_rules(), "kustomization.yaml's prometheus-rules must list every file"
+    assert mounted == repo_rules(), "stale: run python deploy/kubernetes/generate.py"
 
 
 @pytest.mark.parametrize("version", ["1.28.0", "latest"])
@@ -143,14 +150,67 @@ def test_every_object_passes_kubernetes_validate_strict(manifests: Manifests, ve
     assert not failures, "\n".join(failures)
 
 
+def assert_recommended_labels(manifests: Manifests) -> None:
+    """Every object, and every pod template, carries the six app.kubernetes.io labels; the
+    version of a Deployment's pods is its image's tag (ours: the project's version)."""
+    for obj in manifests:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        labels = obj["metadata"].get("labels", {})
+        assert [key for key in RECOMMENDED_LABELS if not labels.get(key)] == [], where
+        assert labels["app.kubernetes.io/part-of"] == "celery-membench", where
+        assert labels["app.kubernetes.io/managed-by"] == "kustomize", where
+        assert labels["app.kubernetes.io/instance"] == NAMESPACE, where
+        if obj["kind"] != "Deployment":
+            continue
+        pods = obj["spec"]["template"]["metadata"]["labels"]
+        assert {k: pods.get(k) for k in RECOMMENDED_LABELS} == {
+            k: labels[k] for k in RECOMMENDED_LABELS
+        }, where
+        selector = obj["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pods.items(), where
+        image = pod_spec(obj)["containers"][0]["image"]
+        assert pods["app.kubernetes.io/version"] == image.rpartition(":")[2], where
+
+
+def test_every_object_carries_the_recommended_labels(manifests: Manifests) -> None:
+    assert_recommended_labels(manifests)
+    project = {c["image"] for _, c in containers(manifests) if argv(c)[0] == "membench"}
+    assert {image.rpartition(":")[2] for image in project} == {PROJECT_VERSION}
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f'version = "{PROJECT_VERSION}"' in pyproject
+
+
+def test_the_workers_are_one_template_patched_per_scenario(manifests: Manifests) -> None:
+    """Four Deployments built from workers/template; each differs from the others only in
+    what its scenario's patch sets: name, scenario labels, command and child ports."""
+    template = yaml.safe_load((BASE / "workers" / "template" / "worker.yaml").read_text())
+    built = workers(manifests)
+    for name, deployment in built.items():
+        scenario = SCENARIOS[name]
+        assert deployment["metadata"]["name"] == f"worker-{name.replace('_', '-')}"
+        ours, theirs = pod_spec(deployment), pod_spec(template)
+        assert {k: v for k, v in ours.items() if k != "containers"} == {
+            k: v for k, v in theirs.items() if k != "containers"
+        }, name
+        (container,), (original,) = ours["containers"], theirs["containers"]
+        varied = {"command", "ports", "image"}
+        assert {k: v for k, v in container.items() if k not in varied} == {
+            k: v for k, v in original.items() if k not in varied
+        }, name
+        assert deployment["spec"]["selector"]["matchLabels"]["membench.io/scenario"] == name
+        assert argv(container)[:3] == ["membench", "worker", scenario.name]
+    directories = sorted(p.name for p in (BASE / "workers").iterdir() if p.name != "template")
+    assert directories == sorted(name.replace("_", "-") for name in built)
+
+
 def repo_rules() -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (REPO / "prometheus" / "rules").glob("*.yml")}
 
 
 def test_the_rules_copy_is_the_repository_rules_byte_for_byte() -> None:
-    """kustomize reads no file outside deploy/kubernetes/: it mounts a copy of the rules."""
-    copy = {p.name: p.read_bytes() for p in (KUSTOMIZATION / "prometheus" / "rules").glob("*.yml")}
-    assert copy == repo_rules(), "cp prometheus/rules/*.yml deploy/kubernetes/prometheus/rules/"
+    """kustomize reads no file outside its root: the base mounts a generated copy of the rules."""
+    copy = {p.name: p.read_bytes() for p in (BASE / "prometheus" / "rules").glob("*.yml")}
+    assert copy == repo_rules(), "stale: run python deploy/kubernetes/generate.py"
 
 
 # --- the Prometheus config -----------------------------------------------------------------
@@ -208,13 +268,13 @@ def test_worker_pods_name_every_exporter_port(manifests: Manifests) -> None:
         assert {k: labels[f"membench.io/{k}"] for k in expected} == expected
         (container,) = pod_spec(deployment)["containers"]
         command = argv(container)
-        assert compose.option(command, "--metrics-port") == "9100"
+        assert compose.option(command, "--metrics-port") == str(DEFAULT_PORT)
         assert env(container)["MEMBENCH_METRICS_HOST"]["value"] == "0.0.0.0"
         concurrency = int(compose.option(command, "--concurrency") or 1)
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        wanted = {"metrics-main": 9100}
+        wanted = {"metrics-main": DEFAULT_PORT}
         children = expected_exporters(scenario, concurrency) - 1
-        wanted |= {f"metrics-child-{i}": 9100 + 1 + i for i in range(children)}
+        wanted |= {f"metrics-child-{i}": DEFAULT_PORT + 1 + i for i in range(children)}
         assert ports == wanted, name
         for port_name, number in ports.items():
             assert PORT_NAME.match(port_name), f"{name}: invalid port name {port_name}"
@@ -243,15 +303,19 @@ def test_pods_run_non_root_with_memory_limits_and_no_service(manifests: Manifest
     for name, service in of_kind(manifests, "Service").items():
         assert service["spec"]["type"] == "ClusterIP", name
         selected = service["spec"]["selector"]["app.kubernetes.io/name"]
-        assert selected in {"redis", "flower", "prometheus"}, f"{name}: exporters get no Service"
+        applications = {"redis", "flower", "prometheus", "alertmanager"}
+        assert selected in applications, f"{name}: exporters get no Service"
 
 
 def test_images_are_pinned_as_in_compose(manifests: Manifests) -> None:
-    compose_images = {service["image"] for service in compose.services().values()}
+    """Every image has a version tag; one compose runs too has compose's tag."""
+    compose_images = dict(
+        service["image"].rpartition(":")[::2] for service in compose.services().values()
+    )
     for name, container in containers(manifests):
-        image = container["image"]
-        assert re.fullmatch(r"v?\d+\.\d+\.\d+(-\w+)?", image.rpartition(":")[2]), image
-        assert image in compose_images, f"{name}: {image} is not the image compose runs"
+        repository, _, tag = container["image"].rpartition(":")
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+(-\w+)?", tag), container["image"]
+        assert compose_images.get(repository, tag) == tag, f"{name}: not compose's {repository}"
 
 
 def test_broker_url_and_passwords_come_from_the_users_secret(manifests: Manifests) -> None:
@@ -288,113 +352,3 @@ def test_commands_agree_with_compose(manifests: Manifests) -> None:
     for command in ours:
         if command[1] != "worker":
             assert command == others[command_kind(command)]
-
-
-# --- the relabelling on a real Prometheus --------------------------------------------------
-
-PORT_META = "__meta_kubernetes_pod_container_port_name"
-PHASE_META = "__meta_kubernetes_pod_phase"
-RSS_QUERY = f'{names.PROCESS_RSS_BYTES}{{job="membench-workers"}}'
-
-
-def pod_name(deployment: dict[str, Any]) -> str:
-    return f"{deployment['metadata']['name']}-5d8f7c9b6-x2k4q"
-
-
-def meta_labels(deployment: dict[str, Any], port_name: str, address: str, phase: str) -> dict:
-    """The labels Prometheus's pod discovery gives one container port of the Deployment's pod."""
-    labels = {
-        "__meta_kubernetes_namespace": NAMESPACE,
-        "__meta_kubernetes_pod_name": pod_name(deployment),
-        "__meta_kubernetes_pod_ip": "10.244.1.7",
-        "__meta_kubernetes_pod_node_name": "node-1",
-        "__meta_kubernetes_pod_container_name": pod_spec(deployment)["containers"][0]["name"],
-        "__meta_kubernetes_pod_container_port_number": address.rpartition(":")[2],
-        PORT_META: port_name,
-        PHASE_META: phase,
-    }
-    for key, value in deployment["spec"]["template"]["metadata"]["labels"].items():
-        safe = re.sub(r"[^a-zA-Z0-9_]", "_", key)
-        labels[f"__meta_kubernetes_pod_label_{safe}"] = value
-        labels[f"__meta_kubernetes_pod_labelpresent_{safe}"] = "true"
-    return labels
-
-
-def api_targets(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as reply:
-        return json.loads(reply.read())["data"]
-
-
-def file_sd_prometheus_dir(
-    directory: Path, manifests: Manifests, pods: dict[str, list[tuple[Any, ...]]]
-) -> Path:
-    """The pod's config for the jobs of `pods`, on file_sd, scraping every second; each job's
-    targets file holds (deployment, port name, address, phase) as pod discovery labels them."""
-    config = with_file_sd(kubernetes_config(manifests), interval="1s")
-    config["global"] |= {"scrape_interval": "1s", "scrape_timeout": "1s"}
-    config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] in pods]
-    path = write_prometheus_dir(directory, manifests, config)
-    (path.parent / "targets").mkdir()
-    for job, entries in pods.items():
-        groups = [{"targets": [entry[2]], "labels": meta_labels(*entry)} for entry in entries]
-        (path.parent / "targets" / f"{job}.json").write_text(json.dumps(groups))
-    return path
-
-
-def label_sets(labels: list[dict[str, str]]) -> list[frozenset[tuple[str, str]]]:
-    return sorted((frozenset(item.items()) for item in labels), key=sorted)
-
-
-@pytest.mark.slow
-def test_relabelling_yields_the_file_sd_labels_on_a_real_prometheus(
-    manifests: Manifests, start_worker: StartWorker, tmp_path: Path
-) -> None:
-    """The built relabel rules, on the labels pod discovery gives a prefork pod's ports, against
-    a real `membench worker prefork_threads --concurrency 2`: exactly the file_sd labels."""
-    binary = require_binary("prometheus")
-    worker = start_worker("prefork_threads", concurrency=2)
-    (main,) = exporter_addresses(worker)[names.ROLE_MAIN]
-    targets = read_targets(worker.targets_dir)  # port metrics-child-<i>: the child of index i
-    children = {e["labels"]["child"]: e["targets"][0] for e in targets if e["labels"]["child"]}
-    assert sorted(children) == ["0", "1"]
-    pod = workers(manifests)["prefork_threads"]
-    loadgen = of_kind(manifests, "Deployment")["loadgen"]
-    kept = [(pod, "metrics-main", main, "Running")]
-    kept += [(pod, f"metrics-child-{i}", children[str(i)], "Running") for i in range(2)]
-    # Not worker targets: a port not named metrics-*, a finished pod, a loadgen pod.
-    dropped = [(pod, "http", main, "Running"), (pod, "metrics-main", main, "Failed")]
-    dropped.append((loadgen, "metrics", main, "Running"))
-    pods = {"membench-workers": kept + dropped, "membench-loadgen": dropped[-1:]}
-    scenario = SCENARIOS["prefork_threads"]
-    identity = {"scenario": scenario.name, "pool": scenario.pool, "strategy": scenario.strategy}
-    want = [
-        {"job": "membench-workers", "instance": f"{pod_name(pod)}:{address.rpartition(':')[2]}"}
-        | identity
-        | {"role": names.ROLE_MAIN if name == "metrics-main" else names.ROLE_CHILD}
-        | ({} if name == "metrics-main" else {"child": name.rpartition("-")[2]})
-        for _, name, address, _ in kept
-    ]
-    loadgen_instance = f"{pod_name(loadgen)}:{main.rpartition(':')[2]}"
-    config = file_sd_prometheus_dir(tmp_path / "prometheus", manifests, pods)
-    port = free_port()
-    proc = start_prometheus(binary, config, tmp_path / "data", port, tmp_path / "prom.log")
-    try:
-
-        def all_up() -> list[dict[str, str]] | None:
-            active = api_targets(port)["activeTargets"]
-            healthy = [t["labels"] for t in active if t["health"] == "up"]
-            return healthy if len(healthy) == len(active) == len(kept) + 1 else None
-
-        active = wait_for(all_up, 60, interval=0.5, what="Prometheus scraping every exporter")
-        loadgen_target = {"job": "membench-loadgen", "instance": loadgen_instance}
-        assert label_sets(active) == label_sets([*want, loadgen_target])
-        gone = [t["discoveredLabels"] for t in api_targets(port)["droppedTargets"]]
-        assert sorted((t["job"], t[PORT_META], t[PHASE_META]) for t in gone) == sorted(
-            ("membench-workers", name, phase) for _, name, _, phase in dropped
-        )
-        # honor_labels: each series carries its target's labels, no exported_* copies.
-        series = wait_for(lambda: prometheus_query(port, RSS_QUERY), 30, what=RSS_QUERY)
-        got = [{k: v for k, v in s["metric"].items() if k != "__name__"} for s in series]
-        assert label_sets(got) == label_sets(want)
-    finally:
-        stop(proc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
@@ -17,16 +18,17 @@ from membench.urls import BROKER_FORM, BROKER_SCHEMES, UrlError, parse_url
 
 
 def broker_url_from_env() -> str:
-    """MEMBENCH_BROKER_URL, checked in every process that imports the app: a worker started
-    straight by celery (compose, Kubernetes) has had no `membench` command check it, and kombu
-    would send a password's text after a raw '@' to the resolver as a host name."""
+    """MEMBENCH_BROKER_URL (else CELERY_BROKER_URL), checked in every process that imports the
+    app: a worker started straight by celery (compose, Kubernetes) has had no `membench` command
+    check it, and kombu would send a password's text after a raw '@' to the resolver as a host."""
     url = settings.broker_url_or_default()
+    where = settings.broker_url_source() or settings.BROKER_URL
     try:
         parse_url(url, BROKER_SCHEMES, BROKER_FORM)
     except UrlError as exc:
-        raise SystemExit(f"{settings.BROKER_URL}: {exc}") from None
+        raise SystemExit(f"{where}: {exc}") from None
     except ValueError:
-        raise SystemExit(f"{settings.BROKER_URL}: the URL is not a valid URL") from None
+        raise SystemExit(f"{where}: the URL is not a valid URL") from None
     return url
 
 
@@ -84,6 +86,12 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     result_expires=3600,
 )
+
+if settings.CELERY_BROKER_URL in os.environ:
+    # Celery prefers $CELERY_BROKER_URL to broker_url, but not to these two: the broker is the
+    # one membench chose (MEMBENCH_BROKER_URL first, then that variable) in every process.
+    # Only then: code that sets broker_url later (a test's app) keeps working as before.
+    app.conf.update(broker_read_url=broker_url_from_env(), broker_write_url=broker_url_from_env())
 
 # Every worker process exports its memory and the per-task metrics through the instrument any
 # Celery app gets (membench.celery), with the scenario's identity as extra labels. Not even

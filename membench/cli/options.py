@@ -28,6 +28,8 @@ FIELD_FLAGS = {
     "payload": "--payload",
 }
 MAX_CONCURRENCY = 256
+# The largest --max-tasks-per-child / --max-memory-per-child.
+MAX_RECYCLE = 1_000_000_000
 # The longest --duration a command takes (a year): a longer one is a typo, or "for ever", which
 # is what leaving --duration out already says.
 MAX_DURATION_S = 366 * 24 * 3600.0
@@ -43,13 +45,33 @@ class UsageError(click.UsageError):
 def refuse_blank_and_infinite(command: click.Command) -> None:
     """Give every option and argument of `command` (and of its subcommands) the checks no
     value of any of them may skip: a blank string (`--output ""` would write into the current
-    directory, `--queue ""` silently became the default) and an infinite number (`--duration
-    inf` ran for ever) are refused in one line naming the flag. Set once on the whole tree so
-    that an option added later has them too."""
+    directory, `--queue ""` silently became the default) and a number that is not finite
+    (`--duration inf` ran for ever; NaN passes every range) are refused in one line naming
+    the flag. Set once on the whole tree so that an option added later has them too."""
     for param in command.params:
         param.callback = _checked(param.callback)
     for sub in getattr(command, "commands", {}).values():
         refuse_blank_and_infinite(sub)
+
+
+def read_environment(group: click.Group) -> None:
+    """Let every option of every command read an environment variable, shown in --help: its
+    own where settings names one (--broker: MEMBENCH_BROKER_URL, then CELERY_BROKER_URL), else
+    MEMBENCH_<COMMAND>_<OPTION>, the option's long flag in capitals (`run --subtasks`:
+    MEMBENCH_RUN_SUBTASKS). The command is part of the name because the same flag means
+    different things in different commands (`--output`: a directory for `run`, a PNG for
+    `plot`; `--metrics-port`: a worker's or the load generator's). click's own
+    auto_envvar_prefix would name the variable after the Python parameter instead of the
+    flag (MEMBENCH_RUN_SIZE_MB for --size), so the names are set here, once, for the tree."""
+    for command in group.commands.values():
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            if param.envvar is None:
+                flag = max((o for o in param.opts if o.startswith("--")), key=len)
+                words = [settings.OPTION_PREFIX, command.name or "", flag[2:]]
+                param.envvar = "_".join(words).upper().replace("-", "_")
+            param.show_envvar = True
 
 
 def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
@@ -57,18 +79,22 @@ def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
         for each in value if isinstance(value, (list, tuple)) else (value,):
             if isinstance(each, (str, Path)) and not str(each).strip():
                 raise click.BadParameter("must not be empty", ctx, param)
-            if isinstance(each, float) and math.isinf(each):  # NaN: each option's own check
+            # Before any range: click's FloatRange lets NaN through (every comparison is false).
+            if isinstance(each, float) and not math.isfinite(each):
                 raise click.BadParameter(f"must be a finite number, got {each}", ctx, param)
         return callback(ctx, param, value) if callback is not None else value
 
     return check
 
 
-def duration_s(flag: str, value: float | None) -> float | None:
-    """A --duration in seconds: none, or above 0 and at most MAX_DURATION_S."""
-    if value is not None and not 0 < value <= MAX_DURATION_S:
-        raise UsageError(f"{flag}: must be > 0 and <= {MAX_DURATION_S:.0f}, got {value}")
-    return value
+def duration_option(help_text: str) -> Callable[[Any], Any]:
+    """--duration S: above 0 and at most MAX_DURATION_S (the range shows in --help)."""
+    return click.option(
+        "--duration",
+        type=click.FloatRange(0, MAX_DURATION_S, min_open=True),
+        metavar="S",
+        help=help_text,
+    )
 
 
 def positive_int(flag: str, value: int, high: int = 1_000_000) -> int:
@@ -112,13 +138,27 @@ def _unset(parameter: str) -> bool:
     return ctx is not None and ctx.get_parameter_source(parameter) is ParameterSource.DEFAULT
 
 
-def source_of(parameter: str, flag: str) -> str:
+def source_of(parameter: str, flag: str, ctx: click.Context | None = None) -> str:
     """What to name in an error: the flag, or the environment variable the value came from."""
-    ctx = click.get_current_context(silent=True)
+    ctx = ctx or click.get_current_context(silent=True)
     if ctx is None or ctx.get_parameter_source(parameter) is not ParameterSource.ENVIRONMENT:
         return flag
     option = next(p for p in ctx.command.params if p.name == parameter)
-    return str(option.envvar)
+    names = [option.envvar] if isinstance(option.envvar, str) else list(option.envvar or [])
+    # click reads the first of them that is set and not empty, as settings does.
+    return next((name for name in names if os.environ.get(name)), flag)
+
+
+def name_the_source(ctx: click.Context | None, message: str) -> str:
+    """`message` ("--flag: ...") led by the environment variable instead, when the flag's value
+    came from one: that is what the user has to fix."""
+    flag, colon, rest = message.partition(": ")
+    if ctx is None or not colon or not flag.startswith("--"):
+        return message
+    for param in ctx.command.params:
+        if isinstance(param, click.Option) and flag in param.opts and param.name:
+            return f"{source_of(param.name, flag, ctx)}: {rest}"
+    return message
 
 
 def check_metrics_host(host: str) -> None:
@@ -160,7 +200,7 @@ def worker_options(
     ):
         if value is None:
             continue
-        positive_int(flag, value, 1_000_000_000)
+        positive_int(flag, value, MAX_RECYCLE)
         if "prefork" not in pools:
             raise UsageError(f"{flag}: recycles prefork children; no prefork scenario selected")
     malloc_env(malloc)
@@ -168,7 +208,9 @@ def worker_options(
 
 
 def broker_option(help_text: str) -> Callable[[Any], Any]:
-    return click.option("--broker", envvar=settings.BROKER_URL, show_envvar=True, help=help_text)
+    return click.option(
+        "--broker", envvar=list(settings.BROKER_URL_VARIABLES), show_envvar=True, help=help_text
+    )
 
 
 def worker_option_group(function: Any) -> Any:
@@ -184,14 +226,15 @@ def worker_option_group(function: Any) -> Any:
         ),
         click.option(
             "--max-tasks-per-child",
-            type=int,
+            type=click.IntRange(1, MAX_RECYCLE),
             help="prefork: replace a child after this many tasks (celery's flag)",
         ),
         click.option(
             "--max-memory-per-child",
-            type=int,
+            type=click.IntRange(1, MAX_RECYCLE),
             metavar="KIB",
-            help="prefork: replace a child after a task leaves it above this resident KiB",
+            help="prefork: replace a child after a task leaves it above this resident KiB "
+            "(KiB: 1024 bytes, celery's unit)",
         ),
     ]
     for decorator in reversed(decorators):

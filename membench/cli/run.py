@@ -25,7 +25,6 @@ from membench.cli.options import (
     UsageError,
     broker_option,
     check_broker,
-    positive_int,
     worker_option_group,
     worker_options,
     writable_dir,
@@ -33,6 +32,7 @@ from membench.cli.options import (
 from membench.descendants import Adopter
 from membench.procfs import read_meminfo
 from membench.run.output import OutputBusy, OutputLock
+from membench.workers.params import MAX_HOLD_S, MAX_SIZE_MB, MAX_SUBTASKS, MAX_WORKERS
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
 
@@ -65,7 +65,7 @@ def _run_config(args: SimpleNamespace) -> Any:
         size_mb=args.size_mb,
         hold_s=args.hold_s,
         workers=args.workers,
-        concurrency=positive_int("--concurrency", args.concurrency, MAX_CONCURRENCY),
+        concurrency=args.concurrency,
         runs=args.runs,
         payload=args.payload,
         payload_sha256=_user_payload_sha256(args.payload),
@@ -125,7 +125,7 @@ def cmd_run(args: SimpleNamespace) -> int:
     if not isinstance(args.concurrency, int):
         raise UsageError(f"--concurrency: a list is for --app runs, got {args.concurrency}")
     plans = _run_plans(args)
-    sizing = None if args.sizing is None else positive_int("--sizing", args.sizing, MAX_CONCURRENCY)
+    sizing = args.sizing
     broker = args.broker or None
     if broker:
         check_broker(broker)
@@ -297,17 +297,30 @@ class ConcurrencyList(click.ParamType):
     name = "N[,N2...]"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        if isinstance(value, int) or "," in str(value):
+        if "," in str(value):
             return value
-        return click.INT.convert(value, param, ctx)
+        return click.IntRange(1, MAX_CONCURRENCY).convert(value, param, ctx)
 
 
 # The seed benchmark's flags and defaults, to the letter: (flag, parameter, type, default, help).
+# MB is the seed's unit and the table's: 2^20 bytes (MiB), said so in help and table footers.
 SEED_FLAGS: tuple[tuple[str, str, Any, Any, str], ...] = (
-    ("--subtasks", "subtasks", int, 10, "subtasks per task"),
-    ("--size", "size_mb", float, 20.0, "MB of data each subtask builds"),
-    ("--time", "hold_s", float, 0.5, "seconds each subtask holds its data"),
-    ("--workers", "workers", int, 4, "threads/greenlets inside the task"),
+    ("--subtasks", "subtasks", click.IntRange(1, MAX_SUBTASKS), 10, "subtasks per task"),
+    (
+        "--size",
+        "size_mb",
+        click.FloatRange(0, MAX_SIZE_MB, min_open=True),
+        20.0,
+        "MB (2^20 bytes) of data each subtask builds",
+    ),
+    (
+        "--time",
+        "hold_s",
+        click.FloatRange(0, MAX_HOLD_S),
+        0.5,
+        "seconds each subtask holds its data",
+    ),
+    ("--workers", "workers", click.IntRange(1, MAX_WORKERS), 4, "threads/greenlets in the task"),
     (
         "--concurrency",
         "concurrency",
@@ -346,7 +359,7 @@ def seed_flags(function: Any) -> Any:
     "--payload",
     default="bytes",
     show_default=True,
-    help="bytes: one buffer per subtask; records: ~1 KB str objects; dicts: JSON-like nested "
+    help="bytes: one buffer per subtask; records: ~1 KiB str objects; dicts: JSON-like nested "
     "dicts; numpy: the seed's subtask (np.random.random, sleep, np.mean, np.std); cpu-numpy, "
     "cpu-python: compute instead of sleeping, --time CPU seconds per subtask (numpy releases the "
     "GIL, Python holds it); MODULE:FUNCTION: your FUNCTION(index, size_mb, hold_s), importable "
@@ -361,7 +374,7 @@ def seed_flags(function: Any) -> Any:
     is_flag=True,
     help="run every run of a scenario on one long-lived worker (default: fresh per run)",
 )
-@click.option("--force", is_flag=True, help="run even if the data exceeds 80% of MemAvailable")
+@click.option("--force", is_flag=True, help="run even if the live data exceeds 80% of MemAvailable")
 @worker_option_group
 @click.option(
     "--malloc-trim",
@@ -377,7 +390,7 @@ def seed_flags(function: Any) -> Any:
 )
 @click.option(
     "--sizing",
-    type=int,
+    type=click.IntRange(1, MAX_CONCURRENCY),
     metavar="N",
     help="state, per approach, the memory a worker needs at --concurrency N and a "
     "--max-memory-per-child that does not recycle after every task [default: --concurrency]",

@@ -12,7 +12,7 @@ from membench.cli.options import (
     UsageError,
     broker_option,
     check_broker,
-    duration_s,
+    duration_option,
     writable_dir,
 )
 from membench.loadgen.schedule import EXAMPLE_SCHEDULE
@@ -41,7 +41,7 @@ from membench.workers.scenarios import SEED_SCENARIOS
     show_default="the seed's four",
     help="workers to start",
 )
-@click.option("--duration", type=float, help="stop after this many seconds")
+@duration_option("stop after this many seconds (default: until a signal)")
 def command(
     action: str,
     directory: str,
@@ -66,7 +66,6 @@ def command(
         schedule_path = Path(schedule)
         if not schedule_path.is_file():
             raise UsageError(f"--schedule: {schedule_path} is not a file")
-        duration_s("--duration", duration)
         writable_dir("--dir", where)
         running = state.recorded_stack(where)  # a stale file is removed, and said so
         if running is not None:

@@ -88,15 +88,23 @@ def cmd_worker(
 
 @click.command("worker")
 @click.argument("scenario_name", metavar="SCENARIO")
-@click.option("--concurrency", type=int, default=1, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, MAX_CONCURRENCY),
+    default=1,
+    show_default=True,
+    help="worker processes (prefork) or greenlets/threads",
+)
 @broker_option("Redis URL")
 @click.option(
     "--metrics-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=0,
+    show_default=True,
     envvar=settings.METRICS_PORT,
     show_envvar=True,
-    help="main process port; prefork child i uses port+1+i; 0 = any free port (default: 0)",
+    help="main process port; prefork child i uses port+1+i; 0 = any free port (compose and "
+    f"Kubernetes: {settings.DEFAULT_METRICS_PORT}, the instrument's default)",
 )
 @click.option(
     "--metrics-host",
