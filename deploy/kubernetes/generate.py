@@ -4,6 +4,8 @@
   outside its root), which the bundled Prometheus mounts, and base/prometheus/kustomization.yaml,
   whose ConfigMap generators list every one of them;
 - components/prometheus-operator/prometheusrule.yaml: those rule files as one PrometheusRule;
+- base/alertmanager/alertmanager.yml: a copy of prometheus/alertmanager.yml, the routing, grouping
+  and inhibition every deployment shares;
 - components/prometheus-operator/podmonitors.yaml: a PodMonitor per job of the bundled
   Prometheus's kubernetes_sd config (base/prometheus/prometheus.yml), with the same relabelling, so
   a prometheus-operator's Prometheus gives every series the labels the bundled one gives.
@@ -25,6 +27,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO_RULES = HERE.parent.parent / "prometheus" / "rules"
+REPO_ALERTMANAGER = HERE.parent.parent / "prometheus" / "alertmanager.yml"
 BASE = HERE / "base"
 RULES_COPY = BASE / "prometheus" / "rules"
 CONFIG = BASE / "prometheus" / "prometheus.yml"
@@ -173,6 +176,7 @@ def outputs() -> dict[Path, str]:
         [path.name for path in rules]
     )
     files[COMPONENT / "prometheusrule.yaml"] = prometheus_rule()
+    files[BASE / "alertmanager" / "alertmanager.yml"] = REPO_ALERTMANAGER.read_text()
     files[COMPONENT / "podmonitors.yaml"] = pod_monitors()
     return files
 
