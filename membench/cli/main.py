@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import click
 
-from membench.cli import compare, loadgen, plot, report, run, stack, worker
+from membench.cli import compare, loadgen, plot, report, run, soak, stack, worker
 from membench.cli.options import EXIT_INTERRUPTED, EXIT_USAGE, refuse_blank_and_infinite
 
 # Installed by the `bench` extra only: the base install is the instrument alone (`pip install
@@ -27,7 +27,7 @@ def group() -> None:
     """Memory and time of Celery workers per pool and in-task concurrency model."""
 
 
-for module in (run, worker, loadgen, stack, compare, plot, report):
+for module in (run, worker, loadgen, stack, compare, plot, report, soak):
     group.add_command(module.command)
 refuse_blank_and_infinite(group)
 
