@@ -253,15 +253,17 @@ def run(plan: Plan, limit_bytes_per_s: float) -> tuple[LocalRun, Analysis | None
             injector.join(timeout=60)
             local.faults, local.injector_error = list(injector.faults), injector.error
             local.ended = time.time()
-        if url is not None:
-            analysis = _figures(url, local, plan, limit_bytes_per_s)
-        with contextlib.suppress(OSError, ValueError):  # today's pids: restarts changed them
-            state = json.loads((stack_dir / "stack.json").read_text())
-        say("stopping the stack (SIGTERM to `stack up`)")
-        signalled = [i for f in local.faults for i in f.identities]
-        local.stop = stop_stack(proc, state, signalled)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        try:
+            if url is not None:
+                analysis = _figures(url, local, plan, limit_bytes_per_s)
+        finally:  # whatever the figures did, the stack stops and its pids are checked
+            with contextlib.suppress(OSError, ValueError):  # today's pids, after restarts
+                state = json.loads((stack_dir / "stack.json").read_text())
+            say("stopping the stack (SIGTERM to `stack up`)")
+            signalled = [i for f in local.faults for i in f.identities]
+            local.stop = stop_stack(proc, state, signalled)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     local.restarts = (state or {}).get("restarts", [])
     loadgen_log = stack_dir / "logs" / "loadgen.log"
     text = loadgen_log.read_text(errors="replace") if loadgen_log.exists() else ""

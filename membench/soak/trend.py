@@ -15,6 +15,9 @@ CONFIDENCE = 0.95
 # Each segment needs this many samples to carry a slope (2 give a line with no residual).
 MIN_SEGMENT_POINTS = 3
 _Z = statistics.NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
+# RSS counts whole 4 KiB pages: a reading's own rounding error has this standard deviation, so
+# no residual noise is taken as smaller (a flat series of 3 samples is not a zero-error slope).
+PAGE_NOISE = 4096 / math.sqrt(12)
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def fit(segments: Sequence[Points]) -> Trend:
         return Trend(None, None, None, n, len(used), span, None, 0.0, float(n), interval)
     slope = sum(t * v for s in centred for t, v in s) / sxx
     residuals = [[v - slope * t for t, v in s] for s in centred]
-    ss = sum(e * e for r in residuals for e in r)
+    ss = max(sum(e * e for r in residuals for e in r), (n - len(used)) * PAGE_NOISE**2)
     lagged = sum(a * b for r in residuals for a, b in itertools.pairwise(r))
     rho = min(max(lagged / ss, 0.0), 0.99) if ss > 0 else 0.0
     effective = n * (1 - rho) / (1 + rho)
@@ -110,13 +113,13 @@ def level_at(segment: Points, slope: float, at: float) -> float:
     return mean_v + slope * (at - mean_t)
 
 
-def judge(trend: Trend, limit: float) -> str:
-    """ "pass": the whole interval is at or below `limit` (bytes/s); "fail": all of it above;
-    "inconclusive": it straddles the limit, or the samples carry no interval."""
-    if trend.low is None or trend.high is None:
+def judge(low: float | None, high: float | None, limit: float) -> str:
+    """The call on an interval [low, high] against `limit`: pass when all of it is at or below,
+    fail when all of it is above, inconclusive when it straddles (or there is no interval)."""
+    if low is None or high is None:
         return "inconclusive"
-    if trend.high <= limit:
+    if high <= limit:
         return "pass"
-    if trend.low > limit:
+    if low > limit:
         return "fail"
     return "inconclusive"
