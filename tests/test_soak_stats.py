@@ -17,7 +17,15 @@ HOUR = 3600.0
 
 
 def test_t_quantiles_match_the_tables() -> None:
-    for dof, table in ((3, 3.182), (5, 2.571), (10, 2.228), (30, 2.042), (1000, 1.962)):
+    for dof, table in (
+        (1, 12.706),
+        (2, 4.303),
+        (3, 3.182),
+        (5, 2.571),
+        (10, 2.228),
+        (30, 2.042),
+        (1000, 1.962),
+    ):
         assert t_quantile(0.975, dof) == pytest.approx(table, abs=0.01)
 
 

@@ -94,12 +94,15 @@ def analyse(
         read(names.TASK_RUNS_TOTAL),
         replacement_times(processes),
         limit_bytes_per_s,
+        window.start,
     )
     recycles: dict[str, int] = {}
     for s in read(names.CHILD_RECYCLES_TOTAL):
         reason = s.labels.get(names.REASON_LABEL, "")
-        recycles[reason] = recycles.get(reason, 0) + round(increase(s.points))
-    ooms = _oom_kills([(s.labels, increase(s.points)) for s in read(names.CGROUP_OOM_KILLS_TOTAL)])
+        recycles[reason] = recycles.get(reason, 0) + round(increase(s.points, window.start))
+    ooms = _oom_kills(
+        [(s.labels, increase(s.points, window.start)) for s in read(names.CGROUP_OOM_KILLS_TOTAL)]
+    )
     step = max(1.0, window.seconds / SERIES_POINTS)
     timeline = over_time(client, SERIES_COUNT, window, step)
     values = [v for _, v in timeline]

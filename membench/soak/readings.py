@@ -50,9 +50,20 @@ def over_time(
     return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
 
 
-def increase(points: list[tuple[float, float]]) -> float:
-    """A counter's increase over its samples; a drop is a restart from zero (Prometheus's rule)."""
-    total = 0.0
+def born_in(points: list[tuple[float, float]], window_start: float) -> bool:
+    """The series began in the window (a new worker, a task name's first run): its first sample
+    comes over two scrape intervals after the window's start, so it counted up from zero."""
+    if not points:
+        return False
+    gaps = sorted(b[0] - a[0] for a, b in itertools.pairwise(points)) or [0.0]
+    return points[0][0] > window_start + 2 * gaps[len(gaps) // 2]
+
+
+def increase(points: list[tuple[float, float]], window_start: float | None = None) -> float:
+    """A counter's increase over its samples; a drop is a restart from zero (Prometheus's rule).
+    With `window_start`, a series born in the window counts its first value too."""
+    born = window_start is not None and born_in(points, window_start)
+    total = points[0][1] if born else 0.0
     for (_, before), (_, after) in itertools.pairwise(points):
         total += after - before if after >= before else after
     return total

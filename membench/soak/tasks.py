@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from membench.exporter import names
 from membench.soak.growth import HOUR, MB, Growth
-from membench.soak.readings import Series, increase
+from membench.soak.readings import Series, born_in, increase
 from membench.soak.trend import fit, judge
 
 
@@ -43,6 +43,7 @@ def task_growth(
     runs: Sequence[Series],
     replaced_at: Sequence[float],
     limit_bytes_per_s: float,
+    window_start: float,
 ) -> list[TaskGrowth]:
     """Per task: slopes of each worker's retained sum within segments, summed over workers (their
     errors added in quadrature); retained per run = the segments' rises over the runs they hold."""
@@ -80,13 +81,17 @@ def task_growth(
         for s in runs:
             if s.labels.get(names.TASK_LABEL) == task:
                 outcome = s.labels.get(names.OUTCOME_LABEL, "")
-                by_outcome[outcome] = by_outcome.get(outcome, 0) + round(increase(s.points))
+                by_outcome[outcome] = by_outcome.get(outcome, 0) + round(
+                    increase(s.points, window_start)
+                )
+        # What the runs kept: each segment's rise, and a worker's first value if its series was
+        # born in the window (as its runs are counted from zero then).
         rise = sum(
             seg[-1][1] - seg[0][1]
             for s in mine
             for seg in _segments(s.points, replaced_at)
             if len(seg) > 1
-        )
+        ) + sum(s.points[0][1] for s in mine if born_in(s.points, window_start))
         total_runs = sum(by_outcome.values())
         per_run = rise / 1024 / total_runs if mine and total_runs else None
         found.append(TaskGrowth(task, growth, per_run, dict(sorted(by_outcome.items()))))

@@ -62,8 +62,16 @@ class Trend:
 
 
 def t_quantile(probability: float, dof: float) -> float:
-    """Student's t quantile by its Cornish-Fisher expansion in 1/dof (Abramowitz & Stegun
-    26.7.5): within 0.3% of the exact value from 3 degrees of freedom on."""
+    """Student's t quantile: exact at 1 and 2 degrees of freedom, the Cornish-Fisher expansion in
+    1/dof (Abramowitz & Stegun 26.7.5, within 0.3% from 3 on) beyond, linear in between."""
+    if dof < 3:
+        exact = {
+            1: math.tan(math.pi * (probability - 0.5)),
+            2: (2 * probability - 1) / math.sqrt(2 * probability * (1 - probability)),
+            3: t_quantile(probability, 3.0),
+        }
+        low = min(max(int(dof), 1), 2)
+        return exact[low] + (exact[low + 1] - exact[low]) * (max(dof, 1.0) - low)
     z = statistics.NormalDist().inv_cdf(probability)
     g1 = (z**3 + z) / 4
     g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
@@ -97,10 +105,12 @@ def fit(segments: Sequence[Points]) -> Trend:
     lagged = sum(a * b for r in residuals for a, b in itertools.pairwise(r))
     rho = min(max(lagged / ss, 0.0), 0.99) if ss > 0 else 0.0
     effective = n * (1 - rho) / (1 + rho)
-    dof = effective - len(used) - 1  # one level per segment, one slope
-    if dof < 1:
+    if n - len(used) - 1 < 1:  # one level per segment, one slope: nothing left for the noise
         return Trend(slope, None, None, n, len(used), span, None, rho, effective, interval)
-    noise = math.sqrt(ss / (n - len(used) - 1)) if n - len(used) - 1 > 0 else None
+    # Strongly autocorrelated residuals of a short series can leave under one effective degree
+    # of freedom: it is held at 1, where Student's t (12.7) is as wide as it gets.
+    dof = max(effective - len(used) - 1, 1.0)
+    noise = math.sqrt(ss / (n - len(used) - 1))
     stderr = math.sqrt(ss / dof / sxx)
     half = t_quantile(0.5 + CONFIDENCE / 2, dof) * stderr
     return Trend(slope, stderr, half, n, len(used), span, noise, rho, effective, interval)

@@ -75,7 +75,9 @@ def decide(
     lines = []
     for p in open_:
         g = p.growth
-        if g.low_mb_per_hour is None:
+        if not g.points:
+            lines.append(f"{p.name}: no idle sample past the warm-up (--warmup) of its process")
+        elif g.low_mb_per_hour is None:
             lines.append(f"{p.name}: too few idle samples for a slope ({g.points})")
         else:
             lines.append(
