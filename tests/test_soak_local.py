@@ -148,7 +148,12 @@ def test_an_interrupted_soak_writes_what_it_measured_and_exits_130(tmp_path: Pat
     with log.open("w") as sink:
         proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        wait_for(lambda: log.read_text().count(" runs=") >= 3, 120, what="three progress lines")
+
+        def progressed() -> bool:
+            assert proc.poll() is None, log.read_text()
+            return log.read_text().count(" runs=") >= 3
+
+        wait_for(progressed, 120, what="three progress lines")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 130, log.read_text()
     finally:

@@ -25,9 +25,11 @@ LOCAL_ONLY = ("--duration", "--schedule", "--faults", "--fault-every", "--interv
 RANGE_ONLY = ("--last", "--start", "--end")
 
 
-def _seconds(flag: str, text: str) -> float:
+def _seconds(flag: str, text: str, zero: bool = False) -> float:
     from membench.query.timerange import parse_duration
 
+    if zero and text.strip() in ("0", "0s", "0m"):
+        return 0.0
     try:
         return parse_duration(text)
     except ValueError as exc:
@@ -118,7 +120,7 @@ def command(
     if max_lost < 0:
         raise UsageError(f"--max-lost: must be 0 or more, got {max_lost}")
     thresholds = Thresholds(max_growth, max_lost, allow_inconclusive)
-    warmup_s = _seconds("--warmup", warmup) if warmup != "0" else 0.0
+    warmup_s = _seconds("--warmup", warmup, zero=True)
     directory = Path(output)
     if url:
         return _remote(url, last, start, end, warmup_s, thresholds, directory)
