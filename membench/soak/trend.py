@@ -51,9 +51,16 @@ class Trend:
     def seconds_to_resolve(self, rate: float) -> float | None:
         """How long a soak sampled as this one was must run for its confidence half-width to
         shrink to `rate` (bytes/s) at the measured noise: then a slope of 0 and one of `rate` are
-        told apart. A regular series over T seconds, one sample every d, has a slope error of
-        noise * sqrt(12 d / T^3), times sqrt((1 + rho) / (1 - rho)) for autocorrelated noise."""
-        if self.noise is None or self.interval_s is None or rate <= 0:
+        told apart. The half-width falls as T^-3/2 (a slope error is noise x sqrt(12 d / T^3)
+        for a sample every d over T seconds), so from the interval measured over this span:
+        T = span x (half-width / rate)^(2/3), never less than the span itself. Without an
+        interval, from the noise alone (times sqrt((1 + rho) / (1 - rho)) for its
+        autocorrelation), with the normal quantile."""
+        if rate <= 0:
+            return None
+        if self.half_width is not None and self.span_s > 0:
+            return float(self.span_s * max(self.half_width / rate, 1.0) ** (2 / 3))
+        if self.noise is None or self.interval_s is None:
             return None
         rho = self.autocorrelation
         inflation = (1 + rho) / (1 - rho)
