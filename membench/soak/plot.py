@@ -21,7 +21,7 @@ def plot_baselines(result: SoakResult, path: Path) -> None:
 
     analysis = result.analysis
     assert analysis is not None
-    fig, ax = plt.subplots(figsize=(11, 6))
+    fig, ax = plt.subplots(figsize=(11, 7.5))
     origin = analysis.start
     for process in analysis.processes:
         g = process.growth
@@ -66,7 +66,8 @@ def plot_baselines(result: SoakResult, path: Path) -> None:
     ax.set_ylabel("RSS (MB = 2^20 bytes)")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", fontsize=7)
+        # Below the axes: inside, it would hide the samples and the fault labels.
+        ax.legend(loc="upper left", bbox_to_anchor=(0, -0.1), ncol=2, fontsize=7, frameon=False)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
