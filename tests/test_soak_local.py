@@ -134,7 +134,7 @@ def test_a_soak_too_short_to_call_is_inconclusive_and_says_how_long_it_needs(
     document = json.loads((output / "soak.json").read_text())
     verdict = document["verdict"]
     assert verdict["status"] == "inconclusive", verdict
-    assert verdict["seconds_to_resolve"] > 45
+    assert verdict["seconds_to_resolve"] >= 10  # at least the span measured, past the warm-up
     assert "too short to call" in done.stdout and "--allow-inconclusive" in done.stdout
     assert not document["local"]["stop"]["pids_still_alive"]
 
