@@ -153,6 +153,9 @@ def test_the_verdict_fails_on_growth_lost_runs_or_oom_kills_and_says_why() -> No
     assert decide(steady, 0, 0, thresholds).status == "pass"
     assert decide(steady, 1, 0, thresholds).reasons == ["1 run(s) lost > --max-lost 0"]
     assert decide(steady, 0, 2, thresholds).status == "fail"
+    rising = [(t, 100 * MB + t * MB) for t in range(0, 25, 5)]  # 5 clean samples: no call
+    (few,) = process_growth([_series(labels, rising)], [], [], limit, 0)
+    assert few.growth.status == "inconclusive" and few.growth.seconds_to_resolve >= 50
     short = process_growth([_series(labels, flat[:2])], [], [], limit, 0)
     verdict = decide(short, 0, 0, thresholds)
     assert verdict.status == "inconclusive" and verdict.exit_code(thresholds) == 1

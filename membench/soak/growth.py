@@ -15,6 +15,9 @@ from membench.soak.trend import MIN_SEGMENT_POINTS, Trend, fit, judge, level_at
 
 MB = 1024 * 1024
 HOUR = 3600.0
+# No call on fewer samples: a few scrapes seconds apart show allocator steps as a clean line,
+# and the noise they measure says nothing of the minutes between them.
+MIN_POINTS = 10
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,12 @@ class Growth:
         def per_hour(value: float | None) -> float | None:
             return None if value is None else value * HOUR / MB
 
+        needed = trend.seconds_to_resolve(limit)
+        called = trend.points >= MIN_POINTS
+        if not called and trend.interval_s is not None:
+            needed = max(needed or 0.0, MIN_POINTS * trend.interval_s)
         return cls(
-            status=judge(trend.low, trend.high, limit),
+            status=judge(trend.low, trend.high, limit) if called else "inconclusive",
             mb_per_hour=per_hour(trend.slope),
             stderr_mb_per_hour=per_hour(trend.stderr),
             low_mb_per_hour=per_hour(trend.low),
@@ -67,7 +74,7 @@ class Growth:
             span_s=trend.span_s,
             noise_mb=None if trend.noise is None else trend.noise / MB,
             autocorrelation=trend.autocorrelation,
-            seconds_to_resolve=trend.seconds_to_resolve(limit),
+            seconds_to_resolve=needed,
         )
 
 

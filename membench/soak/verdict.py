@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from membench.soak.growth import MB, ProcessGrowth
+from membench.soak.growth import MB, MIN_POINTS, ProcessGrowth
 
 EXIT_PASS = 0
 EXIT_FAIL = 1  # a fail, or an inconclusive verdict without --allow-inconclusive
@@ -77,8 +77,8 @@ def decide(
         g = p.growth
         if not g.points:
             lines.append(f"{p.name}: no idle sample past the warm-up (--warmup) of its process")
-        elif g.low_mb_per_hour is None:
-            lines.append(f"{p.name}: too few idle samples for a slope ({g.points})")
+        elif g.low_mb_per_hour is None or g.points < MIN_POINTS:
+            lines.append(f"{p.name}: too few idle samples to call ({g.points} < {MIN_POINTS})")
         else:
             lines.append(
                 f"{p.name}: {g.mb_per_hour:.2f} MB/h, 95% CI {g.low_mb_per_hour:.2f} to "
