@@ -20,7 +20,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -309,33 +308,3 @@ def gauge_value(exposition: str, name: str) -> float:
         if line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
-
-
-def soak_machine() -> dict[str, Any]:
-    """The runner's machine block (cores, memory, kernel, versions) plus Prometheus and load."""
-    prometheus_version = subprocess.run(
-        ["prometheus", "--version"], capture_output=True, text=True, check=False
-    )
-    first_line = (prometheus_version.stdout or prometheus_version.stderr).splitlines()[:1]
-    return {
-        **machine_info(),
-        "prometheus_client": metadata.version("prometheus-client"),
-        "prometheus": first_line[0] if first_line else None,
-        "load_average_at_start": list(os.getloadavg()),
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """The commit measured and the files that differ from it (editable installs run the tree)."""
-    repo = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
-        )
-        return done.stdout.rstrip("\n") if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "HEAD") or None,
-        "dirty": [line[3:] for line in git("status", "--porcelain").splitlines()],
-    }

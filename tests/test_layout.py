@@ -39,6 +39,7 @@ TIERS = {
     "membench.run": 4,
     "membench.stack": 4,
     "membench.loadgen": 4,
+    "membench.soak": 4.5,  # reads Prometheus (query), drives the stack: above those engines
     "membench.cli": 5,
     "membench.__main__": 6,  # `python -m membench`: the console script
     "membench.celery": 2,  # the public entry point of the instrument

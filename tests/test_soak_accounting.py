@@ -1,21 +1,14 @@
-"""The fault soak's pure logic (benchmarks/_soak_runs.py, _soak_figures.py): the loadgen log read
-run by run, firings accounted with nothing missing, the runs a fault hit, its recovery, and the
-baseline slope within fault-free segments."""
+"""The local soak's accounting as pure logic (membench/soak/accounting.py): the loadgen log read
+run by run, firings accounted with nothing missing, the runs a fault hit and its recovery."""
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-from _soak_figures import pooled_slope_per_hour, series_timeline
-from _soak_runs import accounting, fault_effects, parse_log, parse_summary
-
 from membench.loadgen.scheduler import ScenarioStats, format_summary
+from membench.soak.accounting import accounting, fault_effects, parse_log, parse_summary
 
 T0 = datetime(2026, 12, 1, 23, 0, 0).timestamp()
 
@@ -65,45 +58,30 @@ def test_the_loadgen_summary_is_read_back_from_its_own_format() -> None:
 def test_firings_are_success_failure_timeout_and_skipped_with_nothing_missing() -> None:
     runs, skips = parse_log(LOG)
     account = accounting(runs, skips, parse_summary(format_summary(STATS)))["prefork_sequential"]
-    assert account["firings"] == 5 == 2 + 1 + 1 + 1
-    assert account["log_matches_loadgen"] and account["runs_without_outcome"] == []
+    assert account.firings == 5 == 2 + 1 + 1 + 1
+    assert account.log_matches_loadgen and account.runs_without_outcome == []
+    assert account.unaccounted == 0
 
 
 def test_a_run_without_an_outcome_line_or_a_count_mismatch_is_reported() -> None:
     runs, skips = parse_log(LOG)
     runs = [r for r in runs if r["run"] != 3]  # a run the log lost
     account = accounting(runs, skips, parse_summary(format_summary(STATS)))["prefork_sequential"]
-    assert account["runs_without_outcome"] == [3] and not account["log_matches_loadgen"]
+    assert account.runs_without_outcome == [3] and not account.log_matches_loadgen
+    assert account.unaccounted == 1
 
 
 def test_a_fault_lists_the_runs_it_hit_and_recovers_at_the_first_later_success() -> None:
     runs, skips = parse_log(LOG)
     fault = {"kind": "kill_prefork_child", "scenario": "prefork_sequential", "at": T0 + 7.5}
     effects = fault_effects({**fault, "ended_at": T0 + 7.5}, runs, skips, T0 + 100)
-    assert [r["run"] for r in effects["runs_hit"]] == [2, 3, 4]
-    assert effects["outcomes"] == {"failure": 1, "timeout": 1, "success": 1, "skipped": 1}
-    assert effects["recovered"] and effects["recovery_s"] == pytest.approx(30.1)
+    assert [r["run"] for r in effects.runs_hit] == [2, 3, 4]
+    assert effects.outcomes == {"failure": 1, "timeout": 1, "success": 1, "skipped": 1}
+    assert effects.recovered and effects.recovery_s == pytest.approx(30.1)
 
 
 def test_a_fault_never_recovered_from_says_so() -> None:
     runs, skips = parse_log(LOG)
     fault = {"kind": "kill_prefork_child", "scenario": "prefork_sequential", "at": T0 + 36.5}
     effects = fault_effects({**fault, "ended_at": T0 + 36.5}, runs, skips, T0 + 100)
-    assert not effects["recovered"] and effects["recovery_s"] is None
-
-
-def test_the_baseline_slope_ignores_the_level_jump_a_replaced_process_makes() -> None:
-    # 1 MB/h of growth in each segment, and a 50 MB drop when a fault replaced the process.
-    series = [(t, 100e6 + t / 3600 * 1e6) for t in range(0, 1800, 30)]
-    series += [(t, 50e6 + t / 3600 * 1e6) for t in range(1800, 3600, 30)]
-    assert pooled_slope_per_hour(series, 300, [1800.0]) == pytest.approx(1e6)
-    assert pooled_slope_per_hour(series, 300, []) < 0  # the jump, read as shrinkage
-
-
-def test_the_series_timeline_keeps_every_dip_and_peak_between_rows() -> None:
-    polls = [{"t": t, "series": 300} for t in range(0, 700, 30)]
-    polls[12]["series"] = 250
-    polls[13] = {"t": 390, "error": "Prometheus down"}
-    rows = series_timeline(polls, every_s=300)
-    assert [r["t"] for r in rows] == [0, 300, 600, 690]
-    assert rows[2]["min"] == 250 and rows[2]["max"] == 300
+    assert not effects.recovered and effects.recovery_s is None

@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from membench.cli import compare, loadgen, plot, report, run, stack, worker
+from membench.cli import compare, loadgen, plot, report, run, soak, stack, worker
 from membench.cli.options import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -50,7 +50,7 @@ def group() -> None:
     """
 
 
-for module in (run, worker, loadgen, stack, compare, plot, report):
+for module in (run, worker, loadgen, stack, compare, plot, report, soak):
     group.add_command(module.command)
 refuse_blank_and_infinite(group)
 read_environment(group)

@@ -1,6 +1,6 @@
-"""The soak's fault injector (`--faults`): every N seconds the next fault of FAULTS, injected into
-the running local stack, with what it hit and when Prometheus was whole again; soak.py runs it in
-a thread and _soak_runs.py matches it to the loadgen's runs afterwards."""
+"""The local soak's fault injector (`--faults`): every N seconds the next fault of FAULTS, injected
+into the running local stack, with what it hit and when Prometheus was whole again; the soak runs
+it in a thread and accounting.py matches it to the loadgen's runs afterwards."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import http.client
 import json
 import os
 import signal
+import sys
 import threading
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-from _bench import gauge_value, scrape
 
 from membench.exporter import names
 from membench.processes import pid_alive, process_identity
@@ -93,6 +93,19 @@ class Fault:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def _scrape(address: str, timeout: float) -> str:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as response:
+        return str(response.read().decode())
+
+
+def _gauge(exposition: str, name: str) -> float:
+    """The first sample of the labelled gauge `name` in an exposition; 0 when there is none."""
+    for line in exposition.splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def children(pid: int) -> list[int]:
     """The pid's child processes; none once it is gone."""
     try:
@@ -105,10 +118,10 @@ def _busy(targets: Path, pid: int) -> bool:
     """The process's own exporter says a task is running in it now."""
     for address in addresses_by_pid(targets).get(pid, []):
         try:
-            exposition = scrape(address, timeout=1.0)
+            exposition = _scrape(address, timeout=1.0)
         except (OSError, http.client.HTTPException):  # a half-written answer: not busy yet
             continue
-        if gauge_value(exposition, names.PROCESS_TASKS_IN_PROGRESS):
+        if _gauge(exposition, names.PROCESS_TASKS_IN_PROGRESS):
             return True
     return False
 
@@ -146,8 +159,9 @@ class Injector(threading.Thread):
                 self.error = fault.error
             self.faults.append(fault)
             print(
-                f"soak: fault {n + 1} at t={fault.at - self.start_at:.0f}s: {fault.kind} "
+                f"membench soak: fault {n + 1} at t={fault.at - self.start_at:.0f}s: {fault.kind} "
                 f"(pids {fault.pids}, mid-task {fault.mid_task}){_error(fault)}",
+                file=sys.stderr,
                 flush=True,
             )
 

@@ -1,15 +1,13 @@
-"""The soak's run-by-run account from the loadgen's log: every run with its outcome and times,
-the skips, the check that nothing is missing, and for each fault the runs it hit and when the
-stack recovered."""
+"""The local soak's run-by-run account from the loadgen's log: every run with its outcome and
+times, the skips, firings = success + failure + timeout + skipped with nothing missing, and for
+each fault the runs it hit and when the stack recovered."""
 
 from __future__ import annotations
 
 import re
-import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-from _soak_figures import fault_steps, fault_table, series_timeline
 
 from membench.loadgen.scheduler import SUMMARY_COLUMNS
 
@@ -63,12 +61,31 @@ def parse_summary(text: str) -> dict[str, dict[str, int]]:
     return table
 
 
+@dataclass
+class ScenarioAccount:
+    """One scenario's firings, counted from the log's lines and from the loadgen's counters."""
+
+    firings: int
+    log: dict[str, int]  # success, failure, timeout, skipped, runs
+    loadgen: dict[str, int]  # its own counters at its stop (empty if it printed none)
+    runs_without_outcome: list[int]
+    runs_with_two_outcomes: list[int]
+    log_matches_loadgen: bool
+
+    @property
+    def unaccounted(self) -> int:
+        """Firings not counted exactly once: missing, doubled, or the two counts disagree."""
+        counted = sum(v for k, v in self.log.items() if k != "runs")
+        gap = abs(self.firings - counted)
+        return max(len(self.runs_without_outcome) + len(self.runs_with_two_outcomes), gap)
+
+
 def accounting(
     runs: list[dict[str, Any]], skips: list[dict[str, Any]], summary: dict[str, dict[str, int]]
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, ScenarioAccount]:
     """Per scenario: firings = success + failure + timeout + skipped, from the log and from the
     loadgen's own counters, and which run numbers (1..fired) have no outcome line."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, ScenarioAccount] = {}
     for scenario in sorted({r["scenario"] for r in runs} | set(summary)):
         mine = [r for r in runs if r["scenario"] == scenario]
         counts = {o: sum(1 for r in mine if r["outcome"] == o) for o in SUMMARY_COLUMNS[1:4]}
@@ -76,21 +93,34 @@ def accounting(
         numbers = [r["run"] for r in mine]
         counted = summary.get(scenario, {})
         fired = counted.get("fired", len(mine))
-        out[scenario] = {
-            "firings": fired + counted.get("skipped", skipped),
-            "log": {**counts, "skipped": skipped, "runs": len(mine)},
-            "loadgen": counted,
-            "runs_without_outcome": sorted(set(range(1, fired + 1)) - set(numbers)),
-            "runs_with_two_outcomes": sorted({n for n in numbers if numbers.count(n) > 1}),
-            "log_matches_loadgen": bool(counted)
+        out[scenario] = ScenarioAccount(
+            firings=fired + counted.get("skipped", skipped),
+            log={**counts, "skipped": skipped, "runs": len(mine)},
+            loadgen=counted,
+            runs_without_outcome=sorted(set(range(1, fired + 1)) - set(numbers)),
+            runs_with_two_outcomes=sorted({n for n in numbers if numbers.count(n) > 1}),
+            log_matches_loadgen=bool(counted)
             and all(counted[k] == v for k, v in {**counts, "skipped": skipped}.items()),
-        }
+        )
     return out
+
+
+@dataclass
+class FaultEffects:
+    """What one fault did: the runs it hit, how each was counted, and when the stack recovered."""
+
+    scenarios: list[str]
+    recovered: bool
+    recovery_s: float | None
+    recovery_after_fault_end_s: float | None
+    recovery_by_scenario_s: dict[str, float | None]
+    runs_hit: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
 
 
 def fault_effects(
     fault: dict[str, Any], runs: list[dict[str, Any]], skips: list[dict[str, Any]], end: float
-) -> dict[str, Any]:
+) -> FaultEffects:
     """The runs the fault hit (overlapping it until the stack recovered) and the recovery: the
     first success, per scenario it touches, of a run that started after the fault began and ended
     after it was over (for restart_prometheus: every worker target scraped up again)."""
@@ -127,51 +157,23 @@ def fault_effects(
     skipped = sum(
         s["n"] for s in skips if s["scenario"] in scenarios and fault["at"] <= s["at"] <= window_end
     )
-    return {
-        "scenarios": scenarios,
-        "recovered": until is not None,
-        "recovery_s": None if until is None else round(until - fault["at"], 2),
-        "recovery_after_fault_end_s": None
-        if until is None
-        else round(until - fault["ended_at"], 2),
-        "recovery_by_scenario_s": {
+    return FaultEffects(
+        scenarios=scenarios,
+        recovered=until is not None,
+        recovery_s=None if until is None else round(until - fault["at"], 2),
+        recovery_after_fault_end_s=None if until is None else round(until - fault["ended_at"], 2),
+        recovery_by_scenario_s={
             s: None if t is None else round(t - fault["at"], 2) for s, t in recovered.items()
         },
-        "runs_hit": hit,
-        "outcomes": {**outcomes, "skipped": skipped},
-    }
-
-
-def faults_document(
-    faults: list[dict[str, Any]],
-    polls: list[dict[str, Any]],
-    log_text: str,
-    loadgen_summary: str,
-    started: float,
-) -> tuple[dict[str, Any], str]:
-    """The JSON of a fault soak's faults (with their effects and baseline steps), accounting
-    and series timeline, and the table printed for them."""
-    runs, skips = parse_log(log_text)
-    effects = [fault_effects(f, runs, skips, time.time()) for f in faults]
-    accounts = accounting(runs, skips, parse_summary(loadgen_summary))
-    timeline = series_timeline(polls)
-    steps = fault_steps(polls, [f["at"] - started for f in faults])
-    document = {
-        "faults": [
-            {**f, "effects": e, "baseline_step_mb": st}
-            for f, e, st in zip(faults, effects, steps, strict=True)
-        ],
-        "accounting": accounts,
-        "series_timeline": timeline,
-    }
-    return document, fault_table(faults, effects, steps, accounts, timeline, started)
-
-
-def all_accounted_for(document: dict[str, Any]) -> bool:
-    """Every fault recovered from, and every run counted once with matching counters."""
-    return all(f["effects"]["recovered"] for f in document["faults"]) and all(
-        a["log_matches_loadgen"]
-        and not a["runs_without_outcome"]
-        and not a["runs_with_two_outcomes"]
-        for a in document["accounting"].values()
+        runs_hit=hit,
+        outcomes={**outcomes, "skipped": skipped},
     )
+
+
+def account(
+    faults: list[dict[str, Any]], log_text: str, loadgen_summary: str, end: float
+) -> tuple[list[FaultEffects], dict[str, ScenarioAccount]]:
+    """Each fault's effects and the accounting per scenario, from the loadgen's log and summary."""
+    runs, skips = parse_log(log_text)
+    effects = [fault_effects(f, runs, skips, end) for f in faults]
+    return effects, accounting(runs, skips, parse_summary(loadgen_summary))
