@@ -81,11 +81,11 @@ BAD = [
     ),
     (
         ["--app", "bench_tasks:app", "--task", "tasks.spin", "--tasks", "0"],
-        "--tasks: must be between 1",
+        "--tasks: 0 is not in the range 1<=x<=1000000",
     ),
     (
         ["--app", "bench_tasks:app", "--task", "tasks.spin", "--task-timeout", "0"],
-        "--task-timeout: must be > 0",
+        "--task-timeout: 0.0 is not in the range 0<x<=86400.0",
     ),
     (
         ["--app", "bench_tasks:app", "--task", "tasks.spin", "--subtasks", "4"],

@@ -24,6 +24,7 @@ from membench.cli.options import (
     writable_dir,
 )
 from membench.descendants import Adopter
+from membench.run.appspec import MAX_TASK_TIMEOUT_S, MAX_TASKS
 from membench.run.output import OutputBusy, OutputLock
 
 # The seed's flags that mean nothing to a user's task: refused with --app rather than ignored.
@@ -67,7 +68,10 @@ def app_options(function: Any) -> Any:
         click.option("--args", metavar="JSON", help="--app: positional arguments, a JSON array"),
         click.option("--kwargs", metavar="JSON", help="--app: keyword arguments, a JSON object"),
         click.option(
-            "--tasks", type=int, metavar="M", help="--app: runs per pool and concurrency [20]"
+            "--tasks",
+            type=click.IntRange(1, MAX_TASKS),
+            metavar="M",
+            help="--app: runs per pool and concurrency [20]",
         ),
         click.option(
             "--pools",
@@ -76,7 +80,7 @@ def app_options(function: Any) -> Any:
         ),
         click.option(
             "--task-timeout",
-            type=float,
+            type=click.FloatRange(0, MAX_TASK_TIMEOUT_S, min_open=True),
             metavar="S",
             help="--app: a run not ended this many seconds after it started is timed out [60]",
         ),
@@ -116,7 +120,7 @@ def _concurrency(args: SimpleNamespace) -> Any:
 
 def _plan(args: SimpleNamespace) -> Any:
     from membench.run.apprunner import AppPlan
-    from membench.run.appspec import MAX_TASKS, AppSpecError, parse_concurrencies, parse_pools
+    from membench.run.appspec import AppSpecError, parse_concurrencies, parse_pools
     from membench.run.appspec import resolve as resolve_spec
 
     if not args.task:
@@ -127,11 +131,7 @@ def _plan(args: SimpleNamespace) -> Any:
     except AppSpecError as exc:
         raise UsageError(str(exc)) from None
     tasks = 20 if args.tasks is None else args.tasks
-    if not 1 <= tasks <= MAX_TASKS:
-        raise UsageError(f"--tasks: must be between 1 and {MAX_TASKS}, got {tasks}")
     timeout = 60.0 if args.task_timeout is None else args.task_timeout
-    if not 0 < timeout <= 24 * 3600:
-        raise UsageError(f"--task-timeout: must be > 0 and <= 86400 seconds, got {timeout}")
     options = worker_options(
         args.malloc, args.max_tasks_per_child, args.max_memory_per_child, set(pools)
     )

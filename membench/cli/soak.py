@@ -8,7 +8,6 @@ so far written.
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from pathlib import Path
@@ -70,12 +69,14 @@ def _given(ctx: click.Context, name: str) -> bool:
 )
 @click.option(
     "--max-growth",
-    type=float,
+    type=click.FloatRange(0, min_open=True),
     default=10.0,
     show_default=True,
     help="MB/h (MB = 2^20 bytes) a worker process may grow by",
 )
-@click.option("--max-lost", type=int, default=0, show_default=True, help="runs that may be lost")
+@click.option(
+    "--max-lost", type=click.IntRange(0), default=0, show_default=True, help="runs that may be lost"
+)
 @click.option("--allow-inconclusive", is_flag=True, help="exit 0 when too short to call")
 @click.option(
     "--output", metavar="DIR", default="membench-soak", show_default=True, help="directory"
@@ -115,10 +116,6 @@ def command(
         if _given(ctx, flag.lstrip("-").replace("-", "_")):
             other = "only without --prometheus" if url else "only with --prometheus"
             raise UsageError(f"{flag}: {other}")
-    if not (math.isfinite(max_growth) and max_growth > 0):
-        raise UsageError(f"--max-growth: must be a number of MB/h above 0, got {max_growth}")
-    if max_lost < 0:
-        raise UsageError(f"--max-lost: must be 0 or more, got {max_lost}")
     thresholds = Thresholds(max_growth, max_lost, allow_inconclusive)
     warmup_s = _seconds("--warmup", warmup, zero=True)
     directory = Path(output)

@@ -14,6 +14,7 @@ from typing import Any
 
 POOLS = ("prefork", "gevent", "threads", "solo")
 MAX_TASKS = 1_000_000
+MAX_TASK_TIMEOUT_S = 24 * 3600.0
 
 
 class AppSpecError(ValueError):
