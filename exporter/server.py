@@ -41,9 +41,9 @@ from membench.targets import write_target
 
 log = logging.getLogger("membench.exporter")
 
-_MAX_REQUEST_BYTES = 8192
+MAX_REQUEST_BYTES = 8192
 # Each client's whole exchange (request, reply, draining) must end within this of its connect.
-_CLIENT_TIMEOUT_S = 2.0
+CLIENT_TIMEOUT_S = 2.0
 # Open clients at most: past it, the oldest is closed to make room for the newest.
 _MAX_CONNECTIONS = 512
 # Connections the kernel completes and queues before the thread accepts them.
@@ -118,12 +118,12 @@ def exposition(
 def respond(request: bytes, registry: CollectorRegistry) -> tuple[bytes, bool]:
     """The full response to `request` (the raw bytes read), and whether the request was too large.
 
-    Too large: no end of headers within _MAX_REQUEST_BYTES. The caller must then read the rest of
+    Too large: no end of headers within MAX_REQUEST_BYTES. The caller must then read the rest of
     the input before closing, or the client may never see the 431.
     """
     global _prometheus_scrapes
     head = request.partition(b"\r\n\r\n")[0]
-    too_large = b"\r\n\r\n" not in request and len(request) >= _MAX_REQUEST_BYTES
+    too_large = b"\r\n\r\n" not in request and len(request) >= MAX_REQUEST_BYTES
     method, _, rest = head.partition(b"\r\n")[0].partition(b" ")
     path, _, query = rest.partition(b" ")[0].partition(b"?")
     if too_large:
@@ -225,7 +225,7 @@ class _Server:
                 self.accept_paused_until = time.monotonic() + _ACCEPT_PAUSE_S
                 self.poller.modify(self.listener, 0)
                 return True
-            conn = _Conn(self.socket_cls(fileno=fd), time.monotonic() + _CLIENT_TIMEOUT_S)
+            conn = _Conn(self.socket_cls(fileno=fd), time.monotonic() + CLIENT_TIMEOUT_S)
             conn.sock.setblocking(False)
             self.conns[fd] = conn
             self.poller.register(fd, _POLLIN)
@@ -255,7 +255,7 @@ class _Server:
         # Search only the new bytes (and 3 before them): a client trickling a byte at a time must
         # not make each read scan the whole request.
         ended = conn.request.find(b"\r\n\r\n", max(0, seen - 3)) >= 0
-        if chunk and not ended and len(conn.request) < _MAX_REQUEST_BYTES:
+        if chunk and not ended and len(conn.request) < MAX_REQUEST_BYTES:
             return
         reply, conn.drain = respond(bytes(conn.request), self.registry)
         conn.request = bytearray()

@@ -193,7 +193,7 @@ def stored_meta(redis_url: str, task_id: str) -> dict[str, Any] | None:
 
 def prometheus_config(tmp_path: Path, interval: str = "1s") -> Path:
     """A copy of prometheus/ as `membench stack up` makes it, scraping every `interval`."""
-    copy = stack._prepare_prometheus_dir(tmp_path)
+    copy = stack.prepare_prometheus_dir(tmp_path)
     config = copy / "prometheus.yml"
     text = config.read_text()
     for old, new in (

@@ -30,7 +30,7 @@ from kombu import Connection, Producer
 
 from membench.cli import loadgen, worker
 from membench.exporter import names
-from membench.exporter.server import _CLIENT_TIMEOUT_S, _MAX_REQUEST_BYTES
+from membench.exporter.server import CLIENT_TIMEOUT_S, MAX_REQUEST_BYTES
 from membench.processes import wait_for
 from membench.procfs import read_process_memory
 from membench.run.sampler import read_tree_memory
@@ -277,7 +277,7 @@ def test_exporter_survives_rapid_scrapes_garbage_and_stalled_clients(
     assert _status(_raw(address, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")) == 405  # TLS
     assert _status(_raw(address, b"GET")) == 404
     assert _status(_raw(address, b"")) == 405
-    oversized = b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * (2 * _MAX_REQUEST_BYTES) + b"\r\n\r\n"
+    oversized = b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * (2 * MAX_REQUEST_BYTES) + b"\r\n\r\n"
     assert _status(_raw(address, oversized)) == 431
     assert _get(address)[0] == 200
 
@@ -286,7 +286,7 @@ def test_exporter_survives_rapid_scrapes_garbage_and_stalled_clients(
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as silent:
         latency = _timed_scrape(address)
-        assert latency < _CLIENT_TIMEOUT_S + 1.5, latency
+        assert latency < CLIENT_TIMEOUT_S + 1.5, latency
         assert silent.recv(1) == b""  # the server gave up on it and closed it
 
     # Nor can one trickling a byte at a time (slowloris) hold it longer than the client timeout.
@@ -307,7 +307,7 @@ def test_exporter_survives_rapid_scrapes_garbage_and_stalled_clients(
         trickler.send(b"G")
         thread.start()
         latency = _timed_scrape(address)
-        assert latency < _CLIENT_TIMEOUT_S + 1.5, latency
+        assert latency < CLIENT_TIMEOUT_S + 1.5, latency
     finally:
         stop.set()
         thread.join(10)

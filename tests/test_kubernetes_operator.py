@@ -243,7 +243,7 @@ def test_podmonitors_relabel_as_the_bundled_prometheus_does(operator: Manifests)
             assert endpoint["relabelings"][0] == {"targetLabel": "job", "replacement": job}
             ours = [r for r in jobs[job]["relabel_configs"] if r.get("action") != "keep"]
             ours = [r for r in ours if generate.PHASE not in r.get("source_labels", [])]
-            camel = [{generate._camel(k): v for k, v in r.items()} for r in ours]
+            camel = [{generate.camel_case(k): v for k, v in r.items()} for r in ours]
             assert endpoint["relabelings"][1:] == camel, job
 
 

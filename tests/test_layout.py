@@ -4,6 +4,7 @@ module says its job in a docstring, and one past LONG_MODULE lines says why it i
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,65 @@ def test_each_module_says_its_job_and_a_long_one_why_it_is_one_topic(path: Path)
     assert lines <= LONG_MODULE or "one topic" in docstring, (
         f"{path.relative_to(REPO)}: {lines} lines; its docstring does not say why it is one topic"
     )
+
+
+def is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+def private_uses(path: Path) -> list[str]:
+    """`_name`s of another of our modules that `path` imports or reads through a module alias."""
+    tree = ast.parse(path.read_text())
+    ours = ("membench", "generate")  # the package, and deploy/kubernetes/generate.py
+    aliases: set[str] = set()
+    uses: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(ours):
+            for alias in node.names:
+                bound = alias.asname or alias.name
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    uses.append(f"line {node.lineno}: from {node.module} import {alias.name}")
+                elif is_module(f"{node.module}.{alias.name}"):
+                    aliases.add(bound)
+        elif isinstance(node, ast.Import):
+            aliases.update(
+                (a.asname or a.name).partition(".")[0]
+                for a in node.names
+                if a.name.startswith(ours)
+            )
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            uses.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return uses
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*hand_written(), REPO / "deploy" / "kubernetes" / "generate.py"],
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_no_private_name_of_another_module_is_used(path: Path) -> None:
+    """A module's `_name` is its own: what another module needs is public and says so."""
+    assert private_uses(path) == []
+
+
+def test_a_private_use_is_found(tmp_path: Path) -> None:
+    source = tmp_path / "user.py"
+    source.write_text(
+        "from membench.exporter import server\n"
+        "from membench.run.worker import _hidden\n"
+        "print(server._count, server.public)\n"
+    )
+    assert private_uses(source) == [
+        "line 2: from membench.run.worker import _hidden",
+        "line 3: server._count",
+    ]

@@ -46,6 +46,11 @@ def scrapes(reply: bytes) -> int:
     return int(parse(reply)[1][SCRAPES_HEADER.lower()])
 
 
+def counted(registry: CollectorRegistry) -> int:
+    """The Prometheus scrapes counted so far, as any reply reports them."""
+    return scrapes(respond(b"GET / HTTP/1.1\r\n\r\n", registry)[0])
+
+
 @pytest.fixture
 def registry() -> CollectorRegistry:
     registry = CollectorRegistry()
@@ -147,7 +152,7 @@ def test_empty_request_is_refused(registry: CollectorRegistry) -> None:
 
 
 def test_headers_without_an_end_past_the_limit_are_431(registry: CollectorRegistry) -> None:
-    request = b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * server._MAX_REQUEST_BYTES
+    request = b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * server.MAX_REQUEST_BYTES
     reply, too_large = respond(request, registry)
     status, _, body = parse(reply)
     assert status == "HTTP/1.1 431 Request Header Fields Too Large"
@@ -163,7 +168,7 @@ def test_a_short_request_without_an_end_is_not_too_large(registry: CollectorRegi
 
 
 def test_a_long_body_after_complete_headers_is_not_too_large(registry: CollectorRegistry) -> None:
-    request = b"GET / HTTP/1.1\r\n\r\n" + b"a" * (2 * server._MAX_REQUEST_BYTES)
+    request = b"GET / HTTP/1.1\r\n\r\n" + b"a" * (2 * server.MAX_REQUEST_BYTES)
     reply, too_large = respond(request, registry)
     assert parse(reply)[0] == "HTTP/1.1 200 OK"
     assert not too_large
@@ -202,14 +207,14 @@ def test_only_prometheus_scrapes_of_metrics_are_counted(registry: CollectorRegis
     assert scrapes(respond(PROMETHEUS_SCRAPE, registry)[0]) == before + 1
     lower = PROMETHEUS_SCRAPE.replace(b"X-Prometheus-Scrape", b"x-prometheus-scrape")
     assert scrapes(respond(lower, registry)[0]) == before + 2
-    assert server._prometheus_scrapes == before + 2
+    assert counted(registry) == before + 2
 
 
 def test_a_scrape_header_in_the_body_is_not_counted(registry: CollectorRegistry) -> None:
-    before = server._prometheus_scrapes
+    before = counted(registry)
     request = GET_METRICS + b"\r\nx-prometheus-scrape-timeout-seconds: 4\r\n\r\n"
     respond(request, registry)
-    assert server._prometheus_scrapes == before
+    assert counted(registry) == before
 
 
 def test_a_scrape_reports_the_count_including_itself(registry: CollectorRegistry) -> None:
@@ -224,7 +229,7 @@ def test_a_broken_collector_is_a_500_and_still_counted(
     registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry.register(BrokenCollector())  # type: ignore[arg-type]
-    before = server._prometheus_scrapes
+    before = counted(registry)
     reply, too_large = respond(PROMETHEUS_SCRAPE, registry)
     status, headers, body = parse(reply)
     assert status == "HTTP/1.1 500 Internal Server Error"
@@ -369,7 +374,7 @@ def test_a_scrape_is_answered_while_clients_do_not_read_their_replies(
     clients: list[socket.socket],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(server, "_CLIENT_TIMEOUT_S", 30.0)  # the readers below finish late
+    monkeypatch.setattr(server, "CLIENT_TIMEOUT_S", 30.0)  # the readers below finish late
     registry.register(HugeCollector())  # type: ignore[arg-type]
     connect(exporter.port, clients, 8, rcvbuf=4096)
     for sock in clients:
@@ -400,7 +405,7 @@ def test_open_clients_are_capped_and_the_oldest_give_way(
 def test_a_client_is_closed_at_its_deadline_however_it_trickles(
     exporter: Exporter, clients: list[socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server, "_CLIENT_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(server, "CLIENT_TIMEOUT_S", 0.3)
     t0 = time.monotonic()
     clients.append(sock := socket.create_connection(("127.0.0.1", exporter.port), timeout=5))
 

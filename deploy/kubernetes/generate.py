@@ -85,7 +85,7 @@ def prometheus_rule(rules_dir: Path = REPO_RULES) -> str:
     return _dump([rule], "prometheus/rules/*.yml")
 
 
-def _camel(key: str) -> str:
+def camel_case(key: str) -> str:
     head, *rest = key.split("_")
     return head + "".join(word.title() for word in rest)
 
@@ -98,7 +98,7 @@ def _relabelings(job: dict[str, Any]) -> list[dict[str, Any]]:
     for rule in job["relabel_configs"]:
         if rule.get("action") == "keep" or PHASE in rule.get("source_labels", []):
             continue
-        kept.append({_camel(key): value for key, value in rule.items()})
+        kept.append({camel_case(key): value for key, value in rule.items()})
     return [{"targetLabel": "job", "replacement": job["job_name"]}, *kept]
 
 

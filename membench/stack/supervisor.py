@@ -185,7 +185,7 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def _prepare_prometheus_dir(directory: Path) -> Path:
+def prepare_prometheus_dir(directory: Path) -> Path:
     """A copy of prometheus/ (config + rules) whose targets/ the local exporters write into."""
     source = CONFIG_DIR
     if not (source / "prometheus.yml").exists():
@@ -237,7 +237,7 @@ def start_stack(
             stack.broker = EmbeddedRedis(log_dir=directory / "logs")
             broker = stack.broker.start()
             stack.redis = Service("redis", stack.broker.proc, directory / "logs" / "redis.log")
-        prometheus_dir = _prepare_prometheus_dir(directory)
+        prometheus_dir = prepare_prometheus_dir(directory)
         targets = prometheus_dir / "targets"
         env = dict(os.environ)
         env.update({settings.BROKER_URL: broker, settings.TARGETS_DIR: str(targets)})
