@@ -23,6 +23,7 @@ from celery import signals
 
 from membench import settings
 from membench.exporter import names
+from membench.jsonfile import replaced_atomically
 from membench.processes import die_with_parent
 from membench.workers.scenarios import SCENARIOS
 
@@ -104,9 +105,8 @@ def _on_worker_init(**_: Any) -> None:
 def _on_worker_ready(**_: Any) -> None:
     path = settings.ready_file()
     if path is not None:
-        tmp = path.with_name(f"{path.name}.tmp")
-        tmp.write_text(str(os.getpid()))
-        tmp.replace(path)
+        with replaced_atomically(path) as tmp:
+            tmp.write_text(str(os.getpid()))
 
 
 def _on_child_init(**_: Any) -> None:

@@ -75,12 +75,12 @@ def _on_run_finished(run: Any) -> None:
 
 def _on_ready(**_: Any) -> None:
     from membench import settings
+    from membench.jsonfile import replaced_atomically
 
     path = settings.ready_file()
     if path is not None:
-        tmp = path.with_name(f"{path.name}.tmp")
-        tmp.write_text(str(os.getpid()))
-        tmp.replace(path)
+        with replaced_atomically(path) as tmp:
+            tmp.write_text(str(os.getpid()))
 
 
 def _on_child_init(**_: Any) -> None:

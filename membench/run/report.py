@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from membench.jsonfile import replaced_atomically
 from membench.procfs import read_meminfo
 from membench.run.records import (
     MB,
@@ -315,13 +316,9 @@ def plot_results(document: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     # Through a temporary file, as results.json: a full disk leaves the old plot or none, never
     # half a PNG.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, dpi=120, format="png")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with replaced_atomically(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)
 

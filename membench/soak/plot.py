@@ -3,10 +3,10 @@ with its fitted growth in the legend and the faults and replacements marked."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from membench.jsonfile import replaced_atomically
 from membench.soak.growth import MB
 
 if TYPE_CHECKING:
@@ -69,12 +69,9 @@ def plot_baselines(result: SoakResult, path: Path) -> None:
         # Below the axes: inside, it would hide the samples and the fault labels.
         ax.legend(loc="upper left", bbox_to_anchor=(0, -0.1), ncol=2, fontsize=7, frameon=False)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, dpi=120, format="png")
-        tmp.replace(path)  # a full disk leaves the old plot or none, never half a PNG
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        # A full disk leaves the old plot or none, never half a PNG.
+        with replaced_atomically(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)
