@@ -24,7 +24,7 @@ from membench.grafana.overview import OVERVIEW
 from membench.grafana.records import SETTINGS, Dashboard
 from membench.grafana.sdk import DATASOURCE_VARIABLE, build
 from membench.grafana.soak import SOAK
-from membench.prometheus.mixin import Settings, add_settings_options
+from membench.prometheus.mixin import Settings, add_settings_options, generate
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
 
@@ -122,25 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=DASHBOARDS_DIR)
     add_settings_options(parser)
     args = parser.parse_args(argv)
-    try:
-        settings = Settings(selector=args.selector, cluster_label=args.cluster_label)
-    except ValueError as exc:  # one line, as every membench command says a bad input
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
-        stale = stale_files(args.output_dir, settings)
-        if stale:
-            print(
-                f"stale dashboards in {args.output_dir}: {', '.join(stale)}; "
-                "run python grafana/generate.py",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"dashboards in {args.output_dir} are up to date")
-        return 0
-    for path in write(args.output_dir, settings):
-        print(f"wrote {path}")
-    return 0
+    return generate(
+        args,
+        parser.prog,
+        "grafana/generate.py",
+        "dashboards",
+        lambda a: Settings(selector=a.selector, cluster_label=a.cluster_label),
+        stale_files,
+        write,
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from membench.prometheus.mixin import (
     DEFAULT_RUNBOOK_URL,
     Settings,
     add_settings_options,
+    generate,
 )
 from membench.prometheus.recording import recording_groups
 
@@ -124,25 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grafana-url", default=DEFAULT_GRAFANA_URL)
     parser.add_argument("--runbook-url", default=DEFAULT_RUNBOOK_URL)
     args = parser.parse_args(argv)
-    try:
-        settings = settings_from(args)
-    except ValueError as exc:  # one line, as every membench command says a bad input
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
-        stale = stale_files(args.output_dir, settings)
-        if stale:
-            print(
-                f"stale rules in {args.output_dir}: {', '.join(stale)}; "
-                "run python prometheus/generate.py",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"rules in {args.output_dir} are up to date")
-        return 0
-    for path in write(args.output_dir, settings):
-        print(f"wrote {path}")
-    return 0
+    return generate(
+        args, parser.prog, "prometheus/generate.py", "rules", settings_from, stale_files, write
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Alert names: the rules, the runbook sections, the dashboards and the tests use these.
 WORKER_ABSENT = "MembenchWorkerAbsent"
@@ -129,6 +131,37 @@ class Settings:
     def dashboard(self, uid: str) -> str:
         """The dashboard, narrowed to the alert's job (a template the alert fills in)."""
         return f"{self.grafana_url.rstrip('/')}/d/{uid}?var-job={{{{ $labels.job }}}}"
+
+
+def generate(
+    args: argparse.Namespace,
+    prog: str,
+    script: str,
+    kind: str,
+    settings_of: Callable[[argparse.Namespace], Settings],
+    stale_files: Callable[[Path, Settings], list[str]],
+    write: Callable[[Path, Settings], list[Path]],
+) -> int:
+    """Both generators' command once parsed: settings from `args` (a bad one: one line, exit 2),
+    then `--check` (exit 1 naming the stale files of `kind`) or the files written."""
+    try:
+        settings = settings_of(args)
+    except ValueError as exc:  # one line, as every membench command says a bad input
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        stale = stale_files(args.output_dir, settings)
+        if stale:
+            print(
+                f"stale {kind} in {args.output_dir}: {', '.join(stale)}; run python {script}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{kind} in {args.output_dir} are up to date")
+        return 0
+    for path in write(args.output_dir, settings):
+        print(f"wrote {path}")
+    return 0
 
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
