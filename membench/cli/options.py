@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,31 @@ class GreedyOption(click.Option):
                     take_one(each, state)
 
             option.process = take_all
+
+
+def prometheus_window(url: str, last: str | None, start: str | None, end: str | None) -> Any:
+    """The time range of a --prometheus command (query.timerange.Window), once the URL and the
+    range flags are checked: a bad one is a UsageError naming its flag."""
+    from membench.query.client import check_url
+    from membench.query.timerange import RangeError, resolve_range
+
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise UsageError(f"--prometheus: {exc}") from None
+    try:
+        return resolve_range(last, start, end, time.time())
+    except RangeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def reachable_prometheus(url: str, on_query: Callable[[str], None] | None = None) -> Any:
+    """A query.client.Prometheus for `url` that answered; one that does not is a UsageError."""
+    from membench.query.client import Prometheus, PrometheusError
+
+    client = Prometheus(url, on_query=on_query)
+    try:
+        client.check()
+    except PrometheusError as exc:
+        raise UsageError(f"--prometheus: {exc}") from None
+    return client

@@ -8,13 +8,19 @@ query or file; a range with no runs: one line, exit 1.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from membench.cli.options import EXIT_FAILED_RUNS, EXIT_OK, UsageError, writable_dir
+from membench.cli.options import (
+    EXIT_FAILED_RUNS,
+    EXIT_OK,
+    UsageError,
+    prometheus_window,
+    reachable_prometheus,
+    writable_dir,
+)
 
 if TYPE_CHECKING:
     from membench.query.report import Report
@@ -130,30 +136,18 @@ def command(
     """The runs Prometheus recorded in a time range: the seed's table (peak memory, execution
     time per approach) and the figures that explain it; exit 1 if the range holds no run."""
     from membench.exporter import names as rule_names
-    from membench.query.client import Prometheus, PrometheusError, check_url
-    from membench.query.timerange import RangeError, resolve_range
+    from membench.query.client import PrometheusError
     from membench.workers.scenarios import parse_scenarios
 
     if not url:
         # click's own "missing option" error has no message to put on our one line.
         raise UsageError("--prometheus: required, the Prometheus base URL")
-    try:
-        check_url(url)
-    except ValueError as exc:
-        raise UsageError(f"--prometheus: {exc}") from None
-    try:
-        window = resolve_range(last, start, end, time.time())
-    except RangeError as exc:
-        raise UsageError(str(exc)) from None
+    window = prometheus_window(url, last, start, end)
     try:
         names = [s.name for s in parse_scenarios(scenarios)] if scenarios else None
     except ValueError as exc:
         raise UsageError(f"--scenarios: {exc}") from None
-    client = Prometheus(url, on_query=_show if show_queries else None)
-    try:
-        client.check()
-    except PrometheusError as exc:
-        raise UsageError(f"--prometheus: {exc}") from None
+    client = reachable_prometheus(url, _show if show_queries else None)
     directory = writable_dir("--output", Path(output))
 
     from membench.query.report import collect, write_report

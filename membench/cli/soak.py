@@ -9,13 +9,12 @@ so far written.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from membench.cli.options import UsageError, writable_dir
+from membench.cli.options import UsageError, prometheus_window, reachable_prometheus, writable_dir
 
 if TYPE_CHECKING:
     from membench.soak.verdict import Thresholds
@@ -135,23 +134,10 @@ def _remote(
     thresholds: Thresholds,
     directory: Path,
 ) -> int:
-    from membench.query.client import Prometheus, PrometheusError, check_url
-    from membench.query.timerange import RangeError, resolve_range
     from membench.soak import run_remote
 
-    try:
-        check_url(url)
-    except ValueError as exc:
-        raise UsageError(f"--prometheus: {exc}") from None
-    try:
-        window = resolve_range(last, start, end, time.time())
-    except RangeError as exc:
-        raise UsageError(str(exc)) from None
-    client = Prometheus(url)
-    try:
-        client.check()
-    except PrometheusError as exc:
-        raise UsageError(f"--prometheus: {exc}") from None
+    window = prometheus_window(url, last, start, end)
+    client = reachable_prometheus(url)
     writable_dir("--output", directory)
     return run_remote(client, window, warmup_s, thresholds, directory)
 
