@@ -30,6 +30,7 @@ TIERS = {
     "membench.targets": 0,
     "membench.cgroup": 0,
     "membench.urls": 0,
+    "membench.units": 0,
     "membench.query": 4,
     "membench.exporter": 1,
     "membench.workers": 2,
