@@ -31,6 +31,7 @@ TIERS = {
     "membench.cgroup": 0,
     "membench.urls": 0,
     "membench.units": 0,
+    "membench.results": 0,  # the typed model of results.json, between every part
     "membench.query": 4,
     "membench.exporter": 1,
     "membench.workers": 2,

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import msgspec
+
 from membench.exporter import names
 from membench.procfs import (
     read_process_memory,
@@ -15,6 +17,7 @@ from membench.procfs import (
     read_thread_count,
     reset_peak_rss,
 )
+from membench.results.model import TaskParams, TaskReport
 from membench.workers.allocator import active_allocator, release_free_memory
 from membench.workers.app import app
 from membench.workers.instrumentation import current_metrics
@@ -101,23 +104,25 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
     wall_s = time.perf_counter() - t0
     end_rss, hwm = read_status_memory()
     peak = hwm if peak_method == "vmhwm" else max(observer.max_rss, end_rss)
-    return {
-        "pid": os.getpid(),
-        "started_at": started_at,
-        "finished_at": started_at + wall_s,
-        "wall_s": wall_s,
-        "subtasks_done": len(results),
-        "digest": batch_digest(results),
-        "subtask_means": result_means(results),
-        "numpy_loaded": numpy_loaded(),
-        "start_rss_bytes": start_rss,
-        "end_rss_bytes": end_rss,
-        "peak_rss_bytes": peak,
-        "peak_method": peak_method,
-        "max_os_threads": observer.max_os_threads,
-        "allocator": active_allocator(),
-        "params": params.as_kwargs(),
-    }
+    report = TaskReport(
+        pid=os.getpid(),
+        started_at=started_at,
+        finished_at=started_at + wall_s,
+        wall_s=wall_s,
+        subtasks_done=len(results),
+        digest=batch_digest(results),
+        subtask_means=result_means(results),
+        numpy_loaded=numpy_loaded(),
+        start_rss_bytes=start_rss,
+        end_rss_bytes=end_rss,
+        peak_rss_bytes=peak,
+        peak_method=peak_method,
+        max_os_threads=observer.max_os_threads,
+        allocator=active_allocator(),
+        params=TaskParams(**params.as_kwargs()),
+    )
+    # Plain JSON values: the result backend serialises what the task returns.
+    return msgspec.to_builtins(report)
 
 
 @app.task(name=names.BENCHMARK_TASK, bind=True)

@@ -8,11 +8,12 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
+from membench.cli.measuring import Measuring, held_output
 from membench.cli.options import (
     EXIT_FAILED_RUNS,
     EXIT_INTERRUPTED,
@@ -21,11 +22,13 @@ from membench.cli.options import (
     UsageError,
     check_broker,
     worker_options,
-    writable_dir,
 )
 from membench.descendants import Adopter
 from membench.run.appspec import MAX_TASK_TIMEOUT_S, MAX_TASKS
-from membench.run.output import OutputBusy, OutputLock
+
+if TYPE_CHECKING:
+    from membench.results.model import AppRun
+    from membench.run.apprunner import AppPlan
 
 # The seed's flags that mean nothing to a user's task: refused with --app rather than ignored.
 SEED_ONLY = {
@@ -118,7 +121,7 @@ def _concurrency(args: SimpleNamespace) -> Any:
     return args.concurrency
 
 
-def _plan(args: SimpleNamespace) -> Any:
+def _plan(args: SimpleNamespace) -> AppPlan:
     from membench.run.apprunner import AppPlan
     from membench.run.appspec import AppSpecError, parse_concurrencies, parse_pools
     from membench.run.appspec import resolve as resolve_spec
@@ -147,84 +150,42 @@ def cmd_app_run(args: SimpleNamespace) -> int:
     broker = args.broker or None
     if broker:
         check_broker(broker)
-    output = writable_dir("--output", Path(args.output))  # last: it creates the directory
-    lock = OutputLock(output)
-    try:
-        lock.hold()
-    except OutputBusy as exc:
-        raise UsageError(f"--output: {exc}") from None
-    try:
+    with held_output(args.output) as output:  # last of the checks: it creates the directory
         return _measure(plan, broker, output)
-    finally:
-        lock.release()
 
 
-def _measure(plan: Any, broker: str | None, output: Path) -> int:
-    from membench.broker import EmbeddedRedis, redact
-    from membench.jsonfile import write_json_atomic
-    from membench.processes import Interrupted, catch_stop_signals
+def _measure(plan: AppPlan, broker: str | None, output: Path) -> int:
     from membench.run.appreport import app_results_document, format_app_table
     from membench.run.apprunner import AppRunner
-    from membench.run.report import PLOT_FILE, RESULTS_FILE, command_line, plot_results
+    from membench.run.report import command_line
 
-    catch_stop_signals()
-    rows: list[Any] = []
-    embedded: EmbeddedRedis | None = None
-    complete = False
+    rows: list[AppRun] = []
     started_at = time.time()
-    try:
-        if broker is None:
-            embedded = EmbeddedRedis()
-            broker = embedded.start()
-            print(f"membench: embedded redis-server at {redact(broker)}", file=sys.stderr)
+    measuring = Measuring(broker)
+    with measuring:
+        url = measuring.start_broker()
         adopter = Adopter()
 
         def progress(line: str) -> None:
             print(f"membench: {line}", file=sys.stderr)
 
-        AppRunner(plan, broker, progress, adopter).run(rows)
-        complete = True
-    except (KeyboardInterrupt, Interrupted) as exc:
-        print(
-            f"\nmembench: interrupted ({str(exc) or 'SIGINT'}); stopped every process",
-            file=sys.stderr,
-        )
-    finally:
-        if embedded is not None:
-            embedded.stop()
+        AppRunner(plan, url, progress, adopter).run(rows)
+        measuring.complete = True
     document = app_results_document(
         plan,
         rows,
-        broker="embedded" if embedded else redact(broker or ""),
+        broker=measuring.shown,
         command=command_line(),
         started_at=started_at,
-        complete=complete,
+        complete=measuring.complete,
     )
-    print(
-        format_app_table(
-            document["scenarios"] and [s["runs"][0] for s in document["scenarios"]], plan
-        )
-    )
-    written = True
-    for name, writer in (
-        (RESULTS_FILE, lambda path: write_json_atomic(path, document)),
-        (PLOT_FILE, lambda path: plot_results(document, path)),
-    ):
-        try:
-            writer(output / name)
-        except OSError as exc:
-            written = False
-            print(
-                f"membench run: error: cannot write {output / name}: {exc.strerror or exc}",
-                file=sys.stderr,
-            )
-    if written:
-        print(f"\nWrote {output / RESULTS_FILE} and {output / PLOT_FILE}")
-    if not complete:
+    print(format_app_table(rows, plan))
+    measuring.write_results(output, document)
+    if not measuring.complete:
         print("membench: results are INCOMPLETE (interrupted)", file=sys.stderr)
         return EXIT_INTERRUPTED
     bad = [r for r in rows if r.status != "ok" or r.escaped_processes]
     if bad:
         print(f"membench: {len(bad)} of {len(rows)} row(s) failed or refused", file=sys.stderr)
         return EXIT_FAILED_RUNS
-    return EXIT_OK if written else EXIT_FAILED_RUNS
+    return EXIT_FAILED_RUNS if measuring.unwritten else EXIT_OK

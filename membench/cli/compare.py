@@ -11,14 +11,13 @@ from pathlib import Path
 import click
 
 from membench.cli.options import EXIT_OK, UsageError
+from membench.results.document import BadResults, read_results
 from membench.run.compare import (
     DEFAULT_THRESHOLD_PCT,
     EXIT_REGRESSION,
     REGRESSION,
-    BadResults,
     compare_documents,
     format_comparison,
-    load_results,
     verdict_line,
     warnings_for,
 )
@@ -28,7 +27,7 @@ def cmd_compare(a_path: str, b_path: str, threshold: float) -> int:
     """Compare two results.json files; exit 1 on a significant regression beyond --threshold."""
     path_a, path_b = Path(a_path), Path(b_path)
     try:
-        a, b = load_results(path_a), load_results(path_b)
+        a, b = read_results(path_a), read_results(path_b)
     except BadResults as exc:
         raise UsageError(str(exc)) from None
     comparisons, only_a, only_b = compare_documents(a, b, threshold)

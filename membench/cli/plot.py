@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from membench.cli.options import EXIT_OK, UsageError
-from membench.run.compare import BadResults, check_plottable, load_results
+from membench.results.document import BadResults, read_results
+from membench.run.compare import check_plottable
 
 
 def cmd_plot(results: str, output_path: str | None) -> int:
@@ -16,7 +17,7 @@ def cmd_plot(results: str, output_path: str | None) -> int:
 
     path = Path(results)
     try:
-        document = load_results(path)
+        document = read_results(path)
         check_plottable(document, path)
     except BadResults as exc:
         raise UsageError(str(exc)) from None

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TextIO
 
+from membench.results.model import (
+    ProcessesEscaped,
+    ProgressEvent,
+    RunEnded,
+    RunStarted,
+    RunTick,
+)
 from membench.run.records import PROMETHEUS_SCRAPE_WAIT_S
+from membench.units import MIB
 
 # A sampler tick or two of a stopped state can be a race with a signal; a second is a stall.
 STALL_WARNING_S = 1.0
@@ -15,7 +23,7 @@ class Progress:
     """Which scenario and run is going, and how far: one live line on a terminal, else a log."""
 
     def __init__(
-        self, total_scenarios: int, runs: int, stream: Any = sys.stderr, warmup: int = 0
+        self, total_scenarios: int, runs: int, stream: TextIO = sys.stderr, warmup: int = 0
     ) -> None:
         self.total = total_scenarios
         self.runs = runs
@@ -26,31 +34,32 @@ class Progress:
     def _run(self, run: int, warmup: bool) -> str:
         return f"warmup {run}/{self.warmup}" if warmup else f"run {run}/{self.runs}"
 
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        if event == "run-start":
+    def __call__(self, event: ProgressEvent) -> None:
+        if isinstance(event, RunStarted):
             self._line(
-                f"[{data['index'] + 1}/{self.total}] {data['scenario']} "
-                f"{self._run(data['run'], data.get('warmup', False))}: starting worker",
+                f"[{event.index + 1}/{self.total}] {event.scenario} "
+                f"{self._run(event.run, event.warmup)}: starting worker",
                 final=not self.tty,
             )
-        elif event == "escaped":
+        elif isinstance(event, ProcessesEscaped):
             self._line(
-                f"    {data['scenario']}: WARNING: {len(data['escaped'])} process(es) escaped the "
-                f"worker and ran on after it stopped, killed: {'; '.join(data['escaped'])}",
+                f"    {event.scenario}: WARNING: {len(event.escaped)} process(es) escaped the "
+                f"worker and ran on after it stopped, killed: {'; '.join(event.escaped)}",
                 final=True,
             )
-        elif event == "tick" and self.tty:
-            expected = f" of ~{data['expected']:.1f}" if data["expected"] else ""
+        elif isinstance(event, RunTick) and self.tty:
+            expected = f" of ~{event.expected_s:.1f}" if event.expected_s else ""
             self._line(
-                f"    {data['scenario']} {self._run(data['run'], data.get('warmup', False))}: "
-                f"{data['elapsed']:.1f} s{expected} s, tree RSS {data['rss'] / 2**20:.0f} MB"
+                f"    {event.scenario} {self._run(event.run, event.warmup)}: "
+                f"{event.elapsed_s:.1f} s{expected} s, tree RSS {event.rss_bytes / MIB:.0f} MB"
             )
-        elif event == "run-end":
-            r = data["result"]
+        elif isinstance(event, RunEnded):
+            r = event.result
             if r.status == "ok":
+                duration, peak = r.duration_s or 0.0, (r.peak_rss_bytes or 0) / MIB
                 text = (
-                    f"    {r.scenario} {self._run(r.run, r.warmup)}: ok, {r.duration_s:.2f} s, "
-                    f"peak {r.peak_rss_bytes / 2**20:.1f} MB"
+                    f"    {r.scenario} {self._run(r.run, r.warmup)}: ok, {duration:.2f} s, "
+                    f"peak {peak:.1f} MB"
                 )
             else:
                 text = f"    {r.scenario} {self._run(r.run, r.warmup)}: FAILED: {r.reason}"

@@ -50,8 +50,9 @@ def _outcomes(outcomes: dict[str, int]) -> str:
 
 def format_report(report: Report) -> str:
     """The seed's table (its layout, from membench run), then what Prometheus adds."""
-    from membench.run.records import format_mb, format_seconds
+    from membench.run.records import format_seconds
     from membench.run.report import seed_table
+    from membench.units import format_mb
 
     found = report.approaches
     lines = seed_table([(a.label, a.peak_rss_bytes, a.execution_time_s) for a in found])

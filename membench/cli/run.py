@@ -10,11 +10,12 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from membench.cli.apprun import app_options, cmd_app_run, refuse_mixed_modes
+from membench.cli.measuring import Measuring, held_output
 from membench.cli.options import (
     EXIT_FAILED_RUNS,
     EXIT_INTERRUPTED,
@@ -31,9 +32,11 @@ from membench.cli.options import (
 )
 from membench.descendants import Adopter
 from membench.procfs import read_meminfo
-from membench.run.output import OutputBusy, OutputLock
 from membench.workers.params import MAX_HOLD_S, MAX_SIZE_MB, MAX_SUBTASKS, MAX_WORKERS
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
+
+if TYPE_CHECKING:
+    from membench.run.records import RunConfig
 
 
 def _user_payload_sha256(payload: str) -> str | None:
@@ -50,7 +53,7 @@ def _user_payload_sha256(payload: str) -> str | None:
         raise UsageError(f"--payload: {exc}") from None
 
 
-def _run_config(args: SimpleNamespace) -> Any:
+def _run_config(args: SimpleNamespace) -> RunConfig:
     from membench.run.records import RunConfig
     from membench.workers.params import InvalidParameter
     from membench.workers.scenarios import parse_scenarios
@@ -94,7 +97,7 @@ def _run_config(args: SimpleNamespace) -> Any:
     return config
 
 
-def _run_plans(args: SimpleNamespace) -> list[tuple[str, Any]]:
+def _run_plans(args: SimpleNamespace) -> list[tuple[str, RunConfig]]:
     """(label, RunConfig) per combination of --matrix (one unlabelled plan without it); every
     combination is validated before anything starts."""
     from membench.run.matrix import MATRIX_FLAGS, MatrixError, parse_matrix
@@ -131,75 +134,52 @@ def cmd_run(args: SimpleNamespace) -> int:
         check_broker(broker)
     if args.targets_dir:
         writable_dir("--targets-dir", Path(args.targets_dir))
-    # Last of the checks: it creates the directory, which must not happen for refused input.
-    output = writable_dir("--output", Path(args.output))
-    lock = OutputLock(output)
-    try:
-        lock.hold()
-    except OutputBusy as exc:
-        raise UsageError(f"--output: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"--output: cannot write to {output}: {exc.strerror or exc}") from None
-    try:
-        return _measure(args, plans, sizing, broker, output)
-    finally:
-        lock.release()
+    with held_output(args.output) as output:  # last of the checks: it creates the directory
+        return _measure(plans, sizing, broker, output)
 
 
 def _measure(
-    args: SimpleNamespace,
-    plans: list[tuple[str, Any]],
-    sizing: int | None,
-    broker: str | None,
-    output: Path,
+    plans: list[tuple[str, RunConfig]], sizing: int | None, broker: str | None, output: Path
 ) -> int:
     """Every plan, on an embedded redis-server unless `broker` is given; write what was measured
     even when interrupted."""
-    from membench.broker import EmbeddedRedis, redact
+    from membench.broker import redact
     from membench.cli.progress import Progress
-    from membench.jsonfile import write_json_atomic
-    from membench.processes import Interrupted, catch_stop_signals
+    from membench.results.document import write_results
+    from membench.results.model import (
+        BenchmarkResults,
+        Combination,
+        CombinationScenario,
+        MatrixSummary,
+    )
     from membench.run.matrix import combination_dir
     from membench.run.records import ScenarioResult
     from membench.run.report import (
         MATRIX_FILE,
-        PLOT_FILE,
         RESULTS_FILE,
         command_line,
         format_matrix_summary,
         format_table,
-        plot_results,
         results_document,
     )
     from membench.run.runner import BrokerLost, Runner
     from membench.run.sizing import format_sizing
 
-    catch_stop_signals()
-    done: list[tuple[str, dict[str, Any], Path]] = []
-    embedded: EmbeddedRedis | None = None
-    complete = False
-    unwritten: list[str] = []  # files a full disk (or similar) kept us from writing
-
-    def save(path: Path, writer: Any) -> bool:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer(path)
-        except OSError as exc:  # both writers go through a temporary file: no half file left
-            unwritten.append(str(path))
-            print(
-                f"membench run: error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr
-            )
-            return False
-        return True
+    done: list[tuple[str, BenchmarkResults, Path]] = []
+    measuring = Measuring(broker)
 
     def write(
-        label: str, config: Any, results: list[ScenarioResult], started_at: float, finished: bool
+        label: str,
+        config: RunConfig,
+        results: list[ScenarioResult],
+        started_at: float,
+        finished: bool,
     ) -> None:
         where = combination_dir(output, label)
         document = results_document(
             config,
             results,
-            broker="embedded" if embedded else redact(broker or ""),
+            broker=measuring.shown,
             command=command_line(),
             started_at=started_at,
             complete=finished,
@@ -209,26 +189,21 @@ def _measure(
         if label:
             print(f"\n{label}")
         print(format_table(results, config.runs, config.warmup))
-        print(format_sizing(document["sizing"]))
-        wrote = save(where / RESULTS_FILE, lambda path: write_json_atomic(path, document))
-        if wrote and save(where / PLOT_FILE, lambda path: plot_results(document, path)):
-            print(f"\nWrote {where / RESULTS_FILE} and {where / PLOT_FILE}")
+        print(format_sizing(document.sizing))
+        measuring.write_results(where, document)
         done.append((label, document, where))
 
     def replace_broker() -> str | None:
         """The embedded redis-server died: start another and go on (an external one: stop)."""
-        if embedded is None:
+        if measuring.embedded is None:
             return None
         # Same port and password: the worker and client connections that retry reconnect.
-        embedded.restart()
+        measuring.embedded.restart()
         print("membench run: the embedded redis-server died; restarted it", file=sys.stderr)
-        return broker
+        return measuring.url
 
-    try:
-        if broker is None:
-            embedded = EmbeddedRedis()
-            broker = embedded.start()
-            print(f"membench: embedded redis-server at {redact(broker)}", file=sys.stderr)
+    with measuring:
+        url = measuring.start_broker()
         # From here on, an orphan of any process this run starts becomes our child: what
         # escapes a worker's process group or session is found, killed and reported.
         adopter = Adopter()
@@ -239,7 +214,7 @@ def _measure(
             started_at = time.time()
             progress = Progress(len(config.scenarios), config.runs, warmup=config.warmup)
             try:
-                Runner(config, broker, progress, replace_broker, adopter).run(results)
+                Runner(config, url, progress, replace_broker, adopter).run(results)
             except BrokerLost as exc:
                 write(label, config, results, started_at, finished=False)
                 print(f"membench run: error: stopped: {redact(str(exc))}", file=sys.stderr)
@@ -248,34 +223,32 @@ def _measure(
                 write(label, config, results, started_at, finished=False)
                 raise
             write(label, config, results, started_at, finished=True)
-        complete = True
-    except (KeyboardInterrupt, Interrupted) as exc:
-        print(
-            f"\nmembench: interrupted ({str(exc) or 'SIGINT'}); stopped every process",
-            file=sys.stderr,
-        )
-    finally:
-        if embedded is not None:
-            embedded.stop()
+        measuring.complete = True
     if len(plans) > 1:
-        summary = {"complete": complete, "command": command_line(), "combinations": []}
-        for label, document, where in done:
-            entry = {"label": label, "results": str((where / RESULTS_FILE).relative_to(output))}
-            figures = [
-                {k: scenario[k] for k in ("scenario", "approach", "summary")}
-                for scenario in document["scenarios"]
-            ]
-            summary["combinations"].append(entry | {"scenarios": figures})
-        print("\n" + format_matrix_summary(summary["combinations"]))
-        if save(output / MATRIX_FILE, lambda path: write_json_atomic(path, summary)):
+        summary = MatrixSummary(
+            complete=measuring.complete,
+            command=command_line(),
+            combinations=[
+                Combination(
+                    label=label,
+                    results=str((where / RESULTS_FILE).relative_to(output)),
+                    scenarios=[
+                        CombinationScenario(s.scenario, s.approach, s.summary)
+                        for s in document.scenarios
+                    ],
+                )
+                for label, document, where in done
+            ],
+        )
+        print("\n" + format_matrix_summary(summary.combinations))
+        if measuring.save(output / MATRIX_FILE, lambda path: write_results(path, summary)):
             print(f"\nWrote {output / MATRIX_FILE}")
-    if not complete:
+    if not measuring.complete:
         print("membench: results are INCOMPLETE (interrupted)", file=sys.stderr)
         return EXIT_INTERRUPTED
-    failed = [
-        r for _, doc, _ in done for s in doc["scenarios"] for r in s["runs"] if r["status"] != "ok"
-    ]
-    escaped = [e for _, doc, _ in done for s in doc["scenarios"] for e in s["escaped_processes"]]
+    scenarios = [s for _, document, _ in done for s in document.scenarios]
+    failed = [r for s in scenarios for r in s.runs if r.status != "ok"]
+    escaped = [e for s in scenarios for e in s.escaped_processes]
     if escaped:
         print(
             f"membench: {len(escaped)} process(es) escaped their worker (killed; see "
@@ -286,7 +259,7 @@ def _measure(
     if failed:
         print(f"membench: {len(failed)} run(s) failed", file=sys.stderr)
         return EXIT_FAILED_RUNS
-    if unwritten:
+    if measuring.unwritten:
         return EXIT_FAILED_RUNS
     return EXIT_OK
 

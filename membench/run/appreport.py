@@ -4,17 +4,26 @@ what each pool did to the task in plain words, the sizing, and results.json (the
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
-from membench.run.apprunner import AppPlan, AppRow
+from membench.results.model import (
+    SCHEMA_VERSION,
+    AppParameters,
+    AppResults,
+    AppRun,
+    AppScenario,
+    AppSizing,
+    Figure,
+    Summary,
+    ThroughputVsSolo,
+)
+from membench.run.apprunner import AppPlan
 from membench.run.appsizing import serial_verdict, sizing_block
-from membench.run.records import format_mb, format_seconds
-from membench.run.report import SCHEMA_VERSION, machine_info
+from membench.run.records import format_seconds
+from membench.run.report import iso_time, machine_info
 from membench.stats import describe
+from membench.units import format_mb
 from membench.workers.allocator import inherited_allocator_environment
 
-# results.json summary keys of a row, so `membench compare` judges --app runs as others.
+# results.json summary figures of a row, so `membench compare` judges --app runs as others.
 SUMMARY_KEYS = (
     "peak_rss_bytes",
     "peak_pss_bytes",
@@ -29,42 +38,39 @@ SUMMARY_KEYS = (
 )
 
 
-def _approach(row: dict[str, Any], task: str) -> str:
-    return f"{row['pool']} -c {row['concurrency']} {task}"
+def _approach(row: AppRun, task: str) -> str:
+    return f"{row.pool} -c {row.concurrency} {task}"
 
 
-def _sort_key(row: dict[str, Any]) -> tuple[int, float]:
-    peak = row.get("peak_rss_bytes")
-    return (0, peak) if row.get("status") != "refused" and peak is not None else (1, 0.0)
+def _sort_key(row: AppRun) -> tuple[int, float]:
+    peak = row.peak_rss_bytes
+    return (0, peak) if row.status != "refused" and peak is not None else (1, 0.0)
 
 
-def _task_peak(row: dict[str, Any]) -> str:
+def _task_peak(row: AppRun) -> str:
     """Exact per-run peaks, median/max; else the shared windows' peaks, marked `*`."""
-    if row.get("task_peak_rss_bytes") is not None:
-        return (
-            f"{format_mb(row['task_peak_rss_bytes'])}/{format_mb(row['task_peak_max_rss_bytes'])}"
-        )
-    if row.get("window_peak_rss_bytes") is not None:
-        median, most = row["window_peak_rss_bytes"], row["window_peak_max_rss_bytes"]
+    if row.task_peak_rss_bytes is not None:
+        return f"{format_mb(row.task_peak_rss_bytes)}/{format_mb(row.task_peak_max_rss_bytes)}"
+    if row.window_peak_rss_bytes is not None:
+        median, most = row.window_peak_rss_bytes, row.window_peak_max_rss_bytes
         return f"{format_mb(median)}/{format_mb(most)}*"
     return "-"
 
 
-def _runs(row: dict[str, Any]) -> str:
-    outcomes = row.get("outcomes") or {}
-    if not outcomes:
-        return row.get("status", "-")
-    ok = outcomes.get("success", 0)
-    rest = " ".join(f"{v} {k}" for k, v in outcomes.items() if k != "success")
+def _runs(row: AppRun) -> str:
+    if not row.outcomes:
+        return row.status
+    ok = row.outcomes.get("success", 0)
+    rest = " ".join(f"{v} {k}" for k, v in row.outcomes.items() if k != "success")
     return f"{ok} ok" + (f" {rest}" if rest else "")
 
 
-def solo_rate(rows: list[dict[str, Any]]) -> float | None:
-    solo = next((r for r in rows if r["pool"] == "solo" and r.get("status") == "ok"), None)
-    return solo.get("throughput_per_s") if solo else None
+def solo_rate(rows: list[AppRun]) -> float | None:
+    solo = next((r for r in rows if r.pool == "solo" and r.status == "ok"), None)
+    return solo.throughput_per_s if solo else None
 
 
-def format_app_table(rows: list[dict[str, Any]], plan: AppPlan) -> str:
+def format_app_table(rows: list[AppRun], plan: AppPlan) -> str:
     spec = plan.spec
     ordered = sorted(rows, key=_sort_key)
     header = (
@@ -79,25 +85,25 @@ def format_app_table(rows: list[dict[str, Any]], plan: AppPlan) -> str:
     sentences: list[str] = []
     problems: list[str] = []
     for row in ordered:
-        name = f"{row['pool']} -c {row['concurrency']}"
-        if row.get("status") == "refused":
+        name = f"{row.pool} -c {row.concurrency}"
+        if row.status == "refused":
             lines.append(f"{name:<24}{'refused':>10}")
-            problems.append(f"  {name}: REFUSED: {row['reason']}")
+            problems.append(f"  {name}: REFUSED: {row.reason}")
             continue
         cell, sentence = serial_verdict(row, rate)
-        rate_cell = "-" if row.get("throughput_per_s") is None else f"{row['throughput_per_s']:.2f}"
+        rate_cell = "-" if row.throughput_per_s is None else f"{row.throughput_per_s:.2f}"
         lines.append(
-            f"{name:<24}{format_mb(row.get('peak_rss_bytes')):>10}"
-            f"{format_mb(row.get('peak_pss_bytes')):>10}{_task_peak(row):>19}"
-            f"{format_seconds(row.get('duration_s')):>9}"
-            f"{format_seconds(row.get('duration_p90_s')):>9}{rate_cell:>9}{cell:>20}  {_runs(row)}"
+            f"{name:<24}{format_mb(row.peak_rss_bytes):>10}"
+            f"{format_mb(row.peak_pss_bytes):>10}{_task_peak(row):>19}"
+            f"{format_seconds(row.duration_s):>9}"
+            f"{format_seconds(row.duration_p90_s):>9}{rate_cell:>9}{cell:>20}  {_runs(row)}"
         )
         if sentence:
             sentences.append(f"  {name}: {sentence}.")
-        if row.get("status") != "ok":
-            problems.append(f"  {name}: FAILED: {row['reason']}")
-        problems += [f"  {name}: {n} x {error}" for error, n in (row.get("errors") or {}).items()]
-        problems += [f"  {name}: escaped and killed: {e}" for e in row.get("escaped_processes", [])]
+        if row.status != "ok":
+            problems.append(f"  {name}: FAILED: {row.reason}")
+        problems += [f"  {name}: {n} x {error}" for error, n in row.errors.items()]
+        problems += [f"  {name}: escaped and killed: {e}" for e in row.escaped_processes]
     lines.append(rule)
     if sentences:
         lines += ["", "What the pool did to this task:", *sentences]
@@ -119,70 +125,65 @@ def format_app_table(rows: list[dict[str, Any]], plan: AppPlan) -> str:
 
 def app_results_document(
     plan: AppPlan,
-    rows: list[AppRow],
+    rows: list[AppRun],
     *,
     broker: str,
     command: list[str],
     started_at: float,
     complete: bool,
-) -> dict[str, Any]:
+) -> AppResults:
     """results.json of an --app run: one scenario entry per pool and concurrency."""
     spec = plan.spec
-    entries = [vars(r) for r in rows]
+    rate = solo_rate(rows)
     scenarios = []
-    for entry in entries:
-        ok = entry["status"] == "ok"
-        summary = {
-            key: describe([entry[key]]) if ok and entry.get(key) is not None else None
-            for key in SUMMARY_KEYS
-        }
+    for row in rows:
+        figures: dict[str, Figure] = {}
+        for key in SUMMARY_KEYS:
+            value = getattr(row, key)
+            if row.status == "ok" and value is not None:
+                figures[key] = Figure(**describe([value]))
+        cell, sentence = serial_verdict(row, rate)
         scenarios.append(
-            {
-                "scenario": entry["scenario"],
-                "approach": _approach(entry, spec.task),
-                "pool": entry["pool"],
-                "strategy": "app",
-                "concurrency": entry["concurrency"],
-                "summary": summary,
-                "runs": [entry],
-                "escaped_processes": entry["escaped_processes"],
-            }
+            AppScenario(
+                scenario=row.scenario,
+                approach=_approach(row, spec.task),
+                pool=row.pool,
+                strategy="app",
+                concurrency=row.concurrency,
+                summary=Summary(**figures),
+                runs=[row],
+                escaped_processes=row.escaped_processes,
+                throughput_vs_solo=ThroughputVsSolo(
+                    cell=cell, serial=cell.endswith(" serial"), in_plain_words=sentence or None
+                ),
+            )
         )
-    rate = solo_rate(entries)
-    for scenario in scenarios:
-        cell, sentence = serial_verdict(scenario["runs"][0], rate)
-        scenario["throughput_vs_solo"] = {
-            "cell": cell,
-            "serial": cell.endswith(" serial"),
-            "in_plain_words": sentence or None,
-        }
-    _, sizing = sizing_block(entries)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "complete": complete,
-        "command": command,
-        "started_at": datetime.fromtimestamp(started_at, UTC).isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "parameters": {
-            "mode": "app",
-            "app": spec.app,
-            "task": spec.task,
-            "args": spec.args,
-            "kwargs": spec.kwargs,
-            "module_file": spec.module_file,
-            "module_sha256": spec.module_sha256,
-            "tasks": plan.tasks,
-            "pools": plan.pools,
-            "concurrency": plan.concurrencies,
-            "task_timeout_s": plan.task_timeout_s,
-            "malloc": plan.options.malloc,
-            "max_tasks_per_child": plan.options.max_tasks_per_child,
-            "max_memory_per_child_kib": plan.options.max_memory_per_child_kib,
-            "inherited_allocator_environment": inherited_allocator_environment(),
-            "sample_interval_s": plan.sample_interval,
-            "broker": broker,
-        },
-        "machine": machine_info(),
-        "scenarios": scenarios,
-        "sizing": {"basis": "pss", "rows": sizing, "solo_rate_per_s": rate},
-    }
+    _, sizing = sizing_block(rows)
+    return AppResults(
+        schema_version=SCHEMA_VERSION,
+        complete=complete,
+        command=command,
+        started_at=iso_time(started_at),
+        finished_at=iso_time(None),
+        parameters=AppParameters(
+            app=spec.app,
+            task=spec.task,
+            args=spec.args,
+            kwargs=spec.kwargs,
+            module_file=spec.module_file,
+            module_sha256=spec.module_sha256,
+            tasks=plan.tasks,
+            pools=plan.pools,
+            concurrency=plan.concurrencies,
+            task_timeout_s=plan.task_timeout_s,
+            malloc=plan.options.malloc,
+            max_tasks_per_child=plan.options.max_tasks_per_child,
+            max_memory_per_child_kib=plan.options.max_memory_per_child_kib,
+            inherited_allocator_environment=inherited_allocator_environment(),
+            sample_interval_s=plan.sample_interval,
+            broker=broker,
+        ),
+        machine=machine_info(),
+        scenarios=scenarios,
+        sizing=AppSizing(basis="pss", rows=sizing, solo_rate_per_s=rate),
+    )

@@ -11,10 +11,10 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from membench.descendants import Adopter
 from membench.procfs import read_meminfo
+from membench.results.model import AppRun
 from membench.run.appload import Load, drive
 from membench.run.appspec import AppSpec
 from membench.run.appworker import AppWorker, app_scenario
@@ -53,75 +53,35 @@ class AppPlan:
         return rows
 
 
-@dataclass
-class AppRow:
-    """One pool at one concurrency: results.json's run entry (bytes, seconds)."""
-
-    scenario: str
-    pool: str
-    concurrency: int
-    run: int = 1
-    warmup: bool = False
-    status: str = "ok"  # ok | failed | refused
-    reason: str = ""
-    worker_ready_s: float | None = None
-    processes: int | None = None
-    baseline_rss_bytes: int | None = None
-    baseline_pss_bytes: int | None = None
-    peak_rss_bytes: int | None = None  # the tree's sampled peak over the whole load
-    peak_pss_bytes: int | None = None
-    tree_hwm_sum_bytes: int | None = None
-    retained_rss_bytes: int | None = None  # tree RSS once the last run ended
-    tasks: int = 0
-    sent: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)
-    elapsed_s: float | None = None
-    throughput_per_s: float | None = None
-    duration_s: float | None = None  # median run duration (what `membench compare` compares)
-    duration_p90_s: float | None = None
-    task_peak_rss_bytes: int | None = None  # median exact per-run peak (VmHWM)
-    task_peak_max_rss_bytes: int | None = None
-    task_peak_runs: int = 0  # runs with an exact peak
-    window_peak_rss_bytes: int | None = None  # median shared-window peak, where runs overlapped
-    window_peak_max_rss_bytes: int | None = None
-    task_retained_bytes: int | None = None  # median RSS an exact run left behind
-    executing_pids: int = 0
-    child_recycles: dict[str, float] | None = None  # the instrument's, by reason
-    planned_need_bytes: int | None = None  # the estimate the memory check used
-    stalled_s: float = 0.0
-    sampler: dict[str, Any] = field(default_factory=dict)
-    timeline: dict[str, list[float]] = field(default_factory=dict)
-    escaped_processes: list[str] = field(default_factory=list)
-
-    def fill(self, load: Load) -> None:
-        self.sent = load.sent
-        self.outcomes = {k: v for k, v in load.outcomes.items() if v}
-        self.errors = dict(load.errors.most_common())
-        self.elapsed_s = load.elapsed_s()
-        self.throughput_per_s = load.throughput()
-        self.executing_pids = len(load.pids)
-        if load.durations:
-            self.duration_s = statistics.median(load.durations)
-            self.duration_p90_s = percentile(load.durations, 90)
-        if load.peaks:
-            self.task_peak_rss_bytes = round(statistics.median(load.peaks))
-            self.task_peak_max_rss_bytes = max(load.peaks)
-            self.task_peak_runs = len(load.peaks)
-        if load.window_peaks:
-            self.window_peak_rss_bytes = round(statistics.median(load.window_peaks))
-            self.window_peak_max_rss_bytes = max(load.window_peaks)
-        if load.retained:
-            self.task_retained_bytes = round(statistics.median(load.retained))
-        bad = {k: v for k, v in self.outcomes.items() if k != "success"}
-        if load.worker_died:
-            self.status, self.reason = "failed", load.worker_died
-        elif bad:
-            self.status = "failed"
-            self.reason = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in bad.items())
+def fill_row(row: AppRun, load: Load) -> None:
+    """A row's figures from its load's runs; failed when runs failed or the worker died."""
+    row.sent = load.sent
+    row.outcomes = {k: v for k, v in load.outcomes.items() if v}
+    row.errors = dict(load.errors.most_common())
+    row.elapsed_s = load.elapsed_s()
+    row.throughput_per_s = load.throughput()
+    row.executing_pids = len(load.pids)
+    if load.durations:
+        row.duration_s = statistics.median(load.durations)
+        row.duration_p90_s = percentile(load.durations, 90)
+    if load.peaks:
+        row.task_peak_rss_bytes = round(statistics.median(load.peaks))
+        row.task_peak_max_rss_bytes = max(load.peaks)
+        row.task_peak_runs = len(load.peaks)
+    if load.window_peaks:
+        row.window_peak_rss_bytes = round(statistics.median(load.window_peaks))
+        row.window_peak_max_rss_bytes = max(load.window_peaks)
+    if load.retained:
+        row.task_retained_bytes = round(statistics.median(load.retained))
+    bad = {k: v for k, v in row.outcomes.items() if k != "success"}
+    if load.worker_died:
+        row.status, row.reason = "failed", load.worker_died
+    elif bad:
+        row.status = "failed"
+        row.reason = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in bad.items())
 
 
-def planned_need(solo: AppRow, pool: str, concurrency: int) -> int | None:
+def planned_need(solo: AppRun, pool: str, concurrency: int) -> int | None:
     """An upper estimate of a row's memory from the solo row: the idle process plus its rise per
     task in flight (gevent, threads); prefork a whole solo process per child on top of it. The
     rise is the sampled PSS rise or, larger when a spike fell between samples, the exact one."""
@@ -157,13 +117,13 @@ class AppRunner:
         self.client = client_app(broker_url)
         self.workdir = owned_tempdir("membench-apprun-")
 
-    def run(self, rows: list[AppRow]) -> list[AppRow]:
+    def run(self, rows: list[AppRun]) -> list[AppRun]:
         """Fill `rows` as it goes, so an interrupted run still has what was measured."""
         try:
-            solo: AppRow | None = None
+            solo: AppRun | None = None
             plan = self.plan.rows()
             for number, (pool, concurrency) in enumerate(plan, 1):
-                row = AppRow(app_scenario(pool, concurrency).name, pool, concurrency)
+                row = AppRun(app_scenario(pool, concurrency).name, pool, concurrency)
                 row.tasks = self.plan.tasks
                 rows.append(row)
                 self.progress(f"[{number}/{len(plan)}] {pool} -c {concurrency}: starting")
@@ -178,7 +138,7 @@ class AppRunner:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return rows
 
-    def _refused(self, solo: AppRow, row: AppRow) -> bool:
+    def _refused(self, solo: AppRun, row: AppRun) -> bool:
         need = planned_need(solo, row.pool, row.concurrency)
         row.planned_need_bytes = need
         available = read_meminfo()["MemAvailable"]
@@ -191,7 +151,7 @@ class AppRunner:
         )
         return True
 
-    def _one_row(self, row: AppRow) -> None:
+    def _one_row(self, row: AppRun) -> None:
         plan = self.plan
         worker = AppWorker(
             plan.spec.app,
@@ -230,7 +190,7 @@ class AppRunner:
                 ),
             )
             hung = bool(load.outcomes["timed_out"])
-            row.fill(load)
+            fill_row(row, load)
             ended = time.time()
             if worker.alive():
                 retained = read_tree_memory(worker.pid)
@@ -253,7 +213,7 @@ class AppRunner:
                 sampler.stop()
             self._stop(worker, row, hung)
 
-    def _stop(self, worker: AppWorker, row: AppRow, hung: bool) -> None:
+    def _stop(self, worker: AppWorker, row: AppRun, hung: bool) -> None:
         """A worker with a hung run is killed (a warm stop would wait for it); else stopped."""
         if worker.proc is None:
             return

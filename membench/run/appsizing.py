@@ -9,12 +9,10 @@ the tasks it holds in flight.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from membench.results.model import AppRun, AppSizingRow
 from membench.run.sizing import THRESHOLD_MARGIN_PERCENT, tasks_in_flight, threshold_kib
+from membench.units import MIB
 
-MIB = 1024 * 1024
 # Over the peak PSS, for the page cache a container's cgroup also charges (PSS leaves out what
 # nobody maps), run-to-run spread and a replacement child forked from a grown parent.
 CONTAINER_HEADROOM_PERCENT = 25
@@ -30,29 +28,26 @@ def container_limit_bytes(peak_pss: int) -> int:
     return -(-need // MIB) * MIB
 
 
-def size_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def size_row(row: AppRun) -> AppSizingRow:
     """results.json's sizing entry of one row (a run entry of an --app run)."""
-    out: dict[str, Any] = {
-        "scenario": row["scenario"],
-        "pool": row["pool"],
-        "concurrency": row["concurrency"],
-    }
-    if row.get("status") != "ok" or row.get("peak_pss_bytes") is None:
-        return out | {"note": row.get("reason") or "no successful run"}
-    out["need_bytes"] = row["peak_pss_bytes"]
-    out["container_limit_bytes"] = container_limit_bytes(row["peak_pss_bytes"])
-    if row["pool"] == "prefork":
-        peak = row.get("task_peak_max_rss_bytes")
-        out["child_peak_rss_bytes"] = peak
-        out["max_memory_per_child_kib"] = threshold_kib(peak) if peak else None
-    return out
+    sized = AppSizingRow(scenario=row.scenario, pool=row.pool, concurrency=row.concurrency)
+    if row.status != "ok" or row.peak_pss_bytes is None:
+        sized.note = row.reason or "no successful run"
+        return sized
+    sized.need_bytes = row.peak_pss_bytes
+    sized.container_limit_bytes = container_limit_bytes(row.peak_pss_bytes)
+    if row.pool == "prefork":
+        peak = row.task_peak_max_rss_bytes
+        sized.child_peak_rss_bytes = peak
+        sized.max_memory_per_child_kib = threshold_kib(peak) if peak else None
+    return sized
 
 
-def serial_verdict(row: Mapping[str, Any], solo_rate: float | None) -> tuple[str, str]:
+def serial_verdict(row: AppRun, solo_rate: float | None) -> tuple[str, str]:
     """(short cell, plain sentence or "") for a row's throughput against solo x tasks in flight."""
-    rate = row.get("throughput_per_s")
-    slots = tasks_in_flight(row["pool"], row["concurrency"])
-    if row["pool"] == "solo":
+    rate = row.throughput_per_s
+    slots = tasks_in_flight(row.pool, row.concurrency)
+    if row.pool == "solo":
         return ("serial rate", "")
     if not rate or not solo_rate:
         return ("-", "")
@@ -65,29 +60,29 @@ def serial_verdict(row: Mapping[str, Any], solo_rate: float | None) -> tuple[str
             "threads": "threads were serialised (GIL): the task holds it while it runs",
             "prefork": "prefork ran it no faster than solo: the children waited on something "
             "they share (CPU, a lock, the broker)",
-        }.get(row["pool"], "")
+        }.get(row.pool, "")
         return (cell + " serial", sentence)
     if slots > 1 and ratio >= PARALLEL_AT_LEAST * slots:
         return (cell + " parallel", "")
     return (cell, "")
 
 
-def sizing_block(rows: list[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+def sizing_block(rows: list[AppRun]) -> tuple[list[str], list[AppSizingRow]]:
     """The printed sizing lines and results.json's `sizing.rows`."""
-    entries = [size_row(r) for r in rows if r.get("status") != "refused"]
+    entries = [size_row(r) for r in rows if r.status != "refused"]
     header = (
         f"{'Sizing (MB)':<28}{'Need (PSS)':>12}{'Container limit':>17}"
         f"{'--max-memory-per-child':>24}"
     )
     lines = ["", header, "-" * len(header)]
     for e in entries:
-        if "note" in e:
-            lines.append(f"{e['pool'] + ' -c ' + str(e['concurrency']):<28}  -  ({e['note']})")
+        name = f"{e.pool} -c {e.concurrency}"
+        if e.need_bytes is None or e.container_limit_bytes is None:
+            lines.append(f"{name:<28}  -  ({e.note})")
             continue
-        kib = e.get("max_memory_per_child_kib")
+        kib = e.max_memory_per_child_kib
         lines.append(
-            f"{e['pool'] + ' -c ' + str(e['concurrency']):<28}"
-            f"{e['need_bytes'] / MIB:>12.2f}{e['container_limit_bytes'] / MIB:>17.0f}"
+            f"{name:<28}{e.need_bytes / MIB:>12.2f}{e.container_limit_bytes / MIB:>17.0f}"
             f"{'-' if kib is None else f'{kib} KiB':>24}"
         )
     lines.append(

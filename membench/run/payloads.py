@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from membench.results.model import RunResult, TaskReport
 from membench.run.sampler import TreeMemory, read_tree_memory
 from membench.run.worker import WorkerFailed, WorkerProcess
 from membench.workers.params import BatchParams
@@ -45,7 +46,7 @@ def preload_payload(app: Any, worker: WorkerProcess, payload: str) -> int | None
 
 
 def derive_figures(
-    result: Any, params: BatchParams, pool: str, baseline: TreeMemory, report: dict[str, Any]
+    result: RunResult, params: BatchParams, pool: str, baseline: TreeMemory, report: TaskReport
 ) -> None:
     """Fill a RunResult's payload-dependent figures from the baseline and the task's report.
 
@@ -53,14 +54,17 @@ def derive_figures(
     (numpy): peak - baseline - floor from the kernel's high-water marks (the tree's summed VmHWM),
     since np.std's temporaries live ~1 ms and 50 ms sampling misses them.
     """
-    result.subtask_means = report["subtask_means"]
+    result.subtask_means = report.subtask_means
     result.floor_bytes = floor = params.floor_bytes(pool)
     if floor is None:
         return
-    result.excess_rss_bytes = result.peak_rss_bytes - baseline.rss - floor
-    result.excess_pss_bytes = result.peak_pss_bytes - baseline.pss - floor
+    peak_rss, peak_pss = result.peak_rss_bytes, result.peak_pss_bytes
+    if peak_rss is None or peak_pss is None:  # no sample of the task's window: nothing to derive
+        return
+    result.excess_rss_bytes = peak_rss - baseline.rss - floor
+    result.excess_pss_bytes = peak_pss - baseline.pss - floor
     if params.payload == "numpy":
-        exact = result.tree_hwm_sum_bytes if result.peak_method == "vmhwm" else 0
-        temporaries = max(result.peak_rss_bytes, exact) - baseline.rss - floor
+        exact = result.tree_hwm_sum_bytes or 0 if result.peak_method == "vmhwm" else 0
+        temporaries = max(peak_rss, exact) - baseline.rss - floor
         result.concurrent_temporaries_bytes = temporaries
         result.temporaries_at_once = temporaries / params.size_bytes

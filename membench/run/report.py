@@ -9,24 +9,28 @@ import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from membench.jsonfile import replaced_atomically
 from membench.procfs import read_meminfo
-from membench.run.records import (
-    MB,
-    RunConfig,
-    ScenarioResult,
-    format_mb,
-    format_seconds,
+from membench.results.model import (
+    SCHEMA_VERSION,
+    BenchmarkParameters,
+    BenchmarkResults,
+    Combination,
+    Figure,
+    Machine,
+    Results,
+    Summary,
 )
+from membench.run.compare import plotted_runs
+from membench.run.records import RunConfig, ScenarioResult, format_seconds
 from membench.run.sizing import sizing_entry
+from membench.units import MIB, format_mb
 from membench.workers.allocator import inherited_allocator_environment
 
 RESULTS_FILE = "results.json"
 MATRIX_FILE = "matrix.json"
 PLOT_FILE = "memory_comparison.png"
-SCHEMA_VERSION = 1
 
 
 def _version(dist: str) -> str | None:
@@ -36,35 +40,35 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info() -> Machine:
     libc, libc_version = platform.libc_ver()
-    return {
-        "cores": os.cpu_count(),
-        "memory_bytes": read_meminfo()["MemTotal"],
-        "kernel": platform.release(),
-        "machine": platform.machine(),
-        "libc": f"{libc} {libc_version}".strip(),
-        "python": platform.python_version(),
-        "celery": _version("celery"),
-        "gevent": _version("gevent"),
-        "billiard": _version("billiard"),
-        "redis_py": _version("redis"),
-        "celery_membench": _version("celery-membench"),
-    }
+    return Machine(
+        cores=os.cpu_count(),
+        memory_bytes=read_meminfo()["MemTotal"],
+        kernel=platform.release(),
+        machine=platform.machine(),
+        libc=f"{libc} {libc_version}".strip(),
+        python=platform.python_version(),
+        celery=_version("celery"),
+        gevent=_version("gevent"),
+        billiard=_version("billiard"),
+        redis_py=_version("redis"),
+        celery_membench=_version("celery-membench"),
+    )
 
 
 def _sort_key(result: ScenarioResult) -> tuple[int, float]:
-    peak = result.summary()["peak_rss_bytes"]
-    return (0, peak["median"]) if peak else (1, 0.0)
+    peak = result.summary().peak_rss_bytes
+    return (0, peak.median) if peak else (1, 0.0)
 
 
-def _median(summary: dict[str, Any], key: str) -> float | None:
-    figure = summary.get(key)
-    return figure["median"] if figure else None
+def _median(summary: Summary, key: str) -> float | None:
+    figure: Figure | None = getattr(summary, key)
+    return figure.median if figure else None
 
 
-def _range_mb(figure: dict[str, float] | None) -> str:
-    return f"{format_mb(figure['min'])}-{format_mb(figure['max'])}" if figure else "-"
+def _range_mb(figure: Figure | None) -> str:
+    return f"{format_mb(figure.min)}-{format_mb(figure.max)}" if figure else "-"
 
 
 def seed_table(rows: list[tuple[str, float | None, float | None]]) -> list[str]:
@@ -114,12 +118,12 @@ def format_table(results: list[ScenarioResult], runs: int, warmup: int = 0) -> s
     failures = []
     for result in ordered:
         summary = result.summary()
-        peak, duration = summary.get("peak_rss_bytes"), summary.get("duration_s")
-        time_range = f"{duration['min']:.2f}-{duration['max']:.2f}" if duration else "-"
+        peak, duration = summary.peak_rss_bytes, summary.duration_s
+        time_range = f"{duration.min:.2f}-{duration.max:.2f}" if duration else "-"
         lines.append(
             f"{result.approach:<38}{_range_mb(peak):>16}"
-            f"{format_mb(peak['stdev'] if peak else None):>7}{time_range:>14}"
-            f"{format_seconds(duration['stdev'] if duration else None):>7}"
+            f"{format_mb(peak.stdev if peak else None):>7}{time_range:>14}"
+            f"{format_seconds(duration.stdev if duration else None):>7}"
             f"  {len(result.ok_runs())}/{len(result.measured_runs())} ok"
         )
         failures += [
@@ -170,8 +174,11 @@ def payload_notes(ordered: list[ScenarioResult]) -> list[str]:
             "allocates x - mean, one data-sized\ntemporary per subtask; x size: how many at once. "
             "OS threads may each hold one at once (numpy frees the GIL); greenlets one at a time."
         )
-    if any(r.subtask_means and "cpu_s" in r.subtask_means for r in runs):
-        spent = statistics.median(r.subtask_means["cpu_s"] for r in runs if r.subtask_means)
+    spent_s = [
+        r.subtask_means["cpu_s"] for r in runs if r.subtask_means and "cpu_s" in r.subtask_means
+    ]
+    if spent_s:
+        spent = statistics.median(spent_s)
         lines.append(
             f"\n--time is CPU seconds per subtask (cpu-*: median {spent:.2f} s spent per subtask): "
             "OS threads run numpy in parallel,\nPython one at a time (the GIL); greenlets never "
@@ -194,53 +201,48 @@ def results_document(
     started_at: float,
     complete: bool,
     sizing: int | None = None,
-) -> dict[str, Any]:
+) -> BenchmarkResults:
     """`sizing`: the concurrency to size workers for (membench.run.sizing; default the run's)."""
-    document = {
-        "schema_version": SCHEMA_VERSION,
-        "complete": complete,
-        "command": command,
-        "started_at": datetime.fromtimestamp(started_at, UTC).isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "parameters": {
-            "subtasks": config.subtasks,
-            "size_mb": config.size_mb,
-            "time_s": config.hold_s,
-            "workers": config.workers,
-            "concurrency": config.concurrency,
-            "runs": config.runs,
-            "warmup": config.warmup,
-            "payload": config.payload,
-            "payload_sha256": config.payload_sha256,
-            "scenarios": [s.name for s in config.scenarios],
-            "reuse_worker": config.reuse_worker,
-            "malloc": config.options.malloc,
-            "max_tasks_per_child": config.options.max_tasks_per_child,
-            "max_memory_per_child_kib": config.options.max_memory_per_child_kib,
-            "malloc_trim": config.malloc_trim,
-            "inherited_allocator_environment": inherited_allocator_environment(),
-            "sample_interval_s": config.sample_interval,
-            "broker": broker,
-        },
-        "machine": machine_info(),
-        "scenarios": [
-            {
-                "scenario": r.scenario.name,
-                "approach": r.approach,
-                "pool": r.scenario.pool,
-                "strategy": r.scenario.strategy,
-                "summary": r.summary(),
-                "runs": [vars(run) for run in r.runs],
-                "escaped_processes": r.escaped_processes,
-            }
-            for r in results
-        ],
-    }
-    document["sizing"] = sizing_entry(document["scenarios"], sizing or config.concurrency)
-    return document
+    scenarios = [r.entry() for r in results]
+    return BenchmarkResults(
+        schema_version=SCHEMA_VERSION,
+        complete=complete,
+        command=command,
+        started_at=iso_time(started_at),
+        finished_at=iso_time(None),
+        parameters=BenchmarkParameters(
+            subtasks=config.subtasks,
+            size_mb=config.size_mb,
+            time_s=config.hold_s,
+            workers=config.workers,
+            concurrency=config.concurrency,
+            runs=config.runs,
+            warmup=config.warmup,
+            payload=config.payload,
+            payload_sha256=config.payload_sha256,
+            scenarios=[s.name for s in config.scenarios],
+            reuse_worker=config.reuse_worker,
+            malloc=config.options.malloc,
+            max_tasks_per_child=config.options.max_tasks_per_child,
+            max_memory_per_child_kib=config.options.max_memory_per_child_kib,
+            malloc_trim=config.malloc_trim,
+            inherited_allocator_environment=inherited_allocator_environment(),
+            sample_interval_s=config.sample_interval,
+            broker=broker,
+        ),
+        machine=machine_info(),
+        scenarios=scenarios,
+        sizing=sizing_entry(scenarios, sizing or config.concurrency),
+    )
 
 
-def format_matrix_summary(combinations: list[dict[str, Any]]) -> str:
+def iso_time(epoch: float | None) -> str:
+    """ISO 8601 in UTC of `epoch`, or of now."""
+    moment = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat()
+
+
+def format_matrix_summary(combinations: list[Combination]) -> str:
     """One line per combination and approach: the figures that tell combinations apart."""
     header = (
         f"{'Combination':<34}{'Approach':<38}{'Peak':>9}{'Excess':>9}{'Retained':>10}"
@@ -248,10 +250,10 @@ def format_matrix_summary(combinations: list[dict[str, Any]]) -> str:
     )
     lines = ["MATRIX SUMMARY (MB, medians)", header, "-" * len(header)]
     for combination in combinations:
-        for scenario in combination["scenarios"]:
-            summary = scenario["summary"]
+        for scenario in combination.scenarios:
+            summary = scenario.summary
             lines.append(
-                f"{combination['label']:<34}{scenario['approach']:<38}"
+                f"{combination.label:<34}{scenario.approach:<38}"
                 f"{format_mb(_median(summary, 'peak_rss_bytes')):>9}"
                 f"{format_mb(_median(summary, 'excess_rss_bytes')):>9}"
                 f"{format_mb(_median(summary, 'retained_rss_bytes')):>10}"
@@ -261,7 +263,7 @@ def format_matrix_summary(combinations: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_results(document: dict[str, Any], path: Path) -> None:
+def plot_results(document: Results, path: Path) -> None:
     """Memory over time since task start, one line per approach (its median-peak measured run)."""
     import matplotlib
 
@@ -270,39 +272,25 @@ def plot_results(document: dict[str, Any], path: Path) -> None:
 
     fig, (ax_rss, ax_pss) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
     durations = []
-    for scenario in document["scenarios"]:
-        # .get: documents written before --warmup existed have no such key.
-        runs = [
-            r
-            for r in scenario["runs"]
-            if r["status"] == "ok" and not r.get("warmup") and r["timeline"].get("t_s")
-        ]
-        if not runs:
-            continue
-        runs.sort(key=lambda r: r["peak_rss_bytes"])
-        run = runs[len(runs) // 2]
-        t = run["timeline"]["t_s"]
+    for scenario, run in plotted_runs(document):
+        t = run.timeline.t_s
         durations.append(max(t[-1], 1e-3))
-        label = f"{scenario['approach']} (peak {run['peak_rss_bytes'] / MB:.0f} MB)"
-        ax_rss.plot(t, [v / MB for v in run["timeline"]["rss_bytes"]], label=label)
-        ax_pss.plot(t, [v / MB for v in run["timeline"]["pss_bytes"]], label=scenario["approach"])
-    params = document["parameters"]
-    if params.get("mode") == "app":  # membench run --app: the user's task, N in flight
+        label = f"{scenario.approach} (peak {(run.peak_rss_bytes or 0) / MIB:.0f} MB)"
+        ax_rss.plot(t, [v / MIB for v in run.timeline.rss_bytes], label=label)
+        ax_pss.plot(t, [v / MIB for v in run.timeline.pss_bytes], label=scenario.approach)
+    if isinstance(document, BenchmarkResults):
+        params = document.parameters
         fig.suptitle(
-            f"Celery worker memory: {params['app']} {params['task']}, {params['tasks']} runs"
+            f"Celery worker memory: {params.subtasks} subtasks x {params.size_mb} MB, "
+            f"{params.workers} workers, hold {params.time_s} s, payload {params.payload}"
         )
-    else:
-        fig.suptitle(
-            f"Celery worker memory: {params['subtasks']} subtasks x {params['size_mb']} MB, "
-            f"{params['workers']} workers, hold {params['time_s']} s, payload {params['payload']}"
-        )
+        ax_pss.set_xlabel("Time since task start (s)")
+    else:  # membench run --app: the user's task, N in flight
+        app = document.parameters
+        fig.suptitle(f"Celery worker memory: {app.app} {app.task}, {app.tasks} runs")
+        ax_pss.set_xlabel("Time since the first task was sent (s)")
     ax_rss.set_ylabel("Worker tree RSS (MB)")
     ax_pss.set_ylabel("Worker tree PSS (MB)")
-    ax_pss.set_xlabel(
-        "Time since task start (s)"
-        if params.get("mode") != "app"
-        else "Time since the first task was sent (s)"
-    )
     if durations and max(durations) > 10 * min(durations):
         # A sequential run can last 40x a concurrent one: on a linear axis the concurrent
         # approaches would be a vertical line at 0. Linear up to 1 s, logarithmic beyond.

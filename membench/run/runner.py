@@ -11,14 +11,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from celery.exceptions import TimeoutError as ResultTimeout
 
 from membench.broker import broker_errors
 from membench.descendants import Adopter
 from membench.exporter import names
 from membench.procfs import list_children
+from membench.results.model import (
+    ProcessesEscaped,
+    ProgressEvent,
+    RunEnded,
+    RunResult,
+    RunStarted,
+    RunTick,
+    TaskReport,
+)
 from membench.run.payloads import derive_figures, preload_payload
-from membench.run.records import PROMETHEUS_SCRAPE_WAIT_S, RunConfig, RunResult, ScenarioResult
+from membench.run.records import PROMETHEUS_SCRAPE_WAIT_S, RunConfig, ScenarioResult
 from membench.run.sampler import (
     TreeSampler,
     read_tree_memory,
@@ -31,7 +41,7 @@ from membench.tempdirs import owned_tempdir
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
 
-ProgressFn = Callable[[str, dict[str, Any]], None]
+ProgressFn = Callable[[ProgressEvent], None]
 
 
 class BrokerLost(Exception):
@@ -95,13 +105,10 @@ class Runner:
                 plan = [(run, True) for run in range(1, self.config.warmup + 1)]
                 plan += [(run, False) for run in range(1, self.config.runs + 1)]
                 for run, warmup in plan:
-                    self.progress(
-                        "run-start",
-                        {"scenario": scenario.name, "index": index, "run": run, "warmup": warmup},
-                    )
+                    self.progress(RunStarted(scenario.name, index, run, warmup))
                     outcome = self._one_run(scenario, params, run, warmup)
                     result.runs.append(outcome)
-                    self.progress("run-end", {"scenario": scenario.name, "result": outcome})
+                    self.progress(RunEnded(scenario.name, outcome))
                     if self._broker_lost is not None:
                         self._survive_broker_loss()
                         break  # this scenario's worker lost its broker: on with the next
@@ -202,9 +209,7 @@ class Runner:
         if escaped and self._current is not None:
             described = [e.describe() for e in escaped]
             self._current.escaped_processes.extend(described)
-            self.progress(
-                "escaped", {"scenario": self._current.scenario.name, "escaped": described}
-            )
+            self.progress(ProcessesEscaped(self._current.scenario.name, described))
 
     def _one_run(
         self, scenario: Scenario, params: BatchParams, run: int, warmup: bool = False
@@ -235,7 +240,7 @@ class Runner:
             return result
         self._in_flight = async_result
         deadline = time.monotonic() + self.config.deadline_seconds(scenario)
-        report: dict[str, Any] | None = None
+        report: TaskReport | None = None
         while report is None:
             if not worker.alive():
                 result.status = "failed"
@@ -250,15 +255,14 @@ class Runner:
             except ResultTimeout:
                 latest = sampler.latest()
                 self.progress(
-                    "tick",
-                    {
-                        "scenario": scenario.name,
-                        "run": run,
-                        "warmup": warmup,
-                        "elapsed": time.time() - sent_at,
-                        "expected": self.config.ideal_seconds(scenario),
-                        "rss": latest.rss if latest else 0,
-                    },
+                    RunTick(
+                        scenario=scenario.name,
+                        run=run,
+                        warmup=warmup,
+                        elapsed_s=time.time() - sent_at,
+                        expected_s=self.config.ideal_seconds(scenario),
+                        rss_bytes=latest.rss if latest else 0,
+                    )
                 )
                 continue
             except broker_errors() as exc:
@@ -269,7 +273,12 @@ class Runner:
                 result.status = "failed"
                 result.reason = f"{type(value).__name__}: {value}"
                 break
-            report = value
+            try:
+                report = msgspec.convert(value, TaskReport)
+            except msgspec.ValidationError as exc:
+                result.status = "failed"
+                result.reason = f"the task's report is not the benchmark task's: {exc}"
+                break
         received_at = time.time()
         result.round_trip_s = received_at - sent_at
         result.stalled_s = round(sampler.stalled_seconds(sent_at, received_at), 3)
@@ -282,18 +291,18 @@ class Runner:
         retained = read_tree_memory(worker.pid)
         result.retained_rss_bytes, result.retained_pss_bytes = retained.rss, retained.pss
         result.tree_hwm_sum_bytes = tree_hwm_sum(pids)
-        started, finished = report["started_at"], report["finished_at"]
+        started, finished = report.started_at, report.finished_at
         window = sampler.between(started, finished)
         result.peak_rss_bytes = max([s.rss for s in window] + [baseline.rss, retained.rss])
         result.peak_pss_bytes = max([s.pss for s in window] + [baseline.pss, retained.pss])
-        result.duration_s = report["wall_s"]
-        result.task_peak_rss_bytes = report["peak_rss_bytes"]
-        result.peak_method = report["peak_method"]
-        result.subtasks_done = report["subtasks_done"]
-        result.digest = report["digest"]
-        result.max_os_threads = report["max_os_threads"]
-        result.executing_pid = report["pid"]
-        result.allocator = report["allocator"]
+        result.duration_s = report.wall_s
+        result.task_peak_rss_bytes = report.peak_rss_bytes
+        result.peak_method = report.peak_method
+        result.subtasks_done = report.subtasks_done
+        result.digest = report.digest
+        result.max_os_threads = report.max_os_threads
+        result.executing_pid = report.pid
+        result.allocator = report.allocator
         derive_figures(result, params, scenario.pool, baseline, report)  # floor, excess, ...
         result.sampler = sampler.stats()
         # Up to a second of idle worker before the task (never its start-up ramp), led by the

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from membench.procfs import list_tree, read_process_memory, read_status_memory, reset_peak_rss
+from membench.results.model import SamplerStats, Timeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +53,12 @@ def tree_hwm_sum(pids: list[int]) -> int:
     return total
 
 
-def tree_timeline(samples: list[TreeMemory], origin: float) -> dict[str, list[float]]:
-    return {
-        "t_s": [round(s.t - origin, 4) for s in samples],
-        "rss_bytes": [s.rss for s in samples],
-        "pss_bytes": [s.pss for s in samples],
-    }
+def tree_timeline(samples: list[TreeMemory], origin: float) -> Timeline:
+    return Timeline(
+        t_s=[round(s.t - origin, 4) for s in samples],
+        rss_bytes=[s.rss for s in samples],
+        pss_bytes=[s.pss for s in samples],
+    )
 
 
 class TreeSampler:
@@ -115,12 +116,12 @@ class TreeSampler:
     def latest(self) -> TreeMemory | None:
         return self.samples[-1] if self.samples else None
 
-    def stats(self) -> dict[str, float | int]:
+    def stats(self) -> SamplerStats:
         on_time = self.ticks - self.late_ticks
-        return {
-            "interval_s": self.interval,
-            "ticks": self.ticks,
-            "late_ticks": self.late_ticks,
-            "missed_ticks": self.missed_ticks,
-            "on_time_ratio": on_time / self.ticks if self.ticks else 0.0,
-        }
+        return SamplerStats(
+            interval_s=self.interval,
+            ticks=self.ticks,
+            late_ticks=self.late_ticks,
+            missed_ticks=self.missed_ticks,
+            on_time_ratio=on_time / self.ticks if self.ticks else 0.0,
+        )

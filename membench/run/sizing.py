@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from membench.run.records import format_mb
+from membench.results.model import ApproachSizing, BenchmarkScenario, RunResult, Sizing
+from membench.units import KIB, format_mb
 
-KIB = 1024
 # Over the largest child peak any run saw: run-to-run spread, and a replacement child forked
 # later from a parent that has grown meanwhile. docs/sizing.md. Percent: integer arithmetic.
 THRESHOLD_MARGIN_PERCENT = 10
@@ -29,20 +28,28 @@ class RunFigures:
     exact: bool  # peak_method "vmhwm": the HWM figures are the task's own, not the lifetime's
 
     @classmethod
-    def of(cls, run: Mapping[str, Any]) -> RunFigures | None:
+    def of(cls, run: RunResult) -> RunFigures | None:
         """The figures of a successful measured run; None for failed, warmup or partial runs."""
-        keys = (
-            "baseline_rss_bytes",
-            "baseline_pss_bytes",
-            "peak_pss_bytes",
-            "task_peak_rss_bytes",
-            "tree_hwm_sum_bytes",
-            "processes",
-        )
-        values = [run.get(key) for key in keys]
-        if run.get("status") != "ok" or run.get("warmup") or None in values:
+        if run.status != "ok" or run.warmup:
             return None
-        return cls(*values, exact=run.get("peak_method") == "vmhwm")
+        if (
+            run.baseline_rss_bytes is None
+            or run.baseline_pss_bytes is None
+            or run.peak_pss_bytes is None
+            or run.task_peak_rss_bytes is None
+            or run.tree_hwm_sum_bytes is None
+            or run.processes is None
+        ):
+            return None
+        return cls(
+            baseline_rss=run.baseline_rss_bytes,
+            baseline_pss=run.baseline_pss_bytes,
+            peak_pss=run.peak_pss_bytes,
+            task_peak_rss=run.task_peak_rss_bytes,
+            tree_hwm_sum=run.tree_hwm_sum_bytes,
+            processes=run.processes,
+            exact=run.peak_method == "vmhwm",
+        )
 
     @property
     def rise(self) -> int:
@@ -103,68 +110,65 @@ def threshold_kib(child_peak_rss: int, margin_percent: int = THRESHOLD_MARGIN_PE
     return -(-child_peak_rss * (100 + margin_percent) // (100 * KIB))  # rounded up
 
 
-def size_approach(runs: Iterable[Mapping[str, Any]], pool: str, concurrency: int) -> dict[str, Any]:
+def size_approach(scenario: BenchmarkScenario, concurrency: int) -> ApproachSizing:
     """Sizing at `concurrency` from an approach's runs: medians of each run's terms; the
     threshold from the largest child peak of any run."""
-    figures = [f for f in map(RunFigures.of, runs) if f is not None]
+    pool = scenario.pool
+    figures = [f for f in map(RunFigures.of, scenario.runs) if f is not None]
     estimates = [e for e in (estimate(f, pool) for f in figures) if e is not None]
     slots = tasks_in_flight(pool, concurrency)
-    out: dict[str, Any] = {"concurrency": concurrency, "tasks_in_flight": slots}
+    sized = ApproachSizing(
+        scenario=scenario.scenario,
+        approach=scenario.approach,
+        pool=pool,
+        concurrency=concurrency,
+        tasks_in_flight=slots,
+    )
     if not estimates:
-        out["note"] = (
+        sized.note = (
             "no successful run with the exact task peak (VmHWM)" if figures else "no successful run"
         )
-        return out
+        return sized
 
     def median(values: list[int]) -> int:
         return round(statistics.median(values))
 
     peaks = [e.child_peak_rss for e in estimates if e.child_peak_rss is not None]
     children = [e.child_pss for e in estimates if e.child_pss is not None]
-    out |= {
-        "need_bytes": median([e.fixed + slots * e.per_task for e in estimates]),
-        "fixed_bytes": median([e.fixed for e in estimates]),
-        "per_task_bytes": median([e.per_task for e in estimates]),
-        "task_rise_bytes": median([e.rise for e in estimates]),
-        "child_pss_bytes": median(children) if children else None,
-        "child_peak_rss_bytes": max(peaks) if peaks else None,
-        "max_memory_per_child_kib": threshold_kib(max(peaks)) if peaks else None,
-        "runs": len(estimates),
-    }
-    return out
+    sized.need_bytes = median([e.fixed + slots * e.per_task for e in estimates])
+    sized.fixed_bytes = median([e.fixed for e in estimates])
+    sized.per_task_bytes = median([e.per_task for e in estimates])
+    sized.task_rise_bytes = median([e.rise for e in estimates])
+    sized.child_pss_bytes = median(children) if children else None
+    sized.child_peak_rss_bytes = max(peaks) if peaks else None
+    sized.max_memory_per_child_kib = threshold_kib(max(peaks)) if peaks else None
+    sized.runs = len(estimates)
+    return sized
 
 
-def sizing_entry(scenarios: Iterable[Mapping[str, Any]], concurrency: int) -> dict[str, Any]:
-    """results.json's `sizing`: per approach (a results document's scenario entries)."""
-    return {
-        "concurrency": concurrency,
-        "basis": "pss",
-        "threshold_margin_percent": THRESHOLD_MARGIN_PERCENT,
-        "approaches": [
-            {
-                "scenario": s["scenario"],
-                "approach": s["approach"],
-                "pool": s["pool"],
-                **size_approach(s["runs"], s["pool"], concurrency),
-            }
-            for s in scenarios
-        ],
-    }
+def sizing_entry(scenarios: Iterable[BenchmarkScenario], concurrency: int) -> Sizing:
+    """results.json's `sizing`: per approach."""
+    return Sizing(
+        concurrency=concurrency,
+        basis="pss",
+        threshold_margin_percent=THRESHOLD_MARGIN_PERCENT,
+        approaches=[size_approach(s, concurrency) for s in scenarios],
+    )
 
 
-def format_sizing(entry: Mapping[str, Any]) -> str:
+def format_sizing(entry: Sizing) -> str:
     """The printed block: per approach, the memory needed at N and the recycling threshold."""
-    n = entry["concurrency"]
+    n = entry.concurrency
     header = (
         f"{f'Sizing at --concurrency {n} (MB, PSS)':<38}{'Need':>10}{'Fixed':>10}"
         f"{'Per task':>10}{'Rise':>10}{'--max-memory-per-child':>24}"
     )
     lines = ["", header, "-" * len(header)]
-    for a in entry["approaches"]:
-        kib = a.get("max_memory_per_child_kib")
+    for a in entry.approaches:
+        kib = a.max_memory_per_child_kib
         lines.append(
-            f"{a['approach']:<38}{format_mb(a.get('need_bytes')):>10}{format_mb(a.get('fixed_bytes')):>10}"
-            f"{format_mb(a.get('per_task_bytes')):>10}{format_mb(a.get('task_rise_bytes')):>10}"
+            f"{a.approach:<38}{format_mb(a.need_bytes):>10}{format_mb(a.fixed_bytes):>10}"
+            f"{format_mb(a.per_task_bytes):>10}{format_mb(a.task_rise_bytes):>10}"
             f"{'-' if kib is None else f'{kib} KiB':>24}"
         )
     lines.append(
