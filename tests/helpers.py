@@ -246,3 +246,16 @@ def prometheus_query(port: int, promql: str) -> list[dict[str, Any]]:
     except (OSError, ValueError):
         return []
     return body["data"]["result"] if body.get("status") == "success" else []
+
+
+def read_valid_results(path: Path) -> dict[str, Any]:
+    """A results.json membench wrote, checked against the shipped JSON Schema with jsonschema
+    and read back by membench's own reader: its JSON values."""
+    import jsonschema
+
+    from membench.results.document import SCHEMA_FILE, read_results
+
+    document = json.loads(path.read_text())
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(document)
+    read_results(path)
+    return document

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import REPO, membench
+from helpers import REPO, membench, read_valid_results
 
 from membench.processes import wait_for
 
@@ -26,7 +26,7 @@ EXAMPLE = REPO / "examples" / "app_benchmark"
 
 def app_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
     done = membench("run", "--app", "tasks:app", *args, "--output", str(tmp_path), cwd=EXAMPLE)
-    return done, json.loads((tmp_path / "results.json").read_text())
+    return done, read_valid_results(tmp_path / "results.json")
 
 
 def rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:

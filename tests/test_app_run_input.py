@@ -12,13 +12,14 @@ import pytest
 from helpers import REPO, membench
 
 from membench.cli.main import main
+from membench.results.model import AppRun, Timeline
 from membench.run.appload import Load
-from membench.run.apprunner import AppRow, planned_need
+from membench.run.apprunner import fill_row, planned_need
 from membench.run.appsizing import container_limit_bytes, serial_verdict, size_row
 from membench.run.appworker import RecordReader
+from membench.units import MIB
 
 EXAMPLE = REPO / "examples" / "app_benchmark"
-MIB = 1024 * 1024
 
 
 @pytest.fixture
@@ -131,8 +132,8 @@ def test_the_console_command_refuses_in_one_line(app_dir: Path) -> None:
     assert done.stderr.count("\n") == 1 and done.stdout == ""
 
 
-def _row(pool: str, concurrency: int, rate: float) -> dict[str, object]:
-    return {"pool": pool, "concurrency": concurrency, "throughput_per_s": rate}
+def _row(pool: str, concurrency: int, rate: float) -> AppRun:
+    return AppRun(f"{pool}-c{concurrency}", pool, concurrency, throughput_per_s=rate)
 
 
 def test_serial_verdict_in_plain_words() -> None:
@@ -147,26 +148,22 @@ def test_serial_verdict_in_plain_words() -> None:
 
 
 def test_sizing_of_a_prefork_row() -> None:
-    row = {
-        "scenario": "prefork-c2",
-        "pool": "prefork",
-        "concurrency": 2,
-        "status": "ok",
-        "peak_pss_bytes": 100 * MIB,
-        "task_peak_max_rss_bytes": 64 * MIB,
-    }
+    row = AppRun(
+        "prefork-c2", "prefork", 2, peak_pss_bytes=100 * MIB, task_peak_max_rss_bytes=64 * MIB
+    )
     sized = size_row(row)
-    assert sized["need_bytes"] == 100 * MIB
-    assert sized["container_limit_bytes"] == container_limit_bytes(100 * MIB) == 125 * MIB
-    assert sized["max_memory_per_child_kib"] == -(-64 * 1024 * 110 // 100)  # +10%, KiB
-    assert "note" in size_row({**row, "status": "failed", "reason": "worker died"})
+    assert sized.need_bytes == 100 * MIB
+    assert sized.container_limit_bytes == container_limit_bytes(100 * MIB) == 125 * MIB
+    assert sized.max_memory_per_child_kib == -(-64 * 1024 * 110 // 100)  # +10%, KiB
+    row.status, row.reason = "failed", "worker died"
+    assert size_row(row).note == "worker died" and size_row(row).need_bytes is None
 
 
 def test_planned_need_from_the_solo_row() -> None:
-    solo = AppRow("solo-c1", "solo", 1, baseline_pss_bytes=50 * MIB, peak_pss_bytes=60 * MIB)
+    solo = AppRun("solo-c1", "solo", 1, baseline_pss_bytes=50 * MIB, peak_pss_bytes=60 * MIB)
     assert planned_need(solo, "gevent", 100) == 50 * MIB + 100 * 10 * MIB
     assert planned_need(solo, "prefork", 4) == 50 * MIB + 4 * 60 * MIB
-    assert planned_need(AppRow("solo-c1", "solo", 1, status="failed"), "gevent", 4) is None
+    assert planned_need(AppRun("solo-c1", "solo", 1, status="failed"), "gevent", 4) is None
     # A spike between two samples: the exact peak (VmHWM) over the baseline RSS is the rise.
     solo.baseline_rss_bytes, solo.task_peak_max_rss_bytes = 55 * MIB, 85 * MIB
     assert planned_need(solo, "gevent", 100) == 50 * MIB + 100 * 30 * MIB
@@ -191,8 +188,8 @@ def test_a_row_with_failures_says_what_failed() -> None:
         ("failure", "ValueError: boom"),
     ):
         load.take({"outcome": outcome, "t": 1.0, "error": error, "duration_s": 0.1})
-    row = AppRow("gevent-c2", "gevent", 2)
-    row.fill(load)
+    row = AppRun("gevent-c2", "gevent", 2)
+    fill_row(row, load)
     assert row.status == "failed" and row.reason == "2 failure"
     assert row.errors == {"ValueError: boom": 2}
     assert row.throughput_per_s == pytest.approx(3.0)
@@ -201,7 +198,7 @@ def test_a_row_with_failures_says_what_failed() -> None:
 def test_compare_and_plot_read_an_app_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from membench.jsonfile import write_json_atomic
+    from membench.results.document import write_results
     from membench.run.appreport import app_results_document
     from membench.run.apprunner import AppPlan
     from membench.run.appspec import AppSpec
@@ -209,13 +206,13 @@ def test_compare_and_plot_read_an_app_run(
     plan = AppPlan(AppSpec("tasks:app", "tasks.hold", [1], {}, None, None), ["gevent"], [4], 8, 60)
     paths = []
     for name, peak in (("a", 80 * MIB), ("b", 120 * MIB)):
-        row = AppRow("gevent-c4", "gevent", 4, baseline_rss_bytes=60 * MIB, peak_rss_bytes=peak)
+        row = AppRun("gevent-c4", "gevent", 4, baseline_rss_bytes=60 * MIB, peak_rss_bytes=peak)
         row.peak_pss_bytes, row.duration_s, row.throughput_per_s = peak, 0.5, 7.5
-        row.timeline = {"t_s": [0.0, 0.1], "rss_bytes": [60 * MIB, peak], "pss_bytes": [1, 2]}
+        row.timeline = Timeline([0.0, 0.1], [60 * MIB, peak], [1, 2])
         document = app_results_document(
             plan, [row], broker="embedded", command=["membench"], started_at=0.0, complete=True
         )
-        write_json_atomic(tmp_path / f"{name}.json", document)
+        write_results(tmp_path / f"{name}.json", document)
         paths.append(str(tmp_path / f"{name}.json"))
     assert main(["compare", *paths]) == 1  # peak +50%: a regression
     assert "gevent -c 4 tasks.hold" in capsys.readouterr().out

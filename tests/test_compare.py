@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import membench
+from helpers import membench, read_valid_results
 
 from membench.cli.main import main
-from membench.run.records import MB, RunConfig, RunResult, ScenarioResult
+from membench.results.document import plain
+from membench.results.model import RunResult, Timeline
+from membench.run.records import RunConfig, ScenarioResult
 from membench.run.report import results_document
+from membench.units import MIB
 from membench.workers.scenarios import SCENARIOS
 
 # (peak MB, duration s) per run; a helper turns them into a real results_document().
@@ -21,15 +24,15 @@ STEADY: Runs = [(100.0, 1.0), (101.0, 1.01), (102.0, 1.02)]
 
 def _run(scenario: str, index: int, peak_mb: float, duration: float, **extra: Any) -> RunResult:
     t = [round(i * 0.05, 2) for i in range(-4, 25)]
-    rss = [int((50 + (peak_mb - 50) * (0 <= x <= duration)) * MB) for x in t]
+    rss = [int((50 + (peak_mb - 50) * (0 <= x <= duration)) * MIB) for x in t]
     return RunResult(
         scenario=scenario,
         run=index,
         duration_s=duration,
-        baseline_rss_bytes=50 * MB,
-        peak_rss_bytes=int(peak_mb * MB),
-        peak_pss_bytes=int(peak_mb * 0.9 * MB),
-        timeline={"t_s": t, "rss_bytes": rss, "pss_bytes": [int(v * 0.9) for v in rss]},
+        baseline_rss_bytes=50 * MIB,
+        peak_rss_bytes=int(peak_mb * MIB),
+        peak_pss_bytes=int(peak_mb * 0.9 * MIB),
+        timeline=Timeline(t_s=t, rss_bytes=rss, pss_bytes=[int(v * 0.9) for v in rss]),
         **extra,
     )
 
@@ -61,8 +64,8 @@ def make_document(
     document = results_document(
         config_obj, results, broker="embedded", command=["membench"], started_at=0, complete=True
     )
-    # Round-trip through JSON, as compare reads it.
-    return json.loads(json.dumps(document))
+    # As JSON values, as compare reads them.
+    return plain(document)
 
 
 def write(path: Path, document: Any) -> Path:
@@ -178,10 +181,11 @@ def _broken_summary(document: dict) -> dict[str, Any]:
         ("{not json", "not valid JSON"),
         ("[1, 2]", "no schema_version"),
         (_schema, "schema_version 99"),
-        (_broken_summary, "summary.peak_rss_bytes"),
+        (_broken_summary, "$.scenarios[0].summary.peak_rss_bytes"),
         (lambda d: make_document({"prefork_threads": STEADY}), "no scenario in common"),
         ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
-        ('{"schema_version": ' + "9" * 5000 + "}", "digits"),
+        ('{"schema_version": ' + "9" * 5000 + "}", "out of range"),
+        (lambda d: d | {"schema_version": 1}, "schema_version 1, this membench reads 2 (version 2"),
     ],
 )
 def test_bad_file_is_one_line_exit_2(
@@ -238,7 +242,7 @@ def test_plot_bad_input_is_one_line_exit_2(
     write(tmp_path / "results.json", make_document({"gevent_greenlets": STEADY}))
     empty = make_document({"gevent_greenlets": STEADY})
     for run in empty["scenarios"][0]["runs"]:
-        run["timeline"] = {}
+        run["timeline"] = {"t_s": [], "rss_bytes": [], "pss_bytes": []}
     write(tmp_path / "no_timeline.json", empty)
     args = [str(tmp_path / a) if not a.startswith("--") else a for a in args]
     assert main(["plot", *args]) == 2
@@ -251,7 +255,7 @@ def test_summary_and_table_ignore_warmup_runs() -> None:
     document = make_document({"gevent_greenlets": [(100.0, 1.0)]}, warmup_runs=[(500.0, 9.0)] * 2)
     (scenario,) = document["scenarios"]
     assert [r["warmup"] for r in scenario["runs"]] == [True, True, False]
-    assert scenario["summary"]["peak_rss_bytes"]["median"] == 100 * MB
+    assert scenario["summary"]["peak_rss_bytes"]["median"] == 100 * MIB
     assert scenario["summary"]["duration_s"]["n"] == 1
 
 
@@ -272,7 +276,7 @@ def test_run_with_warmup_records_it_and_counts_only_measured_runs(tmp_path: Path
         *("--runs", "1", "--warmup", "1", "--output", str(tmp_path)),
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    document = json.loads((tmp_path / "results.json").read_text())
+    document = read_valid_results(tmp_path / "results.json")
     assert document["parameters"]["warmup"] == 1
     (scenario,) = document["scenarios"]
     assert [r["warmup"] for r in scenario["runs"]] == [True, False]

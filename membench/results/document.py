@@ -63,9 +63,18 @@ def results_from(document: Any, path: Path | str = "results.json") -> Results:
             f"{path}: schema_version {version!r}, this membench reads {SCHEMA_VERSION}{why}"
         )
     try:
-        return msgspec.convert(document, Results)
+        results: Results = msgspec.convert(document, Results)
     except msgspec.ValidationError as exc:
         raise BadResults(f"{path}: not a valid results.json: {exc}") from None
+    # What a schema cannot say: compare and plot find a scenario by its name.
+    seen: set[str] = set()
+    for i, scenario in enumerate(results.scenarios):
+        if scenario.scenario in seen:
+            raise BadResults(
+                f"{path}: scenarios[{i}]: scenario {scenario.scenario!r} appears twice"
+            )
+        seen.add(scenario.scenario)
+    return results
 
 
 def plain(value: msgspec.Struct | list[Any]) -> Any:

@@ -38,6 +38,7 @@ class SoakResult:
 def machine() -> dict[str, Any]:
     """The runner's machine block (cores, memory, kernel, versions), Prometheus's version where
     the binary is on PATH, and the load at start (others may share the machine)."""
+    from membench.results.document import plain
     from membench.run.report import machine_info
 
     try:
@@ -46,7 +47,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         lines = []
     return {
-        **machine_info(),
+        **plain(machine_info()),
         "prometheus_client": metadata.version("prometheus-client"),
         "prometheus": lines[0] if lines else None,
         "load_average_at_start": list(os.getloadavg()),
