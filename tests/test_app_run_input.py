@@ -12,7 +12,7 @@ import pytest
 from helpers import REPO, membench
 
 from membench.cli.main import main
-from membench.results.model import AppRun, Timeline
+from membench.results.model import AppRun, RunBegan, RunFinished, Timeline
 from membench.run.appload import Load
 from membench.run.apprunner import fill_row, planned_need
 from membench.run.appsizing import container_limit_bytes, serial_verdict, size_row
@@ -173,10 +173,11 @@ def test_the_record_reader_takes_whole_lines_only(tmp_path: Path) -> None:
     reader = RecordReader(tmp_path)
     path = tmp_path / "1.jsonl"
     path.write_bytes(b'{"e": "start", "id": "a", "pid": 1, "t": 1.0}\n{"e": "end", "id"')
-    assert [r["e"] for r in reader.read()] == ["start"]
+    assert reader.read() == [RunBegan("a", 1, 1.0)]
     with path.open("ab") as f:
         f.write(b': "a", "pid": 1, "t": 2.0, "outcome": "success"}\n')
-    assert [r["e"] for r in reader.read()] == ["end"]
+        f.write(b'{"e": "end", "id": 3}\nnot json\n')  # the user's code could write anything
+    assert reader.read() == [RunFinished("a", 1, 2.0, "success")]
     assert reader.read() == []
 
 
@@ -187,7 +188,7 @@ def test_a_row_with_failures_says_what_failed() -> None:
         ("failure", "ValueError: boom"),
         ("failure", "ValueError: boom"),
     ):
-        load.take({"outcome": outcome, "t": 1.0, "error": error, "duration_s": 0.1})
+        load.take(RunFinished("task", 7, 1.0, outcome, error, duration_s=0.1))
     row = AppRun("gevent-c2", "gevent", 2)
     fill_row(row, load)
     assert row.status == "failed" and row.reason == "2 failure"

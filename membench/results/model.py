@@ -404,3 +404,27 @@ class ProcessesEscaped(msgspec.Struct):
 
 
 ProgressEvent = RunStarted | RunTick | RunEnded | ProcessesEscaped
+
+
+# ---- what an --app worker's processes record per task run (membench.run.applauncher) --------
+
+
+class RunBegan(msgspec.Struct, tag_field="e", tag="start"):
+    id: str  # the task id
+    pid: int  # the process that runs it
+    t: float  # epoch seconds
+
+
+class RunFinished(msgspec.Struct, tag_field="e", tag="end"):
+    id: str
+    pid: int
+    t: float
+    outcome: str  # the instrument's: success, failure, retry, ...; "lost" for a dead child
+    error: str = ""  # a failure's exception, last line
+    duration_s: float | None = None
+    peak_rss_bytes: int | None = None  # exact: the process ran this task alone
+    window_peak_rss_bytes: int | None = None  # shared with runs that overlapped it
+    retained_bytes: int | None = None
+
+
+RunRecord = RunBegan | RunFinished

@@ -12,25 +12,28 @@ flight from them and gets each run's figures without a label per run in any metr
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from typing import Any
+
+import msgspec
+
+from membench.results.model import RunBegan, RunFinished, RunRecord
 
 _fd: dict[int, int] = {}  # pid -> descriptor: a prefork child opens its own file after the fork
 _errors: dict[str, str] = {}  # task id -> the exception's last line, until the run's record
 _records_dir = ""
 
 
-def _write(record: dict[str, Any]) -> None:
-    pid = os.getpid()
-    fd = _fd.get(pid)
+def _write(record: RunRecord) -> None:
+    fd = _fd.get(record.pid)
     if fd is None:
-        path = os.path.join(_records_dir, f"{pid}.jsonl")
-        fd = _fd[pid] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        path = os.path.join(_records_dir, f"{record.pid}.jsonl")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        fd = _fd[record.pid] = os.open(path, flags, 0o600)
     # One write per line with O_APPEND: the runner never sees two processes' lines interleaved.
-    os.write(fd, (json.dumps({**record, "pid": pid, "t": time.time()}) + "\n").encode())
+    os.write(fd, msgspec.json.encode(record) + b"\n")
 
 
 def last_line(exc: BaseException | None) -> str:
@@ -43,7 +46,7 @@ def last_line(exc: BaseException | None) -> str:
 
 def _on_prerun(task_id: str | None = None, **_: Any) -> None:
     if task_id is not None:
-        _write({"e": "start", "id": task_id})
+        _write(RunBegan(task_id, os.getpid(), time.time()))
 
 
 def _on_failure(task_id: str | None = None, exception: BaseException | None = None, **_: Any):
@@ -53,23 +56,24 @@ def _on_failure(task_id: str | None = None, exception: BaseException | None = No
         return
     if isinstance(exception, WorkerLostError):
         # Sent in the main process: the child that ran it died and wrote no end record.
-        _write({"e": "end", "id": task_id, "outcome": "lost", "error": last_line(exception)})
+        _write(RunFinished(task_id, os.getpid(), time.time(), "lost", last_line(exception)))
     else:
         _errors[task_id] = last_line(exception)
 
 
 def _on_run_finished(run: Any) -> None:
     _write(
-        {
-            "e": "end",
-            "id": run.task_id,
-            "outcome": run.outcome,
-            "duration_s": run.duration_s,
-            "peak_rss_bytes": run.peak_rss_bytes,
-            "window_peak_rss_bytes": run.window_peak_rss_bytes,
-            "retained_bytes": run.retained_bytes,
-            "error": _errors.pop(run.task_id, ""),
-        }
+        RunFinished(
+            id=run.task_id,
+            pid=os.getpid(),
+            t=time.time(),
+            outcome=run.outcome,
+            error=_errors.pop(run.task_id, ""),
+            duration_s=run.duration_s,
+            peak_rss_bytes=run.peak_rss_bytes,
+            window_peak_rss_bytes=run.window_peak_rss_bytes,
+            retained_bytes=run.retained_bytes,
+        )
     )
 
 

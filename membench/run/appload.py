@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from membench.results.model import RunBegan, RunFinished
 from membench.run.appspec import AppSpec
 from membench.run.appworker import AppWorker, RecordReader
 
@@ -47,22 +48,22 @@ class Load:
         elapsed = self.elapsed_s()
         return self.finished / elapsed if elapsed and self.finished else None
 
-    def take(self, record: dict[str, Any]) -> None:
-        outcome = record.get("outcome", "failure")
+    def take(self, record: RunFinished) -> None:
+        outcome = record.outcome
         self.outcomes[outcome if outcome in OUTCOMES else "failure"] += 1
-        self.last_end_at = max(self.last_end_at or 0.0, float(record["t"]))
-        error = record.get("error")
+        self.last_end_at = max(self.last_end_at or 0.0, record.t)
+        error = record.error
         if error and (error in self.errors or len(self.errors) < MAX_ERRORS):
             self.errors[error] += 1
-        if record.get("duration_s") is not None:
-            self.durations.append(float(record["duration_s"]))
-        for key, into in (
-            ("peak_rss_bytes", self.peaks),
-            ("window_peak_rss_bytes", self.window_peaks),
-            ("retained_bytes", self.retained),
+        if record.duration_s is not None:
+            self.durations.append(record.duration_s)
+        for value, into in (
+            (record.peak_rss_bytes, self.peaks),
+            (record.window_peak_rss_bytes, self.window_peaks),
+            (record.retained_bytes, self.retained),
         ):
-            if record.get(key) is not None:
-                into.append(int(record[key]))
+            if value is not None:
+                into.append(value)
 
 
 def drive(
@@ -100,14 +101,13 @@ def drive(
             waiting[result.id] = now
             load.sent += 1
         for record in reader.read():
-            task_id = record.get("id")
-            if task_id not in waiting:
+            if record.id not in waiting:
                 continue
-            load.pids.add(int(record["pid"]))
-            if record.get("e") == "start":
-                waiting[task_id] = float(record["t"])
+            load.pids.add(record.pid)
+            if isinstance(record, RunBegan):
+                waiting[record.id] = record.t
             else:
-                del waiting[task_id]
+                del waiting[record.id]
                 load.take(record)
         now = time.time()
         for task_id, began in list(waiting.items()):

@@ -5,16 +5,17 @@ records its processes write."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from membench import settings
 from membench.exporter import names
 from membench.processes import spawn
+from membench.results.model import RunRecord
 from membench.run.worker import GEVENT_PREFETCH_ARGS, WorkerOptions, WorkerProcess
 from membench.targets import addresses_by_pid
 from membench.workers.allocator import allocator_env
@@ -117,6 +118,9 @@ class AppWorker(WorkerProcess):
         return None
 
 
+RECORD_DECODER = msgspec.json.Decoder(RunRecord)
+
+
 class RecordReader:
     """Reads the launcher's per-process record files as they grow: whole lines only."""
 
@@ -125,8 +129,10 @@ class RecordReader:
         self._offsets: dict[Path, int] = {}
         self._partial: dict[Path, bytes] = {}
 
-    def read(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    def read(self) -> list[RunRecord]:
+        """The records written since the last read; a line that is not one is skipped (the
+        user's code shares the process and could write anything anywhere)."""
+        records: list[RunRecord] = []
         with contextlib.suppress(FileNotFoundError):
             paths = sorted(self.directory.glob("*.jsonl"))
             for path in paths:
@@ -140,6 +146,6 @@ class RecordReader:
                 if rest:
                     self._partial[path] = rest
                 for line in lines:
-                    with contextlib.suppress(ValueError):
-                        records.append(json.loads(line))
+                    with contextlib.suppress(msgspec.DecodeError):
+                        records.append(RECORD_DECODER.decode(line))
         return records
