@@ -43,7 +43,7 @@ def cmdline(process: psutil.Process) -> list[str]:
 
 def no_worker_left() -> bool:
     mine = psutil.Process().children(recursive=True)
-    return not [p for p in mine if "membench.run.applauncher" in cmdline(p)]
+    return not [p for p in mine if "membench.run.app.launcher" in cmdline(p)]
 
 
 def test_a_task_that_raises_is_counted_with_its_last_line(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_a_worker_killed_mid_run_fails_its_row_and_the_next_pool_runs(tmp_path: 
         def prefork_worker_busy() -> int | None:
             for process in psutil.Process(runner.pid).children():
                 argv = cmdline(process)
-                if "membench.run.applauncher" in argv[2:3] and "prefork" in argv:
+                if "membench.run.app.launcher" in argv[2:3] and "prefork" in argv:
                     records = Path(argv[3])  # the launcher's records directory
                     if any(records.glob("*.jsonl")):
                         return process.pid

@@ -13,10 +13,10 @@ from helpers import REPO, membench
 
 from membench.cli.main import main
 from membench.results.model import AppRun, RunBegan, RunFinished, Timeline
-from membench.run.appload import Load
-from membench.run.apprunner import fill_row, planned_need
-from membench.run.appsizing import container_limit_bytes, serial_verdict, size_row
-from membench.run.appworker import RecordReader
+from membench.run.app.load import Load
+from membench.run.app.runner import fill_row, planned_need
+from membench.run.app.sizing import container_limit_bytes, serial_verdict, size_row
+from membench.run.app.worker import RecordReader
 from membench.units import MIB
 
 EXAMPLE = REPO / "examples" / "app_benchmark"
@@ -200,9 +200,9 @@ def test_compare_and_plot_read_an_app_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from membench.results.document import write_results
-    from membench.run.appreport import app_results_document
-    from membench.run.apprunner import AppPlan
-    from membench.run.appspec import AppSpec
+    from membench.run.app.report import app_results_document
+    from membench.run.app.runner import AppPlan
+    from membench.run.app.spec import AppSpec
 
     plan = AppPlan(AppSpec("tasks:app", "tasks.hold", [1], {}, None, None), ["gevent"], [4], 8, 60)
     paths = []

@@ -11,9 +11,9 @@ import pytest
 
 from membench.results.document import SCHEMA_FILE, main, plain, schema_text
 from membench.results.model import SCHEMA_VERSION, AppRun, RunResult, Timeline
-from membench.run.appreport import app_results_document
-from membench.run.apprunner import AppPlan
-from membench.run.appspec import AppSpec
+from membench.run.app.report import app_results_document
+from membench.run.app.runner import AppPlan
+from membench.run.app.spec import AppSpec
 from membench.run.records import RunConfig, ScenarioResult
 from membench.run.report import results_document
 from membench.units import MIB

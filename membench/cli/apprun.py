@@ -1,6 +1,6 @@
 """`membench run --app MODULE:ATTRIBUTE --task NAME`: the user's real Celery task under each pool
 and concurrency. Parse and check everything before any process starts, build the plan, run it,
-print and write what was measured (the engine is membench/run/app*.py)."""
+print and write what was measured (the engine is membench/run/app/)."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from membench.cli.options import (
     worker_options,
 )
 from membench.descendants import Adopter
-from membench.run.appspec import MAX_TASK_TIMEOUT_S, MAX_TASKS
+from membench.run.app.spec import MAX_TASK_TIMEOUT_S, MAX_TASKS
 
 if TYPE_CHECKING:
     from membench.results.model import AppRun
-    from membench.run.apprunner import AppPlan
+    from membench.run.app.runner import AppPlan
 
 # The seed's flags that mean nothing to a user's task: refused with --app rather than ignored.
 SEED_ONLY = {
@@ -122,9 +122,9 @@ def _concurrency(args: SimpleNamespace) -> Any:
 
 
 def _plan(args: SimpleNamespace) -> AppPlan:
-    from membench.run.apprunner import AppPlan
-    from membench.run.appspec import AppSpecError, parse_concurrencies, parse_pools
-    from membench.run.appspec import resolve as resolve_spec
+    from membench.run.app.runner import AppPlan
+    from membench.run.app.spec import AppSpecError, parse_concurrencies, parse_pools
+    from membench.run.app.spec import resolve as resolve_spec
 
     if not args.task:
         raise UsageError("--task: required with --app (the registered task name)")
@@ -155,8 +155,8 @@ def cmd_app_run(args: SimpleNamespace) -> int:
 
 
 def _measure(plan: AppPlan, broker: str | None, output: Path) -> int:
-    from membench.run.appreport import app_results_document, format_app_table
-    from membench.run.apprunner import AppRunner
+    from membench.run.app.report import app_results_document, format_app_table
+    from membench.run.app.runner import AppRunner
     from membench.run.report import command_line
 
     rows: list[AppRun] = []

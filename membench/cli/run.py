@@ -265,7 +265,7 @@ def _measure(
 
 
 class ConcurrencyList(click.ParamType):
-    """N, as the seed's int; with --app also N,N2,... (kept as text for membench.run.appspec)."""
+    """N, as the seed's int; with --app also N,N2,... (kept as text for membench.run.app.spec)."""
 
     name = "N[,N2...]"
 

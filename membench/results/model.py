@@ -302,7 +302,7 @@ class Sizing(msgspec.Struct):
 
 
 class AppSizingRow(msgspec.Struct):
-    """Sizing of one --app row (membench.run.appsizing)."""
+    """Sizing of one --app row (membench.run.app.sizing)."""
 
     scenario: str
     pool: str
@@ -406,7 +406,7 @@ class ProcessesEscaped(msgspec.Struct):
 ProgressEvent = RunStarted | RunTick | RunEnded | ProcessesEscaped
 
 
-# ---- what an --app worker's processes record per task run (membench.run.applauncher) --------
+# ---- what an --app worker's processes record per task run (membench.run.app.launcher) --------
 
 
 class RunBegan(msgspec.Struct, tag_field="e", tag="start"):

@@ -2,7 +2,7 @@
 command patches (gevent before anything imports the app), the instrument added without editing
 the app, and one record per task run written where the runner reads it.
 
-    python -m membench.run.applauncher RECORDS_DIR MODULE:ATTRIBUTE worker -P POOL -c N ...
+    python -m membench.run.app.launcher RECORDS_DIR MODULE:ATTRIBUTE worker -P POOL -c N ...
 
 Every process of the worker appends JSON lines to RECORDS_DIR/<pid>.jsonl: `start` when a run
 begins, `end` with its outcome, duration, exact or shared peak (the instrument's own figures),

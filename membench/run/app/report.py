@@ -15,8 +15,8 @@ from membench.results.model import (
     Summary,
     ThroughputVsSolo,
 )
-from membench.run.apprunner import AppPlan
-from membench.run.appsizing import serial_verdict, sizing_block
+from membench.run.app.runner import AppPlan
+from membench.run.app.sizing import serial_verdict, sizing_block
 from membench.run.records import format_seconds
 from membench.run.report import iso_time, machine_info
 from membench.stats import describe

@@ -1,5 +1,5 @@
 """Keep N copies of the user's task in flight until M have finished, each within a deadline, and
-collect what every run recorded (membench/run/applauncher.py writes the records)."""
+collect what every run recorded (membench/run/app/launcher.py writes the records)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from membench.results.model import RunBegan, RunFinished
-from membench.run.appspec import AppSpec
-from membench.run.appworker import AppWorker, RecordReader
+from membench.run.app.spec import AppSpec
+from membench.run.app.worker import AppWorker, RecordReader
 
 # Outcomes of a run as the table counts them: the instrument's, then the runner's own.
 OUTCOMES = ("success", "failure", "retry", "rejected", "revoked", "lost", "timed_out", "not_sent")

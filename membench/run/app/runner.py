@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from membench.descendants import Adopter
 from membench.procfs import read_meminfo
 from membench.results.model import AppRun
-from membench.run.appload import Load, drive
-from membench.run.appspec import AppSpec
-from membench.run.appworker import AppWorker, app_scenario
+from membench.run.app.load import Load, drive
+from membench.run.app.spec import AppSpec
+from membench.run.app.worker import AppWorker, app_scenario
 from membench.run.sampler import (
     TreeSampler,
     read_tree_memory,

@@ -52,7 +52,7 @@ def load_celery_app(spec: str) -> Any:
     """Import MODULE and return ATTRIBUTE, which must be a Celery app."""
     from celery import Celery
 
-    from membench.run.applauncher import load_app
+    from membench.run.app.launcher import load_app
 
     module, colon, attribute = spec.partition(":")
     if not colon or not module or not attribute:

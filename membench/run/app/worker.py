@@ -22,7 +22,7 @@ from membench.workers.allocator import allocator_env
 from membench.workers.scenarios import Scenario
 from membench.workers.user_payload import started_dir_environment
 
-LAUNCHER = "membench.run.applauncher"
+LAUNCHER = "membench.run.app.launcher"
 
 
 def app_scenario(pool: str, concurrency: int) -> Scenario:
