@@ -7,14 +7,15 @@ Pure file work, no celery: `membench compare` and `membench plot` import it to s
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from membench.files import UnreadableFile, read_regular_file
 from membench.jsonfile import write_json_atomic
-from membench.results.model import SCHEMA_VERSION, MatrixSummary, Results
+from membench.results.model import SCHEMA_VERSION, MatrixSummary, Results, Scenario
 from membench.units import MIB
 
 # The most of a results.json read: a large --matrix run writes a few MiB.
@@ -63,12 +64,14 @@ def results_from(document: Any, path: Path | str = "results.json") -> Results:
             f"{path}: schema_version {version!r}, this membench reads {SCHEMA_VERSION}{why}"
         )
     try:
-        results: Results = msgspec.convert(document, Results)
+        # msgspec returns the union's member the tag names; its stubs say only Struct.
+        results = cast(Results, msgspec.convert(document, Results))
     except msgspec.ValidationError as exc:
         raise BadResults(f"{path}: not a valid results.json: {exc}") from None
     # What a schema cannot say: compare and plot find a scenario by its name.
     seen: set[str] = set()
-    for i, scenario in enumerate(results.scenarios):
+    entries: Sequence[Scenario] = results.scenarios
+    for i, scenario in enumerate(entries):
         if scenario.scenario in seen:
             raise BadResults(
                 f"{path}: scenarios[{i}]: scenario {scenario.scenario!r} appears twice"

@@ -10,21 +10,36 @@ ordered as results.json has always written them. Sizes are bytes, times seconds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
+
+from membench.stats import describe
 
 SCHEMA_VERSION = 2
 
 
 class Figure(msgspec.Struct):
-    """One figure over a scenario's successful measured runs (membench.stats.describe)."""
+    """One figure over a scenario's successful measured runs."""
 
     median: float
     min: float
     max: float
     stdev: float
     n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Figure:
+        """The figure of a non-empty sequence (membench.stats.describe)."""
+        described = describe(values)
+        return cls(
+            described["median"],
+            described["min"],
+            described["max"],
+            described["stdev"],
+            len(values),
+        )
 
 
 class Summary(msgspec.Struct):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from membench.results.model import BenchmarkScenario, Figure, RunResult, Summary
 from membench.run.worker import WorkerOptions
-from membench.stats import describe
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
 
@@ -81,7 +80,7 @@ class ScenarioResult:
         for key in SUMMARY_KEYS:
             values = [getattr(r, key) for r in self.ok_runs() if getattr(r, key) is not None]
             if values:
-                figures[key] = Figure(**describe(values))
+                figures[key] = Figure.of(values)
         return Summary(**figures)
 
     def entry(self) -> BenchmarkScenario:

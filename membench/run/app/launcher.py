@@ -49,7 +49,9 @@ def _on_prerun(task_id: str | None = None, **_: Any) -> None:
         _write(RunBegan(task_id, os.getpid(), time.time()))
 
 
-def _on_failure(task_id: str | None = None, exception: BaseException | None = None, **_: Any):
+def _on_failure(
+    task_id: str | None = None, exception: BaseException | None = None, **_: Any
+) -> None:
     from billiard.exceptions import WorkerLostError
 
     if task_id is None:

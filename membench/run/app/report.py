@@ -19,7 +19,6 @@ from membench.run.app.runner import AppPlan
 from membench.run.app.sizing import serial_verdict, sizing_block
 from membench.run.records import format_seconds
 from membench.run.report import iso_time, machine_info
-from membench.stats import describe
 from membench.units import format_mb
 from membench.workers.allocator import inherited_allocator_environment
 
@@ -141,7 +140,7 @@ def app_results_document(
         for key in SUMMARY_KEYS:
             value = getattr(row, key)
             if row.status == "ok" and value is not None:
-                figures[key] = Figure(**describe([value]))
+                figures[key] = Figure.of([value])
         cell, sentence = serial_verdict(row, rate)
         scenarios.append(
             AppScenario(
