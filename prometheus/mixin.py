@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from membench.units import MIB
+
 # Alert names: the rules, the runbook sections, the dashboards and the tests use these.
 WORKER_ABSENT = "MembenchWorkerAbsent"
 TASK_RETAINED_GROWTH = "MembenchTaskRetainedGrowth"
@@ -43,7 +45,6 @@ DEFAULT_FOR: dict[str, str] = {
 ALERTS = tuple(DEFAULT_FOR)
 
 # Thresholds an alert compares with and a dashboard panel draws.
-MIB = 1048576
 RETAINED_FLOOR_BYTES = 50 * MIB
 CGROUP_NEAR_LIMIT_RATIO = 0.9
 SOAK_GROWTH_MIB_PER_HOUR = 10

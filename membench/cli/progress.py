@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from membench.run.records import PROMETHEUS_SCRAPE_WAIT_S
+from membench.units import MIB
 
 # A sampler tick or two of a stopped state can be a race with a signal; a second is a stall.
 STALL_WARNING_S = 1.0
@@ -43,14 +44,14 @@ class Progress:
             expected = f" of ~{data['expected']:.1f}" if data["expected"] else ""
             self._line(
                 f"    {data['scenario']} {self._run(data['run'], data.get('warmup', False))}: "
-                f"{data['elapsed']:.1f} s{expected} s, tree RSS {data['rss'] / 2**20:.0f} MB"
+                f"{data['elapsed']:.1f} s{expected} s, tree RSS {data['rss'] / MIB:.0f} MB"
             )
         elif event == "run-end":
             r = data["result"]
             if r.status == "ok":
                 text = (
                     f"    {r.scenario} {self._run(r.run, r.warmup)}: ok, {r.duration_s:.2f} s, "
-                    f"peak {r.peak_rss_bytes / 2**20:.1f} MB"
+                    f"peak {r.peak_rss_bytes / MIB:.1f} MB"
                 )
             else:
                 text = f"    {r.scenario} {self._run(r.run, r.warmup)}: FAILED: {r.reason}"

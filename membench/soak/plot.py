@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from membench.jsonfile import replaced_atomically
-from membench.soak.growth import MB
+from membench.units import MIB
 
 if TYPE_CHECKING:
     from membench.soak.result import SoakResult
@@ -34,7 +34,7 @@ def plot_baselines(result: SoakResult, path: Path) -> None:
         for segment in process.segments:
             line = ax.plot(
                 [(t - origin) / 60 for t, _ in segment],
-                [v / MB for _, v in segment],
+                [v / MIB for _, v in segment],
                 marker=".",
                 markersize=2,
                 linewidth=0.8,

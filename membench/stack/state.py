@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from membench.files import MIB, read_regular_file
+from membench.files import read_regular_file
 from membench.jsonfile import write_json_atomic
 from membench.processes import process_identity, same_process, wait_for
+from membench.units import MIB
 
 if TYPE_CHECKING:
     from membench.stack.supervisor import Stack
