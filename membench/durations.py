@@ -19,8 +19,10 @@ import math
 import re
 
 # Prometheus's units in the order a duration must give them: y=365d, w=7d.
-UNITS = (("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60))
-UNITS += (("s", 1), ("ms", 0.001))
+UNITS: tuple[tuple[str, float], ...] = (
+    *(("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)),
+    *(("s", 1), ("ms", 0.001)),
+)
 _DURATION = re.compile("".join(rf"(?:(?P<{u}>\d+){u})?" for u, _ in UNITS))
 EXAMPLES = "e.g. 90s, 30m, 2h, 1d, 1h30m"
 

@@ -31,6 +31,7 @@ TIERS = {
     "membench.cgroup": 0,
     "membench.urls": 0,
     "membench.units": 0,
+    "membench.durations": 0,
     "membench.query": 4,
     "membench.exporter": 1,
     "membench.workers": 2,
@@ -103,6 +104,60 @@ def test_imports_run_one_way(module: str) -> None:
         assert core_on_core or TIERS[theirs] < TIERS[mine], (
             f"{module} ({mine}) imports {target} ({theirs})"
         )
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports, at module level, in a function or under
+    TYPE_CHECKING alike; `from package import module` is an edge to the module."""
+    found = modules()
+    graph: dict[str, set[str]] = {}
+    for module, path in found.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    edges.add(
+                        f"{node.module}.{alias.name}"
+                        if f"{node.module}.{alias.name}" in found
+                        else node.module
+                    )
+            elif isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names)
+        graph[module] = {e for e in edges if e in found and e != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import cycle once, as the path that closes it (depth-first, from the sorted names)."""
+    found: list[list[str]] = []
+    seen: set[frozenset[str]] = set()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for target in sorted(graph.get(module, ())):
+            if target in path:
+                loop = [*path[path.index(target) :], target]
+                if frozenset(loop) not in seen:
+                    seen.add(frozenset(loop))
+                    found.append(loop)
+            elif target not in done:
+                visit(target, [*path, target])
+        done.add(module)
+
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    return found
+
+
+def test_no_import_cycle() -> None:
+    """A cycle makes two modules one topic in two files, and the order they load in matter."""
+    assert cycles(import_graph()) == []
+
+
+def test_a_cycle_is_found() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
+    assert cycles(graph) == [["a", "b", "c", "a"], ["e", "e"]]
 
 
 def hand_written() -> list[Path]:
