@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ PACKAGE_DIRS = {
     "membench.prometheus": "prometheus",
 }
 # Lower tiers never import higher ones; rooms of one tier never import each other, but for the
-# core's small modules (tier 0).
+# core's small modules (tier 0). README.md's layout section lists the same (a test compares).
 TIERS = {
     "membench.settings": 0,
     "membench.stats": 0,
@@ -32,6 +33,9 @@ TIERS = {
     "membench.urls": 0,
     "membench.units": 0,
     "membench.durations": 0,
+    "membench.files": 0,
+    "membench.tempdirs": 0,
+    "membench.descendants": 0,
     "membench.query": 4,
     "membench.exporter": 1,
     "membench.workers": 2,
@@ -69,6 +73,20 @@ def room(module: str) -> str:
     return max(candidates, key=len)
 
 
+def readme_tiers() -> dict[str, float]:
+    """The tiers README.md's layout section states, from its `<!-- tiers -->` block."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- tiers: ")[1].split("<!-- /tiers -->")[0]
+    stated: dict[str, float] = {}
+    tier = -1.0
+    for line in block.splitlines():
+        if line.startswith("tier "):
+            tier = float(line.split()[1])
+        for name in re.findall(r"\bmembench(?:\.\w+)*", line):
+            stated[name] = tier
+    return stated
+
+
 def imported(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -91,6 +109,17 @@ def test_the_layout_has_its_rooms() -> None:
     ):
         assert expected in found
     assert all(name.startswith("membench") for name in found)
+
+
+def test_the_readme_states_the_tiers() -> None:
+    """What a reader is told of the layout is what this test enforces."""
+    assert readme_tiers() == {name: float(tier) for name, tier in TIERS.items()}
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_every_module_has_its_tier(module: str) -> None:
+    """A module in no room would fall to the package's own tier and escape the check."""
+    assert room(module) != "membench" or module == "membench", f"{module}: add it to TIERS"
 
 
 @pytest.mark.parametrize("module", sorted(modules()))
