@@ -189,6 +189,50 @@ def test_a_cycle_is_found() -> None:
     assert cycles(graph) == [["a", "b", "c", "a"], ["e", "e"]]
 
 
+# Modules tested only end to end, through a test named after the behaviour, not the module.
+UNMIRRORED = {
+    # Whether a process outlives its membench is only observable with real processes killed.
+    "membench.processes": "tests/test_faults_orphans.py and every test that starts a process",
+    "membench.descendants": "tests/test_faults_orphans.py (a payload escaping its session)",
+    "membench.tempdirs": "tests/test_faults_orphans.py (the next membench removes them)",
+}
+
+
+def has_logic(path: Path) -> bool:
+    """A function or class at the top: a module of names only (names.py) has nothing to test."""
+    body = ast.parse(path.read_text()).body
+    return any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) for n in body)
+
+
+def mirrored(module: str, tests: set[str]) -> bool:
+    """The rule (README.md, Contributing): `<package>/<module>.py` is tested in
+    tests/test_<module>.py, or in tests/test_<package>.py where the package is tested as a
+    whole; either may be split by topic as test_<name>_<topic>.py."""
+    parts = module.split(".")[1:]
+    names = {parts[-1], "_".join(parts)} | ({parts[0]} if len(parts) > 1 else set())
+    return any(t == f"test_{n}" or t.startswith(f"test_{n}_") for n in names for t in tests)
+
+
+def unmirrored() -> list[str]:
+    tests = {p.stem for p in (REPO / "tests").glob("test_*.py")}
+    return [
+        f"{module} ({path.relative_to(REPO)})"
+        for module, path in sorted(modules().items())
+        if module not in UNMIRRORED
+        and module not in ("membench", "membench.__main__")
+        and has_logic(path)
+        and not mirrored(module, tests)
+    ]
+
+
+def test_tests_mirror_the_package() -> None:
+    assert unmirrored() == []
+
+
+def test_an_exemption_names_a_module_that_exists() -> None:
+    assert set(UNMIRRORED) <= set(modules())
+
+
 def hand_written() -> list[Path]:
     files = [p for p in modules().values()]
     files += sorted((REPO / "benchmarks").rglob("*.py")) + sorted((REPO / "tests").glob("*.py"))
