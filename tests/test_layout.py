@@ -180,7 +180,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycle() -> None:
-    """A cycle makes two modules one topic in two files, and the order they load in matter."""
+    """A cycle makes two modules one topic in two files, and the order they load in matters."""
     assert cycles(import_graph()) == []
 
 
@@ -227,6 +227,14 @@ def unmirrored() -> list[str]:
 
 def test_tests_mirror_the_package() -> None:
     assert unmirrored() == []
+
+
+def test_the_mirror_rule() -> None:
+    assert mirrored("membench.procfs", {"test_procfs"})
+    assert mirrored("membench.stack.restarts", {"test_stack_restarts"})
+    assert mirrored("membench.soak.trend", {"test_soak_stats"})  # the package, by topic
+    assert not mirrored("membench.procfs", {"test_proc", "test_cgroup"})
+    assert not mirrored("membench.stack.restarts", {"test_restart", "test_soak"})
 
 
 def test_an_exemption_names_a_module_that_exists() -> None:
