@@ -28,11 +28,11 @@ from membench.jsonfile import write_json_atomic
 from membench.run.report import machine_info
 from membench.run.worker import WorkerProcess
 from membench.stats import describe
+from membench.units import MIB as MIB  # the benchmarks read _bench.MIB
 from membench.workers.scenarios import SCENARIOS
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "docs" / "results" / "performance"
-MIB = 1024 * 1024
 # One scenario per pool: the strategy does not change an idle worker.
 POOL_SCENARIOS = {"prefork": "prefork_sequential", "gevent": "gevent_greenlets"}
 

@@ -41,9 +41,9 @@ from membench.processes import wait_for
 from membench.procfs import read_process_memory
 from membench.run.sampler import TreeSampler
 from membench.run.worker import WorkerOptions, WorkerProcess
+from membench.units import MIB
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
-MIB = _bench.MIB
 N = 4
 
 

@@ -8,7 +8,6 @@ import membench.prometheus.mixin as mixin
 from membench.exporter import names as n
 from membench.grafana.kinds import timeseries
 from membench.grafana.records import (
-    MIB,
     Dashboard,
     Panel,
     Row,
@@ -17,6 +16,7 @@ from membench.grafana.records import (
     on_process,
     quantile,
 )
+from membench.units import MIB
 
 # The thresholds of the alerts (prometheus/alerts.py) that panels draw as a line: the very
 # constants the alerts compare with.

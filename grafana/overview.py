@@ -9,7 +9,6 @@ from membench.grafana.records import (
     FLOWER_EVENTS_TOTAL,
     FLOWER_TASK_RUNTIME,
     FLOWER_WORKER_ONLINE,
-    MIB,
     PROCESS,
     Dashboard,
     Panel,
@@ -25,6 +24,7 @@ from membench.grafana.records import (
     range_peak,
     scenario_max,
 )
+from membench.units import MIB
 
 # Worker targets only: file_sd and the Kubernetes relabelling give them a scenario label.
 WORKERS_UP = f'up{{{PROCESS}, scenario!=""}}'

@@ -30,7 +30,6 @@ SCENARIO = f'scenario=~"$scenario", {WORKERS}'
 PROCESS = f'scenario=~"$scenario", instance=~"$instance", {WORKERS}'
 LOADGEN = f'scenario=~"$scenario", {COMMON}'
 FLOWER = f'job=~"$flower_job", {COMMON}'
-MIB = 1048576
 # Flower 2.2's own metric names (flower/events.py, PrometheusMetrics); labelled by worker hostname.
 FLOWER_WORKER_ONLINE = "flower_worker_online"
 FLOWER_TASK_RUNTIME = "flower_task_runtime_seconds"

@@ -8,7 +8,6 @@ from membench.grafana.kinds import per_hour, process_series, scenario_series, st
 from membench.grafana.records import (
     COMMON,
     LOADGEN,
-    MIB,
     Dashboard,
     Row,
     alert_steps,
@@ -19,6 +18,7 @@ from membench.grafana.records import (
     per_scenario,
     range_increase,
 )
+from membench.units import MIB
 
 # Soak panels compare the start of the range with its end, so legends show the first value too.
 FIRST_LAST_MAX = ("firstNotNull", "lastNotNull", "max")

@@ -6,7 +6,8 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from membench.files import MIB, read_bounded
+from membench.files import read_bounded
+from membench.units import MIB
 
 log = logging.getLogger("membench.loadgen")
 

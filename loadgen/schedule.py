@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from membench.files import MIB, UnreadableFile, read_regular_file
+from membench.files import UnreadableFile, read_regular_file
+from membench.units import MIB
 from membench.workers.params import BatchParams, InvalidParameter, is_user_payload
 from membench.workers.scenarios import SCENARIOS
 from membench.workers.user_payload import PayloadError, resolve

@@ -21,8 +21,8 @@ from membench.urls import BROKER_FORM, BROKER_SCHEMES, UrlError, parse_url, scru
 from membench.urls import redact as redact  # re-exported: membench.broker.redact is public
 
 # Celery's Redis result backend retries a lost connection 20 times, 1 s apart, inside get():
-# a client waiting for a result was stuck ~20 s per call while Redis was down, blind to its own
-# deadlines, then failed with "Retry limit exceeded". Clients (runner, loadgen) retry briefly
+# a client waiting for a result is stuck ~20 s per call while Redis is down, blind to its own
+# deadlines, then fails with "Retry limit exceeded". Clients (runner, loadgen) retry briefly
 # and go back to their own loop, which keeps deadlines and reports the outage. Workers keep
 # Celery's default: for them a short policy would drop a result stored during an outage.
 CLIENT_RESULT_RETRY_POLICY = {

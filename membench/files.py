@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-MIB = 1024 * 1024
+from membench.units import MIB
 
 _KINDS = {
     stat.S_IFREG: "a regular file",

@@ -11,8 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from membench.units import KIB
+
 PROC_ROOT = Path("/proc")
-_KIB = 1024
 _READ_SIZE = 65536
 
 
@@ -54,7 +55,7 @@ def _parse_kib_fields(text: str, wanted: set[str]) -> dict[str, int]:
     for line in text.splitlines():
         name, sep, rest = line.partition(":")
         if sep and name in wanted:
-            fields[name] = int(rest.split()[0]) * _KIB
+            fields[name] = int(rest.split()[0]) * KIB
     return fields
 
 
@@ -224,4 +225,4 @@ class OwnMemory:
 
 def _status_field(status: bytes, name: bytes) -> int:
     start = status.index(name) + len(name)
-    return int(status[start : status.index(b"kB", start)]) * _KIB
+    return int(status[start : status.index(b"kB", start)]) * KIB

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from membench.files import MIB, read_regular_file
+from membench.files import read_regular_file
 from membench.jsonfile import write_json_atomic
 from membench.processes import pid_alive
+from membench.units import MIB
 
 WORKERS_JOB = "workers"
 

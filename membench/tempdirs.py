@@ -13,8 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from membench.files import MIB, read_regular_file
+from membench.files import read_regular_file
 from membench.processes import process_identity, same_process
+from membench.units import MIB
 
 OWNER_FILE = ".membench-owner"
 

@@ -15,6 +15,12 @@ from typing import Any
 from membench.exporter import names as n
 from membench.prometheus import mixin as m
 from membench.prometheus.mixin import Settings
+from membench.units import KIB, MIB
+
+
+def in_mib(count: int) -> str:
+    """`count` MiB in a rule's expression: `50 * 1024 * 1024` shows its unit, 52428800 does not."""
+    return f"{count} * {KIB} * {KIB}"
 
 
 def alert(
@@ -75,14 +81,14 @@ def celery_alerts(s: Settings) -> dict[str, Any]:
                 m.TASK_RETAINED_GROWTH,
                 # Sustained growth above a floor; `for` twice the slope's window, so a warm-up
                 # that levels off never fires.
-                f"{retained} > {m.RETAINED_FLOOR_BYTES // m.MIB} * 1024 * 1024\n"
+                f"{retained} > {in_mib(m.RETAINED_FLOOR_BYTES // MIB)}\n"
                 f"and deriv({retained}[30m]) > 0",
                 "warning",
                 "A Celery task keeps retaining memory",
                 "Runs of task {{ $labels.task }} on " + worker + " have left "
                 "{{ $value | humanize1024 }}B more resident memory behind them than before "
                 "them, and that figure has kept rising for <for> (floor "
-                f"{m.RETAINED_FLOOR_BYTES // m.MIB} MiB). The task probably leaks.",
+                f"{m.RETAINED_FLOOR_BYTES // MIB} MiB). The task probably leaks.",
                 m.CELERY_WORKER_UID,
             ),
             alert(
@@ -161,7 +167,7 @@ def benchmark_alerts(s: Settings) -> dict[str, Any]:
                 s,
                 m.SOAK_MEMORY_GROWTH,
                 # deriv1h is in bytes/s, hence * 3600.
-                f"{n.RULE_TREE_RSS_DERIV1H} * 3600 > {m.SOAK_GROWTH_MIB_PER_HOUR} * 1024 * 1024",
+                f"{n.RULE_TREE_RSS_DERIV1H} * 3600 > {in_mib(m.SOAK_GROWTH_MIB_PER_HOUR)}",
                 "warning",
                 "A benchmark worker's idle memory keeps growing",
                 "The idle baseline of " + scenario + ", pool {{ $labels.pool }}, strategy "

@@ -2,8 +2,8 @@
 dashboards (grafana/generate.py): which series they read, which labels aggregations keep, the
 alert thresholds and durations, and where runbook and dashboard links point.
 
-Stdlib only, and below both generators in the layout, so a dashboard draws the very threshold
-its alert compares with.
+Stdlib and the core's units and durations only, and below both generators in the layout, so a
+dashboard draws the very threshold its alert compares with.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from membench.durations import parse_duration
+from membench.units import MIB
 
 # Alert names: the rules, the runbook sections, the dashboards and the tests use these.
 WORKER_ABSENT = "MembenchWorkerAbsent"
@@ -43,7 +46,6 @@ DEFAULT_FOR: dict[str, str] = {
 ALERTS = tuple(DEFAULT_FOR)
 
 # Thresholds an alert compares with and a dashboard panel draws.
-MIB = 1048576
 RETAINED_FLOOR_BYTES = 50 * MIB
 CGROUP_NEAR_LIMIT_RATIO = 0.9
 SOAK_GROWTH_MIB_PER_HOUR = 10
@@ -61,8 +63,16 @@ CELERY_WORKER_UID = "membench-celery-worker"
 
 _MATCHER = r'\s*[A-Za-z_]\w*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
 _SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*,?)?$")
-_DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
 _LABEL = re.compile(r"^[A-Za-z_]\w*$")
+
+
+def is_duration(text: str) -> bool:
+    """Whether Prometheus reads `text` as a duration in a rule file (`0s` included)."""
+    try:
+        parse_duration(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -91,12 +101,12 @@ class Settings:
             )
         if self.cluster_label is not None and not _LABEL.match(self.cluster_label):
             raise ValueError(f"--cluster-label {self.cluster_label!r} is not a label name")
-        if not _DURATION.match(self.celery_interval):
+        if not is_duration(self.celery_interval):
             raise ValueError(f"--celery-interval {self.celery_interval!r} is not a duration")
         for alert, duration in self.for_durations.items():
             if alert not in DEFAULT_FOR:
                 raise ValueError(f"--for: no alert named {alert!r} (one of {', '.join(ALERTS)})")
-            if not _DURATION.match(duration):
+            if not is_duration(duration):
                 raise ValueError(
                     f"--for {alert}: {duration!r} is not a Prometheus duration like 5m"
                 )

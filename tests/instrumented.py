@@ -21,7 +21,6 @@ from membench.exporter import names
 from membench.processes import spawn, stop, wait_for
 
 EXAMPLE_DIR = REPO / "examples" / "instrumented_app"
-MIB = 1024 * 1024
 
 
 @dataclass

@@ -36,9 +36,9 @@ from netns import Host, Network
 
 from membench import settings
 from membench.broker import redis_server_executable
+from membench.durations import parse_duration
 from membench.exporter import names
 from membench.processes import stop, wait_for
-from membench.query.timerange import parse_duration
 from membench.workers.scenarios import SCENARIOS
 
 PREFORK, GEVENT = SCENARIOS["prefork_threads"], SCENARIOS["gevent_greenlets"]

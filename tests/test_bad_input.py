@@ -120,7 +120,7 @@ CASES: list[tuple[str, list[str], dict[str, str], dict[str, str], str]] = [
         {},
         "--hostname",
     ),
-    ("stack duration inf", ["stack", "up", "--duration", "inf"], {}, {}, "--duration: inf is"),
+    ("stack duration inf", ["stack", "up", "--duration", "inf"], {}, {}, "--duration: must be"),
     ("stack duration nan", ["stack", "up", "--duration", "nan"], {}, {}, "--duration: must be"),
     ("compare threshold nan", ["compare", "--threshold", "nan", "a", "b"], {}, {}, "finite"),
     ("run time minus inf", ["run", "--time", "-inf"], {}, {}, "--time"),

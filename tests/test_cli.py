@@ -94,7 +94,7 @@ REFUSED: list[tuple[str, list[str], dict[str, str], str]] = [
         "stack duration from its variable",
         ["stack", "up", "--dir", "{tmp}/st"],
         {"MEMBENCH_STACK_DURATION": "-1"},
-        "error: MEMBENCH_STACK_DURATION: -1.0 is not in the range",
+        "error: MEMBENCH_STACK_DURATION: must be a number of seconds >= 0",
     ),
     (
         "run subtasks from its variable",

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from helpers import StartWorker, send_batch
 
+from membench.units import KIB, MIB
 from membench.workers.cpu_payload import cpu_subtask, spend
 from membench.workers.numpy_payload import warm_up
-from membench.workers.params import CPU_PAYLOADS, MIB, BatchParams
+from membench.workers.params import CPU_PAYLOADS, BatchParams
 
 
 def test_spend_computes_until_the_thread_has_spent_the_budget() -> None:
@@ -38,8 +39,8 @@ def test_a_cpu_subtask_holds_its_data_and_no_temporary(kind: str) -> None:
     finally:
         tracemalloc.stop()
     assert result["task_id"] == 4 and result["cpu_s"] >= 0.02 and result["passes"] >= 1
-    assert abs(held[0] - 2 * MIB) < 64 * 1024
-    assert peak - held[0] < 256 * 1024  # sorting in place, reading in Python: nothing data-sized
+    assert abs(held[0] - 2 * MIB) < 64 * KIB
+    assert peak - held[0] < 256 * KIB  # sorting in place, reading in Python: nothing data-sized
 
 
 def test_cpu_floors_follow_the_pool() -> None:

@@ -38,6 +38,7 @@ from membench.loadgen.schedule import ScenarioPlan
 from membench.loadgen.scheduler import ScenarioStats, Scheduler
 from membench.processes import free_port, spawn, stop, wait_for
 from membench.run.worker import WorkerProcess
+from membench.units import KIB, MIB
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import SCENARIOS
 
@@ -316,14 +317,14 @@ def test_prometheus_restart_goes_unnoticed_by_the_worker_and_its_targets_come_ba
 
 # ---- 3. a task runs out of memory ------------------------------------------------------------
 
-HEADROOM = 64 * 2**20  # address space the pool child may still map: far below the big task
+HEADROOM = 64 * MIB  # address space the pool child may still map: far below the big task
 
 
 def _vm_size(pid: int) -> int:
     """The process's mapped address space (VmSize), in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
+            return int(line.split()[1]) * KIB
     raise AssertionError(f"no VmSize for {pid}")
 
 
@@ -344,7 +345,7 @@ def test_task_out_of_memory_is_recorded_as_a_memory_error_and_the_worker_goes_on
         kwargs = {"strategy": worker.scenario.strategy, **params}
         return celery_app.send_task("membench.process_batch", kwargs=kwargs, queue=worker.queue)
 
-    big = send(**{**SMALL, "subtasks": 1, "size_mb": 4 * HEADROOM / 2**20})
+    big = send(**{**SMALL, "subtasks": 1, "size_mb": 4 * HEADROOM / MIB})
     error = big.get(timeout=60, propagate=False)
     assert big.state == "FAILURE" and isinstance(error, MemoryError), repr(error)
     stored = stored_meta(redis_url, big.id)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import membench
 
-from membench.files import MIB, UnreadableFile, read_regular_file
+from membench.files import UnreadableFile, read_regular_file
+from membench.units import MIB
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ PACKAGE_DIRS = {
     "membench.prometheus": "prometheus",
 }
 # Lower tiers never import higher ones; rooms of one tier never import each other, but for the
-# core's small modules (tier 0).
+# core's small modules (tier 0). README.md's layout section lists the same (a test compares).
 TIERS = {
     "membench.settings": 0,
     "membench.stats": 0,
@@ -32,6 +33,10 @@ TIERS = {
     "membench.urls": 0,
     "membench.units": 0,
     "membench.results": 0,  # the typed model of results.json, between every part
+    "membench.durations": 0,
+    "membench.files": 0,
+    "membench.tempdirs": 0,
+    "membench.descendants": 0,
     "membench.query": 4,
     "membench.exporter": 1,
     "membench.workers": 2,
@@ -69,6 +74,20 @@ def room(module: str) -> str:
     return max(candidates, key=len)
 
 
+def readme_tiers() -> dict[str, float]:
+    """The tiers README.md's layout section states, from its `<!-- tiers -->` block."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- tiers: ")[1].split("<!-- /tiers -->")[0]
+    stated: dict[str, float] = {}
+    tier = -1.0
+    for line in block.splitlines():
+        if line.startswith("tier "):
+            tier = float(line.split()[1])
+        for name in re.findall(r"\bmembench(?:\.\w+)*", line):
+            stated[name] = tier
+    return stated
+
+
 def imported(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -93,6 +112,17 @@ def test_the_layout_has_its_rooms() -> None:
     assert all(name.startswith("membench") for name in found)
 
 
+def test_the_readme_states_the_tiers() -> None:
+    """What a reader is told of the layout is what this test enforces."""
+    assert readme_tiers() == {name: float(tier) for name, tier in TIERS.items()}
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_every_module_has_its_tier(module: str) -> None:
+    """A module in no room would fall to the package's own tier and escape the check."""
+    assert room(module) != "membench" or module == "membench", f"{module}: add it to TIERS"
+
+
 @pytest.mark.parametrize("module", sorted(modules()))
 def test_imports_run_one_way(module: str) -> None:
     mine = room(module)
@@ -104,6 +134,112 @@ def test_imports_run_one_way(module: str) -> None:
         assert core_on_core or TIERS[theirs] < TIERS[mine], (
             f"{module} ({mine}) imports {target} ({theirs})"
         )
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports, at module level, in a function or under
+    TYPE_CHECKING alike; `from package import module` is an edge to the module."""
+    found = modules()
+    graph: dict[str, set[str]] = {}
+    for module, path in found.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    edges.add(
+                        f"{node.module}.{alias.name}"
+                        if f"{node.module}.{alias.name}" in found
+                        else node.module
+                    )
+            elif isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names)
+        graph[module] = {e for e in edges if e in found and e != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import cycle once, as the path that closes it (depth-first, from the sorted names)."""
+    found: list[list[str]] = []
+    seen: set[frozenset[str]] = set()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for target in sorted(graph.get(module, ())):
+            if target in path:
+                loop = [*path[path.index(target) :], target]
+                if frozenset(loop) not in seen:
+                    seen.add(frozenset(loop))
+                    found.append(loop)
+            elif target not in done:
+                visit(target, [*path, target])
+        done.add(module)
+
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    return found
+
+
+def test_no_import_cycle() -> None:
+    """A cycle makes two modules one topic in two files, and the order they load in matters."""
+    assert cycles(import_graph()) == []
+
+
+def test_a_cycle_is_found() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
+    assert cycles(graph) == [["a", "b", "c", "a"], ["e", "e"]]
+
+
+# Modules tested only end to end, through a test named after the behaviour, not the module.
+UNMIRRORED = {
+    # Whether a process outlives its membench is only observable with real processes killed.
+    "membench.processes": "tests/test_faults_orphans.py and every test that starts a process",
+    "membench.descendants": "tests/test_faults_orphans.py (a payload escaping its session)",
+    "membench.tempdirs": "tests/test_faults_orphans.py (the next membench removes them)",
+}
+
+
+def has_logic(path: Path) -> bool:
+    """A function or class at the top: a module of names only (names.py) has nothing to test."""
+    body = ast.parse(path.read_text()).body
+    return any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) for n in body)
+
+
+def mirrored(module: str, tests: set[str]) -> bool:
+    """The rule (README.md, Contributing): `<package>/<module>.py` is tested in
+    tests/test_<module>.py, or in tests/test_<package>.py where the package is tested as a
+    whole; either may be split by topic as test_<name>_<topic>.py."""
+    parts = module.split(".")[1:]
+    names = {parts[-1], "_".join(parts)} | ({parts[0]} if len(parts) > 1 else set())
+    return any(t == f"test_{n}" or t.startswith(f"test_{n}_") for n in names for t in tests)
+
+
+def unmirrored() -> list[str]:
+    tests = {p.stem for p in (REPO / "tests").glob("test_*.py")}
+    return [
+        f"{module} ({path.relative_to(REPO)})"
+        for module, path in sorted(modules().items())
+        if module not in UNMIRRORED
+        and module not in ("membench", "membench.__main__")
+        and has_logic(path)
+        and not mirrored(module, tests)
+    ]
+
+
+def test_tests_mirror_the_package() -> None:
+    assert unmirrored() == []
+
+
+def test_the_mirror_rule() -> None:
+    assert mirrored("membench.procfs", {"test_procfs"})
+    assert mirrored("membench.stack.restarts", {"test_stack_restarts"})
+    assert mirrored("membench.soak.trend", {"test_soak_stats"})  # the package, by topic
+    assert not mirrored("membench.procfs", {"test_proc", "test_cgroup"})
+    assert not mirrored("membench.stack.restarts", {"test_restart", "test_soak"})
+
+
+def test_an_exemption_names_a_module_that_exists() -> None:
+    assert set(UNMIRRORED) <= set(modules())
 
 
 def hand_written() -> list[Path]:

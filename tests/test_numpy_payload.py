@@ -14,8 +14,8 @@ import pytest
 from helpers import StartWorker, membench, send_batch
 
 from membench.run.payloads import preload_payload
+from membench.units import MIB
 from membench.workers.numpy_payload import seed_subtask, warm_up
-from membench.workers.params import MIB
 
 NUMPY_SO = "_multiarray_umath"  # numpy's core extension: mapped once numpy is imported
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from membench.units import MIB
 from membench.workers.params import BatchParams, InvalidParameter
 from membench.workers.scenarios import SCENARIOS, parse_scenarios
 
@@ -16,7 +17,7 @@ def test_valid_parameters_round_trip() -> None:
     params = BatchParams.validate(GOOD)
     assert BatchParams.validate(params.as_kwargs()) == params
     assert params.payload == "bytes"
-    assert params.size_bytes == 20 * 1024 * 1024
+    assert params.size_bytes == 20 * MIB
 
 
 @pytest.mark.parametrize(

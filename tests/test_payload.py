@@ -8,6 +8,7 @@ import tracemalloc
 import pytest
 
 from membench.procfs import read_status_memory
+from membench.units import MIB
 from membench.workers.params import DATA_PAYLOADS
 from membench.workers.payload import (
     DICT_RECORD_BYTES,
@@ -19,7 +20,6 @@ from membench.workers.payload import (
     live_bytes,
 )
 
-MIB = 1024 * 1024
 # The finest grain of each shape: a size can be hit to within one record (bytes: its header).
 GRAIN = {"bytes": 64, "records": RECORD_BYTES, "dicts": DICT_RECORD_BYTES}
 

@@ -21,9 +21,9 @@ from membench.procfs import (
     read_thread_count,
 )
 from membench.run.worker import WorkerProcess
+from membench.units import KIB
 from membench.workers.scenarios import SCENARIOS
 
-KIB = 1024
 EACH_POOL = pytest.mark.parametrize("scenario", ["prefork_sequential", "gevent_greenlets"])
 
 

@@ -15,9 +15,9 @@ from membench.procfs import (
     read_thread_count,
     reset_peak_rss,
 )
+from membench.units import KIB, MIB
 
 FIXTURES = Path(__file__).parent / "fixtures" / "proc"
-KIB = 1024
 
 
 def test_status_and_smaps_rollup_are_parsed_to_bytes() -> None:
@@ -50,14 +50,14 @@ def test_gone_process_raises() -> None:
 
 
 def test_peak_reset_really_lowers_vmhwm_of_this_process() -> None:
-    block = bytearray(64 * 1024 * 1024)
+    block = bytearray(64 * MIB)
     block[::4096] = b"x" * len(block[::4096])  # touch every page
     del block
     rss, peak_before = read_status_memory()
-    assert peak_before >= rss + 32 * 1024 * 1024
+    assert peak_before >= rss + 32 * MIB
     assert reset_peak_rss() is True
     _, peak_after = read_status_memory()
-    assert peak_after < peak_before - 32 * 1024 * 1024
+    assert peak_after < peak_before - 32 * MIB
 
 
 def test_own_memory_reads_status_through_open_descriptors_and_reopens_after_fork() -> None:
@@ -66,19 +66,19 @@ def test_own_memory_reads_status_through_open_descriptors_and_reopens_after_fork
     own = OwnMemory()
     rss, peak = own.read()
     status_rss, status_peak = read_status_memory()
-    assert abs(rss - status_rss) < 1 << 20 and peak <= status_peak
-    held = bytearray(64 << 20)
+    assert abs(rss - status_rss) < MIB and peak <= status_peak
+    held = bytearray(64 * MIB)
     held[::4096] = b"\1" * len(held[::4096])  # every page written: resident
     del held
     high = own.read()[1]
-    assert high >= peak + (60 << 20)
+    assert high >= peak + 60 * MIB
     assert own.reset_peak()
-    assert own.read()[1] < high - (60 << 20)  # the peak starts again from the current RSS
+    assert own.read()[1] < high - 60 * MIB  # the peak starts again from the current RSS
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child reads its own status, not its parent's through the inherited fd
         os.close(read)
-        grown = bytearray(64 << 20)
+        grown = bytearray(64 * MIB)
         grown[::4096] = b"\1" * len(grown[::4096])
         os.write(write, str(own.read()[0]).encode() + b" " + str(read_status_memory()[0]).encode())
         os._exit(0)
@@ -86,5 +86,5 @@ def test_own_memory_reads_status_through_open_descriptors_and_reopens_after_fork
     os.waitpid(pid, 0)
     child_own, child_status = map(int, os.read(read, 100).split())
     os.close(read)
-    assert abs(child_own - child_status) < 1 << 20
-    assert child_own > own.read()[0] + (32 << 20)  # its 64 MiB: not the parent's RSS
+    assert abs(child_own - child_status) < MIB
+    assert child_own > own.read()[0] + 32 * MIB  # its 64 MiB: not the parent's RSS

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from helpers import membench
 
+from membench.units import MIB
 from membench.workers import allocator
 from membench.workers.allocator import AllocatorUnavailable, allocator_env
 
-MIB = 1024 * 1024
 SMALL = ["--subtasks", "4", "--size", "2", "--time", "0.05", "--workers", "2", "--runs", "1"]
 
 

@@ -20,7 +20,6 @@ from helpers import require_binary, start_prometheus
 from membench.processes import free_port, stop, wait_for
 
 pytestmark = pytest.mark.slow
-MIB = 1024 * 1024
 LEAK_MB = 1.0  # what each run of the leaking scenario keeps
 PERIOD_S = 2.0  # one run every 2 s, no jitter: a known rate
 KNOWN_MB_PER_HOUR = LEAK_MB * 3600 / PERIOD_S  # 1800 MB/h

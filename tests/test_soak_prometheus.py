@@ -18,6 +18,7 @@ from helpers import prometheus_query, require_binary, start_prometheus
 from instrumented import ExampleWorker, start_example_worker
 
 from membench.processes import free_port, stop, wait_for
+from membench.units import KIB
 
 pytestmark = pytest.mark.slow
 PERIOD_S = 0.5  # a run every 0.5 s
@@ -95,7 +96,7 @@ def test_a_leaking_task_fails_within_20_percent_and_a_clean_one_passes(
     assert growth["main"]["status"] == "pass"
     (task,) = [t for t in document["analysis"]["tasks"] if t["task"] == "proj.leak"]
     assert task["runs"]["success"] == pytest.approx(runs, abs=2)
-    assert task["retained_per_run_kib"] == pytest.approx(LEAK_MB * 1024, rel=0.2)
+    assert task["retained_per_run_kib"] == pytest.approx(LEAK_MB * KIB, rel=0.2)
     assert task["retained"]["mb_per_hour"] == pytest.approx(KNOWN_MB_PER_HOUR, rel=0.2)
 
     clean = start_example_worker(redis_url, tmp_path, targets, "prefork")

@@ -8,10 +8,11 @@ import random
 
 import pytest
 
-from membench.soak.growth import MB, Cut, process_growth
+from membench.soak.growth import Cut, process_growth
 from membench.soak.readings import Series, increase
 from membench.soak.trend import fit, judge, t_quantile
 from membench.soak.verdict import Thresholds, decide
+from membench.units import MIB
 
 HOUR = 3600.0
 
@@ -31,10 +32,10 @@ def test_t_quantiles_match_the_tables() -> None:
 
 def test_the_interval_covers_the_true_slope_about_95_times_in_100() -> None:
     rng = random.Random(23)
-    true = 2 * MB / HOUR
+    true = 2 * MIB / HOUR
     covered = 0
     for _ in range(200):
-        points = [(t, 100 * MB + true * t + rng.gauss(0, 0.5 * MB)) for t in range(0, 1800, 15)]
+        points = [(t, 100 * MIB + true * t + rng.gauss(0, 0.5 * MIB)) for t in range(0, 1800, 15)]
         trend = fit([points])
         assert trend.low is not None and trend.high is not None
         covered += trend.low <= true <= trend.high
@@ -45,8 +46,8 @@ def test_autocorrelated_noise_widens_the_interval() -> None:
     rng = random.Random(5)
     level, points = 0.0, []
     for t in range(0, 1800, 5):  # AR(1) noise, rho 0.9: samples 5 s apart are not independent
-        level = 0.9 * level + rng.gauss(0, 0.2 * MB)
-        points.append((t, 100 * MB + level))
+        level = 0.9 * level + rng.gauss(0, 0.2 * MIB)
+        points.append((t, 100 * MIB + level))
     trend = fit([points])
     assert trend.autocorrelation > 0.7
     assert trend.effective_points < len(points) / 5
@@ -54,13 +55,13 @@ def test_autocorrelated_noise_widens_the_interval() -> None:
 
 def test_a_short_noisy_series_is_inconclusive_and_says_how_long_it_needs() -> None:
     rng = random.Random(1)
-    points = [(t, 100 * MB + rng.gauss(0, 2 * MB)) for t in range(0, 120, 5)]
-    limit = 10 * MB / HOUR
+    points = [(t, 100 * MIB + rng.gauss(0, 2 * MIB)) for t in range(0, 120, 5)]
+    limit = 10 * MIB / HOUR
     trend = fit([points])
     assert judge(trend.low, trend.high, limit) == "inconclusive"
     needed = trend.seconds_to_resolve(limit)
     assert needed is not None and 300 < needed < 900  # (1.96 x 2 MB x sqrt(12 x 5) / G)^(2/3)
-    longer = [(t, 100 * MB + rng.gauss(0, 2 * MB)) for t in range(0, int(2 * needed), 5)]
+    longer = [(t, 100 * MIB + rng.gauss(0, 2 * MIB)) for t in range(0, int(2 * needed), 5)]
     assert judge(*(lambda tr: (tr.low, tr.high))(fit([longer])), limit) == "pass"
 
 
@@ -79,7 +80,7 @@ def test_a_replaced_process_is_a_step_not_growth_and_busy_samples_are_left_out()
     # 1 MB/h in each life; the new process (from t=600) starts 30 MB lower; a task runs every
     # 60 s and its samples are 50 MB higher.
     rss = [
-        (t, (100 if t < 600 else 70) * MB + t / HOUR * MB + (50 * MB if t % 60 == 0 else 0))
+        (t, (100 if t < 600 else 70) * MIB + t / HOUR * MIB + (50 * MIB if t % 60 == 0 else 0))
         for t in times
     ]
     busy = [(t, 1.0 if t % 60 == 0 else 0.0) for t in times]
@@ -88,7 +89,7 @@ def test_a_replaced_process_is_a_step_not_growth_and_busy_samples_are_left_out()
         [_series(labels, rss)],
         [_series(labels, busy)],
         [_series(labels, starts)],
-        limit_bytes_per_s=10 * MB / HOUR,
+        limit_bytes_per_s=10 * MIB / HOUR,
         warmup_s=60,
     )
     assert process.growth.mb_per_hour == pytest.approx(1.0, abs=0.01)
@@ -101,10 +102,10 @@ def test_a_replaced_process_is_a_step_not_growth_and_busy_samples_are_left_out()
 
 def test_a_fault_cut_turns_a_level_jump_into_a_step() -> None:
     labels = {"scenario": "gevent_threads", "pool": "gevent", "role": "main", "child": ""}
-    rss = [(t, 60 * MB + (1.5 * MB if t >= 900 else 0)) for t in range(0, 1800, 5)]
+    rss = [(t, 60 * MIB + (1.5 * MIB if t >= 900 else 0)) for t in range(0, 1800, 5)]
     cut = Cut(900.0, "restart_redis")
-    without = process_growth([_series(labels, rss)], [], [], 1 * MB / HOUR, 0)[0]
-    with_cut = process_growth([_series(labels, rss)], [], [], 1 * MB / HOUR, 0, [cut])[0]
+    without = process_growth([_series(labels, rss)], [], [], 1 * MIB / HOUR, 0)[0]
+    with_cut = process_growth([_series(labels, rss)], [], [], 1 * MIB / HOUR, 0, [cut])[0]
     assert without.growth.mb_per_hour is not None and without.growth.mb_per_hour > 2
     assert with_cut.growth.mb_per_hour == pytest.approx(0, abs=1e-6)
     assert [(s.cause, round(s.mb or 0, 2)) for s in with_cut.steps] == [("restart_redis", 1.5)]
@@ -112,13 +113,13 @@ def test_a_fault_cut_turns_a_level_jump_into_a_step() -> None:
 
 def test_two_workers_alive_at_once_are_two_slots_and_a_restart_on_a_new_port_is_one() -> None:
     base = {"pool": "gevent", "role": "main", "child": ""}
-    early = [(t, 60.0 * MB) for t in range(0, 600, 5)]
-    late = [(t, 60.0 * MB) for t in range(605, 1200, 5)]
+    early = [(t, 60.0 * MIB) for t in range(0, 600, 5)]
+    late = [(t, 60.0 * MIB) for t in range(605, 1200, 5)]
     one = process_growth(
         [_series({**base, "instance": "h:1"}, early), _series({**base, "instance": "h:2"}, late)],
         [],
         [],
-        MB,
+        MIB,
         0,
     )
     assert len(one) == 1 and one[0].replaced_at == [605]
@@ -126,7 +127,7 @@ def test_two_workers_alive_at_once_are_two_slots_and_a_restart_on_a_new_port_is_
         [_series({**base, "instance": "h:1"}, early), _series({**base, "instance": "h:2"}, early)],
         [],
         [],
-        MB,
+        MIB,
         0,
     )
     assert sorted(p.name for p in two) == [
@@ -141,8 +142,8 @@ def test_a_counter_increase_takes_a_drop_as_a_restart() -> None:
 
 def test_the_verdict_fails_on_growth_lost_runs_or_oom_kills_and_says_why() -> None:
     labels = {"pool": "prefork", "role": "child", "child": "0"}
-    leaking = [(t, 100 * MB + t * 2 * MB / 60) for t in range(0, 600, 5)]  # 120 MB/h
-    flat = [(t, 100 * MB) for t in range(0, 600, 5)]
+    leaking = [(t, 100 * MIB + t * 2 * MIB / 60) for t in range(0, 600, 5)]  # 120 MB/h
+    flat = [(t, 100 * MIB) for t in range(0, 600, 5)]
     thresholds = Thresholds(10.0, 0, allow_inconclusive=False)
     limit = thresholds.limit_bytes_per_s
     grows = process_growth([_series(labels, leaking)], [], [], limit, 0)
@@ -153,7 +154,7 @@ def test_the_verdict_fails_on_growth_lost_runs_or_oom_kills_and_says_why() -> No
     assert decide(steady, 0, 0, thresholds).status == "pass"
     assert decide(steady, 1, 0, thresholds).reasons == ["1 run(s) lost > --max-lost 0"]
     assert decide(steady, 0, 2, thresholds).status == "fail"
-    rising = [(t, 100 * MB + t * MB) for t in range(0, 25, 5)]  # 5 clean samples: no call
+    rising = [(t, 100 * MIB + t * MIB) for t in range(0, 25, 5)]  # 5 clean samples: no call
     (few,) = process_growth([_series(labels, rising)], [], [], limit, 0)
     assert few.growth.status == "inconclusive" and few.growth.seconds_to_resolve >= 50
     short = process_growth([_series(labels, flat[:2])], [], [], limit, 0)

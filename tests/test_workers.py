@@ -14,11 +14,11 @@ from helpers import StartWorker, exporter_addresses, require_binary, samples, sc
 from membench.exporter import names
 from membench.processes import wait_for
 from membench.run.worker import WorkerProcess
+from membench.units import MIB
 from membench.workers.payload import expected_digest
 from membench.workers.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.slow
-MIB = 1024 * 1024
 
 
 def send(app: Any, worker: WorkerProcess, **params: Any) -> Any:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
 
 # Each syscall of a scrape releases the GIL; a CPU-bound subtask then keeps it for the whole
-# switch interval (5 ms) before the exporter thread gets it back: ~10 syscalls made scrapes take
+# switch interval (5 ms) before the exporter thread gets it back: ~10 syscalls make a scrape take
 # ~100 ms. Where subtasks do not run on OS threads (gevent, sequential), the exporter is the only
 # other thread wanting the GIL, so a short interval costs the workload nothing between scrapes.
 # Where subtasks are OS threads (prefork + threads) the default stays: there the interval decides

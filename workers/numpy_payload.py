@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from membench.workers.params import MIB
+from membench.units import MIB
 
 
 def numpy_loaded() -> bool:

@@ -7,19 +7,20 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from membench.units import GIB, MIB
+
 STRATEGIES = ("threads", "sequential", "greenlets")
 # Data shapes (workers/payload.py), the seed's numpy subtask, and subtasks that compute for the
 # hold instead of sleeping (workers/cpu_payload.py). Beside these, MODULE:FUNCTION (user code).
 DATA_PAYLOADS = ("bytes", "records", "dicts")
 CPU_PAYLOADS = ("cpu-numpy", "cpu-python")
 PAYLOADS = (*DATA_PAYLOADS, "numpy", *CPU_PAYLOADS)
-MIB = 1024 * 1024
 MAX_SPEC_CHARS = 200
 
 # Bounds that keep a typo from taking the machine down; real uses sit far inside them.
 MAX_SUBTASKS = 1_000_000
 MAX_WORKERS = 10_000
-MAX_SIZE_MB = 64 * 1024.0
+MAX_SIZE_MB = 64 * GIB / MIB
 # A subtask builds at least one page: a size that rounds to nothing would report "ok" having
 # built nothing (a record or dict payload's unit is larger still, and says so itself).
 MIN_SIZE_BYTES = 4096

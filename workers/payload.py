@@ -15,7 +15,9 @@ import sys
 import zlib
 from typing import Any
 
-_CHUNK = 64 * 1024
+from membench.units import KIB
+
+_CHUNK = 64 * KIB
 RECORD_BYTES = 1024  # live bytes per string record, list slot included
 DICT_RECORD_BYTES = 2048  # per dict record: ~15 objects; at 1 KiB it would be all headers
 _POINTER = 8

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from membench.units import MIB as MB  # noqa: F401 (seedmethod reads common.MB)
+
 REPO = Path(__file__).resolve().parents[2]
 # The seed benchmark's README, verbatim: the published table and the stated use case are parsed
 # from it. Copied from the seed as handed to this project (shared/seed/000_ad73f0711c4e7ca4.txt).
 SEED_README = Path(__file__).with_name("seed-README.md")
 REPORT = REPO / "docs" / "results" / "seed-reproduction.md"
-MB = 1024 * 1024
 SEED_SCENARIOS = ("prefork_threads", "prefork_sequential", "gevent_threads", "gevent_greenlets")
 CONCURRENT = ("prefork_threads", "gevent_threads", "gevent_greenlets")
 MATRIX_SCENARIOS = (*CONCURRENT, "solo_threads", "threads_threads")

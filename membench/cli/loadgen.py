@@ -156,7 +156,7 @@ def cmd_loadgen(args: SimpleNamespace) -> int:
     required=True,
     help="schedule file (TOML, see docs/loadgen.md): a regular file of at most 1 MiB",
 )
-@duration_option("stop after this many seconds (default: until a signal)")
+@duration_option("stop after this long: 90, 90s, 30m, 1h30m (default: until a signal)")
 @click.option(
     "--runs",
     type=click.IntRange(min=1),

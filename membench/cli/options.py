@@ -16,6 +16,7 @@ import click
 from click.core import ParameterSource
 
 from membench import settings
+from membench.durations import parse_seconds
 from membench.files import not_a_directory
 from membench.workers.allocator import ALLOCATORS
 
@@ -88,14 +89,29 @@ def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
     return check
 
 
+class Duration(click.ParamType):
+    """Seconds (`90`) or a Prometheus duration (`30m`, `1h30m`), read by membench.durations; above
+    0 and at most MAX_DURATION_S."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            seconds = parse_seconds(str(value), zero=False)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds > MAX_DURATION_S:
+            self.fail(
+                f"must be at most {MAX_DURATION_S / 86400:.0f} days, got {value!r}", param, ctx
+            )
+        return seconds
+
+
 def duration_option(help_text: str) -> Callable[[Any], Any]:
-    """--duration S: above 0 and at most MAX_DURATION_S (the range shows in --help)."""
-    return click.option(
-        "--duration",
-        type=click.FloatRange(0, MAX_DURATION_S, min_open=True),
-        metavar="S",
-        help=help_text,
-    )
+    """--duration D: seconds or a Prometheus duration, above 0 and at most MAX_DURATION_S."""
+    return click.option("--duration", type=Duration(), metavar="DURATION", help=help_text)
 
 
 def positive_int(flag: str, value: int, high: int = 1_000_000) -> int:

@@ -24,12 +24,10 @@ RANGE_ONLY = ("--last", "--start", "--end")
 
 
 def _seconds(flag: str, text: str, zero: bool = False) -> float:
-    from membench.query.timerange import parse_duration
+    from membench.durations import parse_seconds
 
-    if zero and text.strip() in ("0", "0s", "0m"):
-        return 0.0
     try:
-        return parse_duration(text)
+        return parse_seconds(text, zero=zero)
     except ValueError as exc:
         raise UsageError(f"{flag}: {exc}") from None
 

@@ -41,7 +41,7 @@ from membench.workers.scenarios import SEED_SCENARIOS
     show_default="the seed's four",
     help="workers to start",
 )
-@duration_option("stop after this many seconds (default: until a signal)")
+@duration_option("stop after this long: 90, 90s, 30m, 1h30m (default: until a signal)")
 def command(
     action: str,
     directory: str,

@@ -15,7 +15,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from membench.files import MIB, UnreadableFile, read_bounded
+from membench.files import UnreadableFile, read_bounded
+from membench.units import MIB
 from membench.urls import UrlError, parse_url, redact
 
 QUERY_TIMEOUT_S = 30.0

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from membench.query.rows import Approach
 from membench.query.timerange import Window
+from membench.units import MIB
 
-MB = 1024 * 1024
 _LINES = (
     ("rss_bytes", "tree RSS (sum over the worker's processes)"),
     ("pss_bytes", "tree PSS (shared pages counted once)"),
@@ -30,12 +30,12 @@ def plot_approach(approach: Approach, window: Window, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(11, 5))
     for key, label in _LINES:
         points = approach.timeline.get(key) or []
-        ax.plot([_utc(t) for t, _ in points], [v / MB for _, v in points], label=label)
+        ax.plot([_utc(t) for t, _ in points], [v / MIB for _, v in points], label=label)
     peaks = [r for r in approach.runs if r.task_peak_rss_bytes is not None]
     if peaks:
         ax.scatter(
             [_utc(r.seen_at) for r in peaks],
-            [r.task_peak_rss_bytes / MB for r in peaks if r.task_peak_rss_bytes is not None],
+            [r.task_peak_rss_bytes / MIB for r in peaks if r.task_peak_rss_bytes is not None],
             marker="x",
             color="black",
             label="VmHWM of each run (the process that ran it)",

@@ -1,30 +1,16 @@
-"""The range a report covers: Prometheus durations (30m, 1h30m), RFC3339 or unix times, and
-the resolution of --last/--start/--end into one window of whole seconds."""
+"""The range a report covers: durations (membench.durations), RFC3339 or unix times, and the
+resolution of --last/--start/--end into one window of whole seconds."""
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from membench.durations import parse_seconds
+
 DEFAULT_LAST = "1h"
-# Prometheus's own units and their order (model/time.go ParseDuration): y=365d, w=7d.
-_UNITS = (("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60))
-_UNITS += (("s", 1), ("ms", 0.001))
-_DURATION = re.compile("".join(rf"(?:(?P<{u}>\d+){u})?" for u, _ in _UNITS))
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Prometheus duration (`30m`, `2h`, `1d`, `1h30m`); ValueError otherwise."""
-    match = _DURATION.fullmatch(text.strip())
-    if not text.strip() or match is None:
-        raise ValueError(f"not a Prometheus duration (e.g. 30m, 2h, 1d, 1h30m): {text!r}")
-    seconds = sum(int(match[u]) * size for u, size in _UNITS if match[u] is not None)
-    if seconds <= 0:
-        raise ValueError(f"must be longer than 0: {text!r}")
-    return seconds
 
 
 def parse_time(text: str) -> float:
@@ -94,6 +80,9 @@ def resolve_range(last: str | None, start: str | None, end: str | None, now: flo
         except ValueError as exc:
             raise RangeError(flag, str(exc)) from None
 
+    def positive(text: str) -> float:
+        return parse_seconds(text, zero=False)
+
     # Milliseconds, as Prometheus keeps time: the `@` of the queries is then exactly `end`.
     end_s = round(now if end is None else parsed("--end", end, parse_time), 3)
     if start is not None:
@@ -102,6 +91,6 @@ def resolve_range(last: str | None, start: str | None, end: str | None, now: flo
             raise RangeError("--start", f"{start} is not before the end ({rfc3339(end_s)})")
         seconds = end_s - start_s
     else:
-        seconds = parsed("--last", last or DEFAULT_LAST, parse_duration)
+        seconds = parsed("--last", last or DEFAULT_LAST, positive)
     # Range selectors take whole units; round up so the window never drops a sample at start.
     return Window(end_s, max(1, math.ceil(seconds - 1e-9)))

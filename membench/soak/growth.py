@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from membench.exporter import names
 from membench.soak.readings import Key, Series, key_of
 from membench.soak.trend import MIN_SEGMENT_POINTS, Trend, fit, judge, level_at
+from membench.units import MIB
 
-MB = 1024 * 1024
 HOUR = 3600.0
 # No call on fewer samples: a few scrapes seconds apart show allocator steps as a clean line,
 # and the noise they measure says nothing of the minutes between them.
@@ -57,7 +57,7 @@ class Growth:
     @classmethod
     def of(cls, trend: Trend, limit: float) -> Growth:
         def per_hour(value: float | None) -> float | None:
-            return None if value is None else value * HOUR / MB
+            return None if value is None else value * HOUR / MIB
 
         needed = trend.seconds_to_resolve(limit)
         called = trend.points >= MIN_POINTS
@@ -72,7 +72,7 @@ class Growth:
             points=trend.points,
             segments=trend.segments,
             span_s=trend.span_s,
-            noise_mb=None if trend.noise is None else trend.noise / MB,
+            noise_mb=None if trend.noise is None else trend.noise / MIB,
             autocorrelation=trend.autocorrelation,
             seconds_to_resolve=needed,
         )
@@ -189,7 +189,7 @@ def process_growth(
             ok = min(len(before), len(after)) >= MIN_SEGMENT_POINTS
             jump = None
             if ok and trend.slope is not None:
-                jump = (level_at(after, trend.slope, at) - level_at(before, trend.slope, at)) / MB
+                jump = (level_at(after, trend.slope, at) - level_at(before, trend.slope, at)) / MIB
             steps.append(Step(at, cause, jump))
         found.append(
             ProcessGrowth(

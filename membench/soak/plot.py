@@ -3,24 +3,28 @@ with its fitted growth in the legend and the faults and replacements marked."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from membench.jsonfile import replaced_atomically
-from membench.soak.growth import MB
+from membench.units import MIB
 
 if TYPE_CHECKING:
-    from membench.soak.result import SoakResult
+    from membench.soak.analysis import Analysis
+    from membench.soak.faults import Fault
 
 
-def plot_baselines(result: SoakResult, path: Path) -> None:
+def plot_baselines(
+    analysis: Analysis, faults: Sequence[Fault], verdict: str, limit: float, path: Path
+) -> None:
+    """The baselines of `analysis`, the `faults` marked, titled with the `verdict` at --max-growth
+    `limit` (MB/h)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    analysis = result.analysis
-    assert analysis is not None
     fig, ax = plt.subplots(figsize=(11, 7.5))
     origin = analysis.start
     for process in analysis.processes:
@@ -34,7 +38,7 @@ def plot_baselines(result: SoakResult, path: Path) -> None:
         for segment in process.segments:
             line = ax.plot(
                 [(t - origin) / 60 for t, _ in segment],
-                [v / MB for _, v in segment],
+                [v / MIB for _, v in segment],
                 marker=".",
                 markersize=2,
                 linewidth=0.8,
@@ -44,7 +48,7 @@ def plot_baselines(result: SoakResult, path: Path) -> None:
             colour = line[0].get_color()
         for t in process.replaced_at:
             ax.axvline((t - origin) / 60, color=colour, linewidth=0.6, linestyle="--")
-    for fault in result.local.faults if result.local else []:
+    for fault in faults:
         ax.axvline((fault.at - origin) / 60, color="red", linewidth=0.8, linestyle=":")
         ax.annotate(
             fault.kind,
@@ -55,10 +59,9 @@ def plot_baselines(result: SoakResult, path: Path) -> None:
             fontsize=7,
             color="red",
         )
-    limit = result.thresholds.max_growth_mb_per_hour
     ax.set_title(
         f"Idle RSS per worker process (MB; samples with no task running, warm-up "
-        f"{analysis.warmup_s:g} s after each start left out); verdict {result.verdict.status} "
+        f"{analysis.warmup_s:g} s after each start left out); verdict {verdict} "
         f"at --max-growth {limit:g} MB/h",
         fontsize=9,
     )

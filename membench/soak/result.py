@@ -59,9 +59,12 @@ def write(result: SoakResult, directory: Path) -> list[Path]:
     path = directory / RESULT_FILE
     write_json_atomic(path, asdict(result))
     written = [path]
-    if result.analysis is not None and any(p.segments for p in result.analysis.processes):
+    analysis = result.analysis
+    if analysis is not None and any(p.segments for p in analysis.processes):
         from membench.soak.plot import plot_baselines
 
-        plot_baselines(result, directory / PLOT_FILE)
+        faults = result.local.faults if result.local else []
+        limit = result.thresholds.max_growth_mb_per_hour
+        plot_baselines(analysis, faults, result.verdict.status, limit, directory / PLOT_FILE)
         written.append(directory / PLOT_FILE)
     return written

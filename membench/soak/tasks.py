@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from membench.exporter import names
-from membench.soak.growth import HOUR, MB, Growth
+from membench.soak.growth import HOUR, Growth
 from membench.soak.readings import Series, born_in, increase
 from membench.soak.trend import fit, judge
+from membench.units import KIB, MIB
 
 
 @dataclass
@@ -59,7 +60,7 @@ def task_growth(
             complete = all(f.half_width is not None for f in fits)
             half = math.sqrt(sum((f.half_width or 0.0) ** 2 for f in fits)) if complete else None
             stderr = math.sqrt(sum((f.stderr or 0.0) ** 2 for f in fits)) if complete else None
-            per_hour = HOUR / MB
+            per_hour = HOUR / MIB
             growth = Growth(
                 status=judge(
                     None if half is None else slope - half,
@@ -93,6 +94,6 @@ def task_growth(
             if len(seg) > 1
         ) + sum(s.points[0][1] for s in mine if born_in(s.points, window_start))
         total_runs = sum(by_outcome.values())
-        per_run = rise / 1024 / total_runs if mine and total_runs else None
+        per_run = rise / KIB / total_runs if mine and total_runs else None
         found.append(TaskGrowth(task, growth, per_run, dict(sorted(by_outcome.items()))))
     return found

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from membench.soak.growth import MB, MIN_POINTS, ProcessGrowth
+from membench.soak.growth import MIN_POINTS, ProcessGrowth
+from membench.units import MIB
 
 EXIT_PASS = 0
 EXIT_FAIL = 1  # a fail, or an inconclusive verdict without --allow-inconclusive
@@ -24,7 +25,7 @@ class Thresholds:
 
     @property
     def limit_bytes_per_s(self) -> float:
-        return self.max_growth_mb_per_hour * MB / HOUR
+        return self.max_growth_mb_per_hour * MIB / HOUR
 
 
 @dataclass

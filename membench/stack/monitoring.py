@@ -8,7 +8,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import membench.grafana
 from membench import settings
@@ -16,12 +16,18 @@ from membench.processes import free_port
 from membench.prometheus import alertmanager
 from membench.targets import write_target
 
-if TYPE_CHECKING:
-    from membench.stack.supervisor import Stack
-
 GRAFANA_DIR = Path(membench.grafana.__file__).resolve().parent
 # Debian's package name for the binary first, then upstream's.
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
+
+
+class Stack(Protocol):
+    """Where a service starts (supervisor.Stack): its directory, and `add`, which spawns it."""
+
+    @property
+    def directory(self) -> Path: ...
+
+    def add(self, name: str, argv: list[str], env: dict[str, str], url: str = "") -> object: ...
 
 
 def alertmanager_binary() -> str | None:

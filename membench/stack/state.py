@@ -8,15 +8,15 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypedDict
 
-from membench.files import MIB, read_regular_file
+from membench.files import read_regular_file
 from membench.jsonfile import write_json_atomic
 from membench.processes import process_identity, same_process, wait_for
-
-if TYPE_CHECKING:
-    from membench.stack.supervisor import Stack
+from membench.stack.restarts import Restart
+from membench.units import MIB
 
 STATE_FILE = "stack.json"
 
@@ -25,17 +25,29 @@ class StackError(Exception):
     """The stack cannot start or stop; the message says why in one line."""
 
 
-def write_state(stack: Stack, prometheus_url: str | None) -> None:
+class ServiceState(TypedDict):
+    """A supervised service as stack.json records it."""
+
+    pid: int
+    url: str
+
+
+def write_state(
+    directory: Path,
+    prometheus_url: str | None,
+    services: Mapping[str, ServiceState],
+    restarts: Sequence[Restart],
+) -> None:
     state = {
         "pid": os.getpid(),
         # The pid alone could name another process once this one is gone (pids are reused):
         # `stack down` signals only the process with this start time and argv.
         "process": process_identity(os.getpid()),
         "prometheus_url": prometheus_url,
-        "services": {s.name: {"pid": s.proc.pid, "url": s.url} for s in stack.watched()},
-        "restarts": [r.as_dict() for r in stack.restarts],
+        "services": dict(services),
+        "restarts": [r.as_dict() for r in restarts],
     }
-    write_json_atomic(stack.directory / STATE_FILE, state)
+    write_json_atomic(directory / STATE_FILE, state)
 
 
 def recorded_stack(directory: Path, *, say_stale: bool = True) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ from membench.processes import (
 from membench.prometheus import CONFIG_DIR
 from membench.stack.monitoring import alertmanager_binary, start_alertmanager, start_grafana
 from membench.stack.restarts import CrashLoop, Restart, RestartPolicy, describe_exit
-from membench.stack.state import STATE_FILE, StackError, write_state
+from membench.stack.state import STATE_FILE, ServiceState, StackError, write_state
 from membench.targets import addresses_by_pid, read_targets, write_target
 
 FLOWER_COMMAND = [sys.executable, "-m", "celery", "-A", "membench.workers.app", "flower"]
@@ -81,6 +81,11 @@ class Stack:
         """Every supervised process, the embedded redis-server first: a service that died with
         it restarts against a broker that is back."""
         return ([self.redis] if self.redis is not None else []) + self.services
+
+    def record(self, prometheus_url: str | None) -> None:
+        """Write stack.json: this process, and the pid and URL of every supervised service."""
+        services = {s.name: ServiceState(pid=s.proc.pid, url=s.url) for s in self.watched()}
+        write_state(self.directory, prometheus_url, services, self.restarts)
 
     def dead(self) -> list[Service]:
         return [s for s in self.watched() if s.proc.poll() is not None]
@@ -332,7 +337,7 @@ def run_stack(
     stack, prometheus_url = start_stack(directory, broker, schedule, scenarios)
     exit_code = 0
     try:
-        write_state(stack, prometheus_url)
+        stack.record(prometheus_url)
         print(summary(stack, prometheus_url), flush=True)
         deadline = time.monotonic() + duration if duration else None
         while deadline is None or time.monotonic() < deadline:
@@ -343,7 +348,7 @@ def run_stack(
                 exit_code = 1
                 break
             if stack.find_worker_urls() or restarted:
-                write_state(stack, prometheus_url)  # `stack down` and soaks read today's pids
+                stack.record(prometheus_url)  # `stack down` and soaks read today's pids
             time.sleep(0.5)  # supervision poll, not synchronisation
     except (KeyboardInterrupt, Interrupted):
         pass

@@ -1,6 +1,6 @@
 """`membench report`: the figures it reads back from Prometheus are the figures the runs
 themselves reported (a real `membench run` scraped by a real Prometheus, and the local stack fed
-by the loadgen); its pure parts (durations, ranges, query results -> rows) unit by unit."""
+by the loadgen); its pure parts (ranges, query results -> rows) unit by unit."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from membench.query.rows import approaches, outcome_counts, runs_from_gauges
 from membench.query.timerange import (
     RangeError,
     Window,
-    parse_duration,
     parse_time,
     resolve_range,
 )
@@ -34,24 +33,7 @@ from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 MAY_1 = 1714564800.0  # 2024-05-01T12:00:00Z
 
 
-# --- durations, times, ranges -------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        *[("30m", 1800), ("2h", 7200), ("1d", 86400), ("1h30m", 5400), ("1w", 604800)],
-        *[("1y", 365 * 86400), ("90s", 90), ("500ms", 0.5), ("1m30s250ms", 90.25)],
-    ],
-)
-def test_prometheus_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "5x", "1.5h", "-1h", "1m1h", "0s", "h", "10", "1 h"])
-def test_what_prometheus_would_refuse_is_refused(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)
+# --- times, ranges -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 from helpers import samples
-from instrumented import MIB, ExampleWorker, start_example_worker, task_value
+from instrumented import ExampleWorker, start_example_worker, task_value
 
 from membench.cgroup import V1, V2, find_memory_cgroup
 from membench.exporter import names
 from membench.exporter.budget import worker_series
 from membench.processes import wait_for
+from membench.units import MIB
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from helpers import prometheus_query, require_binary, samples, scrape, start_prometheus, value
-from instrumented import MIB, ExampleWorker, StartExample, start_example_worker, task_value
+from instrumented import ExampleWorker, StartExample, start_example_worker, task_value
 
 from membench.exporter import names
 from membench.processes import free_port, port_in_use, stop, wait_for
+from membench.units import MIB
 
 pytestmark = pytest.mark.slow
 
