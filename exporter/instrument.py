@@ -258,7 +258,8 @@ def _on_child_init(**_: Any) -> None:
     state.runs = {}
     state.lock = threading.Lock()
     state.completed = 0
-    index = billiard.process.current_process().index
+    # billiard's pool numbers each child; celery-types' stubs of BaseProcess omit `index`.
+    index: int = billiard.process.current_process().index  # type: ignore[attr-defined]
     if not 0 <= index < state.table.rows - 1:
         state.table = None  # more children than rows (autoscale past its maximum): no metrics
         log.error("membench instrument: pool index %d has no row; this child is not counted", index)

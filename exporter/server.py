@@ -105,9 +105,7 @@ def exposition(
     Accept-Encoding. The socket loop stays ours (module docstring); the exposition is theirs."""
     encoder, content_type = choose_encoder(headers.get("accept", ""))
     names = urllib.parse.parse_qs(query).get("name[]")
-    if names:
-        registry = registry.restricted_registry(names)
-    body = encoder(registry)
+    body = encoder(registry.restricted_registry(names) if names else registry)
     if gzip_accepted(headers.get("accept-encoding", "")):
         # Level 1: a scrape is compressed in every worker process on each scrape, and for
         # exposition text level 1 already gives most of the ratio (benchmarks/scrape_cost.py).

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 _PR_SET_PDEATHSIG = 1
@@ -23,20 +24,25 @@ _PR_SET_PDEATHSIG = 1
 # SIGHUP (its terminal closed, or the shell passing the hangup on). Their default action would
 # end the process on the spot: no results written, no temporary directory removed.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# What signal.signal takes and gives back: a function, SIG_DFL or SIG_IGN, or None (a handler
+# that was not installed from Python).
+SignalHandler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 
 class Interrupted(Exception):
     """Ctrl-C, SIGTERM or SIGHUP: stop everything, keep what was measured."""
 
 
-def raise_interrupted(signum: int, frame: Any) -> None:
+def raise_interrupted(signum: int, frame: FrameType | None) -> None:
     """A signal handler: SIGTERM or SIGHUP (or any) becomes Interrupted in the main thread."""
     if signum == signal.SIGHUP:
         leave_hung_up_terminal()
     raise Interrupted(signal.Signals(signum).name)
 
 
-def catch_stop_signals(handler: Any = raise_interrupted) -> dict[int, Any]:
+def catch_stop_signals(
+    handler: SignalHandler = raise_interrupted,
+) -> dict[signal.Signals, SignalHandler]:
     """Install `handler` for every STOP_SIGNALS; return the handlers it replaced."""
     return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
 
@@ -133,7 +139,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port free right now on `host` (the caller binds it soon after)."""
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def bind_error(host: str, port: int = 0) -> OSError | None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 DEFAULT_LAST = "1h"
 # Prometheus's own units and their order (model/time.go ParseDuration): y=365d, w=7d.
+_UNITS: tuple[tuple[str, float], ...]  # ms is a fraction of a second
 _UNITS = (("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60))
 _UNITS += (("s", 1), ("ms", 0.001))
 _DURATION = re.compile("".join(rf"(?:(?P<{u}>\d+){u})?" for u, _ in _UNITS))
