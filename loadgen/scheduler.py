@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from celery import Celery
     from celery.result import AsyncResult
 
+    from membench.workers.app import MembenchTask
+
 log = logging.getLogger("membench.loadgen")
 
 TASK_NAME = "membench.process_batch"
@@ -59,7 +61,7 @@ class Scheduler:
 
     def __init__(
         self,
-        app: Celery,
+        app: Celery[MembenchTask],
         plans: list[ScenarioPlan],
         metrics: LoadgenMetrics | None = None,
         *,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, TypedDict, TypeVar
 
 _PR_SET_PDEATHSIG = 1
 
@@ -159,7 +159,12 @@ def port_in_use(host: str, port: int) -> bool:
     return bind_error(host, port) is not None
 
 
-def wait_for(condition: Any, timeout: float, interval: float = 0.05, what: str = "") -> Any:
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T], timeout: float, interval: float = 0.05, what: str = ""
+) -> T:
     """Poll `condition()` until it returns a truthy value or `timeout` passes (TimeoutError)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -171,7 +176,15 @@ def wait_for(condition: Any, timeout: float, interval: float = 0.05, what: str =
         time.sleep(interval)
 
 
-def process_identity(pid: int) -> dict[str, Any] | None:
+class ProcessIdentity(TypedDict):
+    """What names one process over time (a pid alone is reused); kept in JSON files."""
+
+    pid: int
+    start_time: int  # clock ticks since boot
+    cmdline: list[str]
+
+
+def process_identity(pid: int) -> ProcessIdentity | None:
     """What names one process over time: pid, start time and argv (None once it is gone)."""
     from membench.procfs import read_cmdline, read_start_time
 
@@ -181,7 +194,19 @@ def process_identity(pid: int) -> dict[str, Any] | None:
         return None
 
 
-def same_process(identity: dict[str, Any]) -> bool:
+def parse_identity(value: object) -> ProcessIdentity | None:
+    """A ProcessIdentity read back from a JSON file; None for anything else."""
+    if not isinstance(value, dict):
+        return None
+    pid, start_time, cmdline = value.get("pid"), value.get("start_time"), value.get("cmdline")
+    if not (isinstance(pid, int) and isinstance(start_time, int) and isinstance(cmdline, list)):
+        return None
+    if not all(isinstance(arg, str) for arg in cmdline):
+        return None
+    return {"pid": pid, "start_time": start_time, "cmdline": cmdline}
+
+
+def same_process(identity: ProcessIdentity) -> bool:
     """Whether the process `process_identity` described still runs (not a reuse of its pid)."""
     now = process_identity(int(identity["pid"]))
     return now is not None and pid_alive(now["pid"]) and now == identity

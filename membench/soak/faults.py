@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from membench.exporter import names
-from membench.processes import pid_alive, process_identity
+from membench.processes import ProcessIdentity, pid_alive, process_identity
 from membench.procfs import list_children
 from membench.query.client import Prometheus, PrometheusError
 from membench.stack.supervisor import http_ok
@@ -85,7 +85,7 @@ class Fault:
     pids: list[int]
     # Who each pid was when signalled: a pid freed by the fault may name another process by
     # the end of an hour (pid_max is 32768 here), so the stop check compares identities.
-    identities: list[dict[str, Any]] = field(default_factory=list)
+    identities: list[ProcessIdentity] = field(default_factory=list)
     mid_task: bool | None = None  # a task was running in the process when it was signalled
     prometheus_ready_s: float | None = None  # restart_prometheus: /-/ready answers again
     targets_up_s: float | None = None  # restart_prometheus: every worker target scraped up again

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from membench.loadgen.schedule import load_schedule
-from membench.processes import Interrupted, catch_stop_signals, pid_alive, same_process, spawn
+from membench.processes import (
+    Interrupted,
+    ProcessIdentity,
+    catch_stop_signals,
+    pid_alive,
+    same_process,
+    spawn,
+)
 from membench.query.client import Prometheus, PrometheusError
 from membench.query.timerange import Window
 from membench.soak.accounting import FaultEffects, ScenarioAccount, account
@@ -160,7 +167,7 @@ def _progress(url: str, t: float) -> None:
 
 
 def stop_stack(
-    proc: subprocess.Popen[bytes], state: dict[str, Any] | None, signalled: list[dict[str, Any]]
+    proc: subprocess.Popen[bytes], state: dict[str, Any] | None, signalled: list[ProcessIdentity]
 ) -> StackStop:
     """SIGTERM the `stack up` process, wait for it, then check every pid of stack.json is gone,
     and every pid a fault signalled (their replacements are in stack.json)."""

@@ -9,11 +9,17 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from membench.files import MIB, read_regular_file
 from membench.jsonfile import write_json_atomic
-from membench.processes import process_identity, same_process, wait_for
+from membench.processes import (
+    ProcessIdentity,
+    parse_identity,
+    process_identity,
+    same_process,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from membench.stack.supervisor import Stack
@@ -38,7 +44,7 @@ def write_state(stack: Stack, prometheus_url: str | None) -> None:
     write_json_atomic(stack.directory / STATE_FILE, state)
 
 
-def recorded_stack(directory: Path, *, say_stale: bool = True) -> dict[str, Any] | None:
+def recorded_stack(directory: Path, *, say_stale: bool = True) -> ProcessIdentity | None:
     """The identity of the `stack up` process the state file names, if that process still runs.
 
     A state file whose process is gone, or whose pid now names another process (a SIGKILLed
@@ -61,7 +67,7 @@ def recorded_stack(directory: Path, *, say_stale: bool = True) -> dict[str, Any]
                 file=sys.stderr,
             )
         return None
-    return dict(identity)
+    return parse_identity(identity)
 
 
 def stack_down(directory: Path, timeout: float = 60) -> int:
