@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, TypedDict, TypeVar
+from typing import TypedDict, TypeVar
 
 _PR_SET_PDEATHSIG = 1
 
@@ -89,23 +89,22 @@ def spawn(
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `argv` in its own process group (so the whole tree can be stopped) tied to our life."""
-    log: IO[Any] | int = subprocess.DEVNULL
-    if log_path is not None:
-        log = open(log_path, "ab")  # noqa: SIM115 - the child keeps the descriptor
+    # Closed here once the child has it: the child keeps its own descriptor.
+    log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115
     try:
         return subprocess.Popen(
             list(argv),
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=subprocess.DEVNULL if log is None else log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
     finally:
-        if log_path is not None:
-            log.close()  # type: ignore[union-attr]
+        if log is not None:
+            log.close()
 
 
 def stop(

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ class Fault:
     prometheus_ready_s: float | None = None  # restart_prometheus: /-/ready answers again
     targets_up_s: float | None = None  # restart_prometheus: every worker target scraped up again
     error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, int] = field(default_factory=dict)  # counts the injector saw
 
 
 def _scrape(address: str, timeout: float) -> str:
@@ -253,7 +253,3 @@ class Injector(threading.Thread):
 
 def _error(fault: Fault) -> str:
     return f"; error: {fault.error}" if fault.error else ""
-
-
-def as_dicts(faults: list[Fault]) -> list[dict[str, Any]]:
-    return [asdict(f) for f in faults]

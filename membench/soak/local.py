@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -276,9 +276,8 @@ def run(plan: Plan, limit_bytes_per_s: float) -> tuple[LocalRun, Analysis | None
     text = loadgen_log.read_text(errors="replace") if loadgen_log.exists() else ""
     start = text.rfind("scenario ")
     local.loadgen_summary = text[start:].strip() if start >= 0 else ""
-    faults = [asdict(f) for f in local.faults]
     local.fault_effects, local.accounting = account(
-        faults, text, local.loadgen_summary, time.time()
+        local.faults, text, local.loadgen_summary, time.time()
     )
     return local, analysis, error
 
