@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,17 +48,19 @@ def lay_out(tree: Path, dirs: dict[str, str]) -> None:
             place.symlink_to(source, target_is_directory=True)
 
 
-def checkout_paths(dirs: dict[str, str]) -> re.Pattern[str]:
-    """Matches a reported path's package prefix (membench/exporter/) at a line's start."""
-    prefixes = sorted((p.replace(".", "/") + "/" for p in dirs), key=len, reverse=True)
-    return re.compile("^(" + "|".join(map(re.escape, prefixes)) + ")")
+def checkout_paths(dirs: dict[str, str]) -> Callable[[str], str]:
+    """A line of mypy's output with the path it starts with (membench/exporter/server.py) turned
+    into the checkout's (exporter/server.py)."""
+    folder_of = {p.replace(".", "/") + "/": f + "/" for p, f in dirs.items()}
+    prefixes = sorted(folder_of, key=len, reverse=True)
+    pattern = re.compile("^(" + "|".join(map(re.escape, prefixes)) + ")")
+    return lambda line: pattern.sub(lambda m: folder_of[m[1]], line)
 
 
 def main(argv: list[str]) -> int:
     dirs = package_dirs()
     lay_out(TREE, dirs)
-    folder_of = {p.replace(".", "/") + "/": f + "/" for p, f in dirs.items()}
-    pattern = checkout_paths(dirs)
+    in_checkout = checkout_paths(dirs)
     roots = sorted({p.split(".")[0] for p in dirs})
     command = [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml")]
     command += ["--cache-dir", str(WORK / "cache")]
@@ -67,7 +70,7 @@ def main(argv: list[str]) -> int:
     ) as mypy:
         assert mypy.stdout is not None
         for line in mypy.stdout:
-            sys.stdout.write(pattern.sub(lambda m: folder_of[m[1]], line))
+            sys.stdout.write(in_checkout(line))
     return mypy.returncode
 
 
