@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from membench.loadgen.schedule import load_schedule
@@ -282,7 +283,7 @@ def run(plan: Plan, limit_bytes_per_s: float) -> tuple[LocalRun, Analysis | None
     return local, analysis, error
 
 
-def _interrupt(signum: int, frame: Any) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
