@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import signals
 from prometheus_client import CollectorRegistry
@@ -138,7 +138,11 @@ def _labels(role: str, child: str) -> dict[str, str]:
     return {**state.options.labels, "pool": state.pool, "role": role, "child": child}
 
 
-def _setting(option: Any, given: Any, default: Any) -> Any:
+T = TypeVar("T")
+
+
+def _setting(option: T | None, given: T | None, default: T) -> T:
+    """The worker's option, else instrument()'s argument, else the default."""
     return option if option is not None else given if given is not None else default
 
 
@@ -258,7 +262,8 @@ def _on_child_init(**_: Any) -> None:
     state.runs = {}
     state.lock = threading.Lock()
     state.completed = 0
-    index = billiard.process.current_process().index
+    # billiard's pool numbers each child; celery-types' stubs of BaseProcess omit `index`.
+    index: int = billiard.process.current_process().index  # type: ignore[attr-defined]
     if not 0 <= index < state.table.rows - 1:
         state.table = None  # more children than rows (autoscale past its maximum): no metrics
         log.error("membench instrument: pool index %d has no row; this child is not counted", index)

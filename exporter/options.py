@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import click
 
@@ -33,7 +32,7 @@ class InstrumentOptions:
 
 
 def check_arguments(
-    port: Any, mode: Any, labels: Mapping[str, str] | None, max_task_names: Any
+    port: object, mode: object, labels: Mapping[str, str] | None, max_task_names: object
 ) -> None:
     if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
         raise ValueError(f"instrument(port=...): must be an integer, got {port!r}")

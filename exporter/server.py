@@ -105,9 +105,7 @@ def exposition(
     Accept-Encoding. The socket loop stays ours (module docstring); the exposition is theirs."""
     encoder, content_type = choose_encoder(headers.get("accept", ""))
     names = urllib.parse.parse_qs(query).get("name[]")
-    if names:
-        registry = registry.restricted_registry(names)
-    body = encoder(registry)
+    body = encoder(registry.restricted_registry(names) if names else registry)
     if gzip_accepted(headers.get("accept-encoding", "")):
         # Level 1: a scrape is compressed in every worker process on each scrape, and for
         # exposition text level 1 already gives most of the ratio (benchmarks/scrape_cost.py).
@@ -157,7 +155,7 @@ class _Conn:
 
     __slots__ = ("deadline", "drain", "out", "request", "sock", "state")
 
-    def __init__(self, sock: Any, deadline: float) -> None:
+    def __init__(self, sock: _socket_module.socket, deadline: float) -> None:
         self.sock = sock
         self.deadline = deadline
         self.state = _READ
@@ -169,12 +167,12 @@ class _Conn:
 class _Server:
     """The serving thread's state: the listening socket, the open connections, the poll set."""
 
-    def __init__(self, sock: Any, registry: CollectorRegistry) -> None:
+    def __init__(self, sock: _socket_module.socket, registry: CollectorRegistry) -> None:
         self.sock = sock
         self.registry = registry
         self.listener = sock.fileno()
-        self.socket_cls = _original("socket", "socket")
-        self.poller = _original("select", "poll")()
+        self.socket_cls: type[_socket_module.socket] = _original("socket", "socket")
+        self.poller: _select_module.poll = _original("select", "poll")()
         self.poller.register(self.listener, _POLLIN)
         # By accept order, which is also deadline order: every client gets the same timeout.
         self.conns: dict[int, _Conn] = {}
@@ -209,8 +207,8 @@ class _Server:
         for _ in range(self.cap):
             try:
                 # _accept, not accept: socket.accept wraps the new fd in the module's `socket`
-                # class, which is gevent's once monkey-patched.
-                fd, _ = self.sock._accept()
+                # class, which is gevent's once monkey-patched. typeshed leaves _accept out.
+                fd, _ = self.sock._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return True
             except OSError as exc:
@@ -316,7 +314,7 @@ def _close_inherited_clients() -> None:
 os.register_at_fork(after_in_child=_close_inherited_clients)
 
 
-def _serve_forever(sock: Any, registry: CollectorRegistry) -> None:
+def _serve_forever(sock: _socket_module.socket, registry: CollectorRegistry) -> None:
     server = _Server(sock, registry)
     _running.add(server)
     try:
@@ -326,8 +324,8 @@ def _serve_forever(sock: Any, registry: CollectorRegistry) -> None:
         server.close_all()
 
 
-def _bind(host: str, port: int) -> Any:
-    socket_cls = _original("socket", "socket")
+def _bind(host: str, port: int) -> _socket_module.socket:
+    socket_cls: type[_socket_module.socket] = _original("socket", "socket")
     family = _socket_module.AF_INET6 if ":" in host else _socket_module.AF_INET
     sock = socket_cls(family, _socket_module.SOCK_STREAM)
     sock.setsockopt(_socket_module.SOL_SOCKET, _socket_module.SO_REUSEADDR, 1)
@@ -349,7 +347,7 @@ class Exporter:
     host: str
     port: int
     target_path: Path | None
-    _sock: Any = field(repr=False)
+    _sock: _socket_module.socket = field(repr=False)
     owner_pid: int = field(default_factory=os.getpid)
 
     def close(self) -> None:

@@ -50,7 +50,7 @@ class ProcessState:
     registry: CollectorRegistry | None = None
     labels: dict[str, str] = field(default_factory=dict)
     runs: dict[str, TaskRun] = field(default_factory=dict)
-    lock: Any = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)
     failures_logged: set[str] = field(default_factory=set)
 
 

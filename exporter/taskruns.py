@@ -55,7 +55,7 @@ def on_task_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> No
             run.shared = True
         # Idle to busy: nobody's window is running, so resetting the peak corrupts nothing.
         window_reset = _memory.reset_peak() if not busy else False
-        rss_before, _ = _memory.read()
+        rss_before = _memory.read()[0]
         state.runs[task_id] = TaskRun(index, time.perf_counter(), rss_before, window_reset, busy)
         table.started(state.row, index)
 

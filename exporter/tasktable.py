@@ -188,7 +188,8 @@ class TaskTable:
             runs = dict.fromkeys(names.TASK_OUTCOMES, 0.0)
             counts = [0.0] * n_bounds
             total = in_progress = retained = exact_runs = 0.0
-            last = peak = window = (0.0, None)
+            latest: tuple[float, float | None] = (0.0, None)
+            last = peak = window = latest
             for row in range(self.rows):
                 base = self._base(row, t)
                 for outcome, i in OUTCOME_INDEX.items():

@@ -7,12 +7,13 @@ each panel kind is styled. `build` is the one loop every dashboard goes through.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import prometheus as prometheus_builders
+from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 from grafana_foundation_sdk.models import prometheus as prometheus_models
@@ -38,6 +39,8 @@ DATASOURCE = dashboard_models.DataSourceRef(
 GRAFANA_DATASOURCE = dashboard_models.DataSourceRef(type_val="grafana", uid="-- Grafana --")
 # `membench loadgen --grafana-url` tags its run annotations with this; the dashboards show them.
 TAG = "membench"
+# The SDK builder of each panel kind; their shared methods return the builder itself.
+PanelBuilder = TypeVar("PanelBuilder", timeseries.Panel, stat.Panel, bargauge.Panel, table.Panel)
 
 
 class Ids:
@@ -67,14 +70,14 @@ def query(
     return target
 
 
-def with_targets(builder: Any, panel: Panel, *, instant: bool) -> Any:
+def with_targets(builder: PanelBuilder, panel: Panel, *, instant: bool) -> PanelBuilder:
     """Attach the record's targets with refIds A, B, ... in order."""
     for index, (expr, legend) in enumerate(panel.targets):
         builder = builder.with_target(query(expr, legend, instant=instant).ref_id(ref_id(index)))
     return builder
 
 
-def base(builder: Any, ids: Ids, panel: Panel) -> Any:
+def base(builder: PanelBuilder, ids: Ids, panel: Panel) -> PanelBuilder:
     """What every panel kind sets: id, title, description, datasource and size."""
     return (
         builder.id(ids())
@@ -200,7 +203,7 @@ def table_panel(panel: Panel, ids: Ids) -> table.Panel:
     return builder
 
 
-PANEL_BUILDERS: dict[PanelKind, Callable[[Panel, Ids], Any]] = {
+PANEL_BUILDERS: dict[PanelKind, Callable[[Panel, Ids], Builder[dashboard_models.Panel]]] = {
     "timeseries": timeseries_panel,
     "stat": stat_panel,
     "bargauge": bargauge_panel,
@@ -237,11 +240,11 @@ def datasource_variable() -> dashboard_builders.DatasourceVariable:
     )
 
 
-def variables(spec: Dashboard, settings: Settings) -> list[Any]:
+def variables(spec: Dashboard, settings: Settings) -> list[Builder[dashboard_models.VariableModel]]:
     """datasource, [cluster], namespace, job, [flower_job], scenario, instance: each chained to
     those before it, all narrowed by the settings' selector."""
     info = n.WORKER_INFO
-    found: list[Any] = [datasource_variable()]
+    found: list[Builder[dashboard_models.VariableModel]] = [datasource_variable()]
     if settings.cluster_label:
         found.append(
             variable(

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from celery import Celery
     from celery.result import AsyncResult
 
+    from membench.workers.app import MembenchTask
+
 log = logging.getLogger("membench.loadgen")
 
 TASK_NAME = "membench.process_batch"
@@ -59,7 +61,7 @@ class Scheduler:
 
     def __init__(
         self,
-        app: Celery,
+        app: Celery[MembenchTask],
         plans: list[ScenarioPlan],
         metrics: LoadgenMetrics | None = None,
         *,
@@ -204,7 +206,7 @@ class Scheduler:
         plan: ScenarioPlan,
         stats: ScenarioStats,
         slots: _Slots,
-        result: AsyncResult,
+        result: AsyncResult[object],
         deadline: float,
     ) -> tuple[str, str]:
         from celery import states
@@ -227,12 +229,14 @@ class Scheduler:
                     warned = True
                 time.sleep(min(POLL_S, max(0.0, limit - now)))  # back off, then poll again
                 continue
-            state = result.state
+            # str: celery-types' Literal of states omits REVOKED, which an expired task reports.
+            state: str = result.state
             if state == states.SUCCESS:
-                done = value.get("subtasks_done") if isinstance(value, dict) else None
+                report = value if isinstance(value, dict) else {}
+                done = report.get("subtasks_done")
                 if done != plan.params.subtasks:
                     return "failure", f"{done} of {plan.params.subtasks} subtasks done"
-                return "success", f"task {value.get('wall_s', 0.0):.2f} s"
+                return "success", f"task {report.get('wall_s', 0.0):.2f} s"
             if state == states.REVOKED:
                 return "timeout", "expired in the queue before a worker started it"
             return "failure", f"{type(value).__name__}: {value}"
@@ -242,7 +246,7 @@ class Scheduler:
         plan: ScenarioPlan,
         stats: ScenarioStats,
         slots: _Slots,
-        result: AsyncResult,
+        result: AsyncResult[object],
         run: int,
         started: float,
     ) -> None:

@@ -10,7 +10,7 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, parse_qsl, unquote
 
 import redis
@@ -19,6 +19,11 @@ from membench.processes import free_port, spawn, stop, wait_for
 from membench.tempdirs import owned_tempdir
 from membench.urls import BROKER_FORM, BROKER_SCHEMES, UrlError, parse_url, scrub
 from membench.urls import redact as redact  # re-exported: membench.broker.redact is public
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from membench.workers.app import MembenchTask
 
 # Celery's Redis result backend retries a lost connection 20 times, 1 s apart, inside get():
 # a client waiting for a result is stuck ~20 s per call while Redis is down, blind to its own
@@ -33,7 +38,7 @@ CLIENT_RESULT_RETRY_POLICY = {
 }
 
 
-def client_app(url: str) -> Any:
+def client_app(url: str) -> Celery[MembenchTask]:
     """The membench Celery app set up as a client (sender of tasks, reader of results) of `url`."""
     from membench.workers.app import app
 
@@ -52,7 +57,7 @@ def broker_errors() -> tuple[type[BaseException], ...]:
     return (RuntimeError, OSError, OperationalError, RedisConnectionError)
 
 
-def reconnect_client(app: Any, url: str) -> Any:
+def reconnect_client(app: Celery[MembenchTask], url: str) -> Celery[MembenchTask]:
     """`client_app(url)` for an app whose broker died and came back (or moved).
 
     The app is shared: its pooled connections, its control (whose mailbox keeps the old producer
@@ -61,7 +66,8 @@ def reconnect_client(app: Any, url: str) -> Any:
     app.close()
     app.__dict__.pop("control", None)
     with contextlib.suppress(AttributeError):
-        del app._local.backend
+        # The result backend, cached per thread; private to Celery, so not in its stubs.
+        del app._local.backend  # type: ignore[attr-defined]
     app = client_app(url)
     # One more connection kombu keeps fails once on first use ("Connection closed by server")
     # and is replaced: spend that failure here, not in the caller's next broadcast.

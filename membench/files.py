@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -89,8 +90,9 @@ def read_bounded(stream: Readable, limit: int, seconds: float) -> bytes:
     socket's own timeout bounds each read only."""
     deadline = time.monotonic() + seconds
     # read1: what has arrived, where read(n) waits for all n bytes of a trickle.
-    read = getattr(stream, "read1", stream.read)
-    chunks, size = [], 0
+    read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = read(min(MIB, limit + 1 - size))
         if not chunk:

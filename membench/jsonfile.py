@@ -8,7 +8,6 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 
 @contextlib.contextmanager
@@ -27,7 +26,7 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
         raise
 
 
-def write_json_atomic(path: Path, document: Any, *, indent: int | None = 2) -> None:
+def write_json_atomic(path: Path, document: object, *, indent: int | None = 2) -> None:
     """Write `document` to `path` through a hidden temporary file in the same directory."""
     text = json.dumps(document, indent=indent) + ("\n" if indent is not None else "")
     with replaced_atomically(path) as tmp:

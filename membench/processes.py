@@ -12,9 +12,10 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from types import FrameType
+from typing import TypedDict, TypeVar
 
 _PR_SET_PDEATHSIG = 1
 
@@ -23,20 +24,25 @@ _PR_SET_PDEATHSIG = 1
 # SIGHUP (its terminal closed, or the shell passing the hangup on). Their default action would
 # end the process on the spot: no results written, no temporary directory removed.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# What signal.signal takes and gives back: a function, SIG_DFL or SIG_IGN, or None (a handler
+# that was not installed from Python).
+SignalHandler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 
 class Interrupted(Exception):
     """Ctrl-C, SIGTERM or SIGHUP: stop everything, keep what was measured."""
 
 
-def raise_interrupted(signum: int, frame: Any) -> None:
+def raise_interrupted(signum: int, frame: FrameType | None) -> None:
     """A signal handler: SIGTERM or SIGHUP (or any) becomes Interrupted in the main thread."""
     if signum == signal.SIGHUP:
         leave_hung_up_terminal()
     raise Interrupted(signal.Signals(signum).name)
 
 
-def catch_stop_signals(handler: Any = raise_interrupted) -> dict[int, Any]:
+def catch_stop_signals(
+    handler: SignalHandler = raise_interrupted,
+) -> dict[signal.Signals, SignalHandler]:
     """Install `handler` for every STOP_SIGNALS; return the handlers it replaced."""
     return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
 
@@ -83,23 +89,22 @@ def spawn(
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `argv` in its own process group (so the whole tree can be stopped) tied to our life."""
-    log: IO[Any] | int = subprocess.DEVNULL
-    if log_path is not None:
-        log = open(log_path, "ab")  # noqa: SIM115 - the child keeps the descriptor
+    # Closed here once the child has it: the child keeps its own descriptor.
+    log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115
     try:
         return subprocess.Popen(
             list(argv),
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=subprocess.DEVNULL if log is None else log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
     finally:
-        if log_path is not None:
-            log.close()  # type: ignore[union-attr]
+        if log is not None:
+            log.close()
 
 
 def stop(
@@ -133,7 +138,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port free right now on `host` (the caller binds it soon after)."""
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def bind_error(host: str, port: int = 0) -> OSError | None:
@@ -152,7 +158,12 @@ def port_in_use(host: str, port: int) -> bool:
     return bind_error(host, port) is not None
 
 
-def wait_for(condition: Any, timeout: float, interval: float = 0.05, what: str = "") -> Any:
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T], timeout: float, interval: float = 0.05, what: str = ""
+) -> T:
     """Poll `condition()` until it returns a truthy value or `timeout` passes (TimeoutError)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -164,7 +175,15 @@ def wait_for(condition: Any, timeout: float, interval: float = 0.05, what: str =
         time.sleep(interval)
 
 
-def process_identity(pid: int) -> dict[str, Any] | None:
+class ProcessIdentity(TypedDict):
+    """What names one process over time (a pid alone is reused); kept in JSON files."""
+
+    pid: int
+    start_time: int  # clock ticks since boot
+    cmdline: list[str]
+
+
+def process_identity(pid: int) -> ProcessIdentity | None:
     """What names one process over time: pid, start time and argv (None once it is gone)."""
     from membench.procfs import read_cmdline, read_start_time
 
@@ -174,7 +193,19 @@ def process_identity(pid: int) -> dict[str, Any] | None:
         return None
 
 
-def same_process(identity: dict[str, Any]) -> bool:
+def parse_identity(value: object) -> ProcessIdentity | None:
+    """A ProcessIdentity read back from a JSON file; None for anything else."""
+    if not isinstance(value, dict):
+        return None
+    pid, start_time, cmdline = value.get("pid"), value.get("start_time"), value.get("cmdline")
+    if not (isinstance(pid, int) and isinstance(start_time, int) and isinstance(cmdline, list)):
+        return None
+    if not all(isinstance(arg, str) for arg in cmdline):
+        return None
+    return {"pid": pid, "start_time": start_time, "cmdline": cmdline}
+
+
+def same_process(identity: ProcessIdentity) -> bool:
     """Whether the process `process_identity` described still runs (not a reuse of its pid)."""
     now = process_identity(int(identity["pid"]))
     return now is not None and pid_alive(now["pid"]) and now == identity

@@ -12,7 +12,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from membench.files import read_regular_file
 from membench.jsonfile import write_json_atomic
@@ -20,6 +20,13 @@ from membench.processes import pid_alive
 from membench.units import MIB
 
 WORKERS_JOB = "workers"
+
+
+class TargetGroup(TypedDict):
+    """One entry of a file_sd file: the addresses to scrape and the labels they get."""
+
+    targets: list[str]
+    labels: dict[str, str]
 
 
 def target_file_name(pid: int | None = None) -> str:
@@ -31,7 +38,8 @@ def write_target(job_dir: Path, address: str, labels: dict[str, str]) -> Path:
     job_dir.mkdir(parents=True, exist_ok=True)
     prune_dead_targets(job_dir)
     path = job_dir / target_file_name()
-    write_json_atomic(path, [{"targets": [address], "labels": labels}], indent=None)
+    group: TargetGroup = {"targets": [address], "labels": labels}
+    write_json_atomic(path, [group], indent=None)
     return path
 
 
@@ -48,7 +56,7 @@ def prune_dead_targets(job_dir: Path) -> list[Path]:
     return removed
 
 
-def _entries(targets_dir: Path, job: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def _entries(targets_dir: Path, job: str) -> Iterator[tuple[str, list[TargetGroup]]]:
     """(file stem, entries) of every readable target file of `job` (files may vanish)."""
     for path in sorted((targets_dir / job).glob("*.json")):
         try:
@@ -57,7 +65,7 @@ def _entries(targets_dir: Path, job: str) -> Iterator[tuple[str, list[dict[str, 
             continue
 
 
-def read_targets(targets_dir: Path, job: str = WORKERS_JOB) -> list[dict[str, Any]]:
+def read_targets(targets_dir: Path, job: str = WORKERS_JOB) -> list[TargetGroup]:
     """The entries currently registered for `job`."""
     return [entry for _, entries in _entries(targets_dir, job) for entry in entries]
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from membench.files import read_regular_file
-from membench.processes import process_identity, same_process
+from membench.processes import parse_identity, process_identity, same_process
 from membench.units import MIB
 
 OWNER_FILE = ".membench-owner"
@@ -34,10 +34,10 @@ def prune_abandoned(prefix: str, root: Path | None = None) -> list[Path]:
     removed = []
     for directory in sorted((root or Path(tempfile.gettempdir())).glob(f"{prefix}*")):
         try:
-            owner = json.loads(read_regular_file(directory / OWNER_FILE, MIB))
+            owner = parse_identity(json.loads(read_regular_file(directory / OWNER_FILE, MIB)))
         except (OSError, ValueError):
             continue  # not ours, or being created right now: leave it
-        if isinstance(owner, dict) and not same_process(owner):
+        if owner is not None and not same_process(owner):
             with contextlib.suppress(OSError):
                 shutil.rmtree(directory)
                 removed.append(directory)

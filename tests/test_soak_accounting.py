@@ -9,6 +9,7 @@ import pytest
 
 from membench.loadgen.scheduler import ScenarioStats, format_summary
 from membench.soak.accounting import accounting, fault_effects, parse_log, parse_summary
+from membench.soak.faults import Fault
 
 T0 = datetime(2026, 12, 1, 23, 0, 0).timestamp()
 
@@ -73,8 +74,8 @@ def test_a_run_without_an_outcome_line_or_a_count_mismatch_is_reported() -> None
 
 def test_a_fault_lists_the_runs_it_hit_and_recovers_at_the_first_later_success() -> None:
     runs, skips = parse_log(LOG)
-    fault = {"kind": "kill_prefork_child", "scenario": "prefork_sequential", "at": T0 + 7.5}
-    effects = fault_effects({**fault, "ended_at": T0 + 7.5}, runs, skips, T0 + 100)
+    fault = Fault("kill_prefork_child", "prefork_sequential", "", T0 + 7.5, T0 + 7.5, [])
+    effects = fault_effects(fault, runs, skips, T0 + 100)
     assert [r["run"] for r in effects.runs_hit] == [2, 3, 4]
     assert effects.outcomes == {"failure": 1, "timeout": 1, "success": 1, "skipped": 1}
     assert effects.recovered and effects.recovery_s == pytest.approx(30.1)
@@ -82,6 +83,6 @@ def test_a_fault_lists_the_runs_it_hit_and_recovers_at_the_first_later_success()
 
 def test_a_fault_never_recovered_from_says_so() -> None:
     runs, skips = parse_log(LOG)
-    fault = {"kind": "kill_prefork_child", "scenario": "prefork_sequential", "at": T0 + 36.5}
-    effects = fault_effects({**fault, "ended_at": T0 + 36.5}, runs, skips, T0 + 100)
+    fault = Fault("kill_prefork_child", "prefork_sequential", "", T0 + 36.5, T0 + 36.5, [])
+    effects = fault_effects(fault, runs, skips, T0 + 100)
     assert not effects.recovered and effects.recovery_s is None

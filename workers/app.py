@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
-from billiard.einfo import ExceptionWithTraceback
+# celery-types' billiard stubs omit ExceptionWithTraceback (billiard/einfo.py has it).
+from billiard.einfo import ExceptionInfo, ExceptionWithTraceback  # type: ignore[attr-defined]
 from celery import Celery, Task
 from celery.utils.saferepr import saferepr
-from celery.utils.serialization import get_pickled_exception
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
@@ -39,8 +39,8 @@ class MembenchRequest(Request):
     """Celery stops the whole worker when a task raises MemoryError; here only that task fails."""
 
     def on_failure(
-        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
-    ) -> Any:
+        self, exc_info: ExceptionInfo, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
         exc = exc_info.exception
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
@@ -54,17 +54,25 @@ class MembenchRequest(Request):
         if send_failed_event:
             self.send_event(
                 "task-failed",
-                exception=saferepr(get_pickled_exception(exc_info.exception)),
+                exception=saferepr(exc),
                 traceback=exc_info.traceback,
             )
         log.warning("Task %s[%s] ran out of memory; the worker goes on", self.name, self.id)
         return None
 
 
-class MembenchTask(Task):
+if TYPE_CHECKING:
+    # Generic in celery-types; at run time Celery takes a subscript only from 5.6 on.
+    _Task = Task[..., object]
+else:
+    _Task = Task
+
+
+class MembenchTask(_Task):
     """Tasks whose MemoryError fails the task only (see MembenchRequest)."""
 
-    Request = MembenchRequest
+    # celery-types has Request as the dotted path only; Celery resolves a class as well.
+    Request = MembenchRequest  # type: ignore[assignment]
 
 
 app = Celery("membench", include=["membench.workers.tasks"], task_cls=MembenchTask)

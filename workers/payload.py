@@ -13,6 +13,7 @@ import json
 import random
 import sys
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from membench.units import KIB
@@ -115,7 +116,11 @@ def build_dicts(index: int, size: int) -> list[dict[str, Any]]:
     return records
 
 
-BUILDERS = {"bytes": build_bytes, "records": build_records, "dicts": build_dicts}
+BUILDERS: dict[str, Callable[[int, int], Payload]] = {
+    "bytes": build_bytes,
+    "records": build_records,
+    "dicts": build_dicts,
+}
 
 
 def build_payload(kind: str, index: int, size: int) -> Payload:

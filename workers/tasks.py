@@ -19,7 +19,7 @@ from membench.procfs import (
 )
 from membench.results.model import TaskParams, TaskReport
 from membench.workers.allocator import active_allocator, release_free_memory
-from membench.workers.app import app
+from membench.workers.app import MembenchTask, app
 from membench.workers.instrumentation import current_metrics
 from membench.workers.numpy_payload import numpy_loaded
 from membench.workers.params import BatchParams, validate_payload
@@ -126,7 +126,7 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
 
 
 @app.task(name=names.BENCHMARK_TASK, bind=True)
-def process_batch(self: Any, **raw: Any) -> dict[str, Any]:
+def process_batch(self: MembenchTask, /, **raw: Any) -> dict[str, Any]:
     """Validate the message's parameters (never trust the queue), then run the batch."""
     return run_batch(BatchParams.validate(raw))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from types import SimpleNamespace
+from types import FrameType, SimpleNamespace
 from typing import Any
 
 import click
@@ -37,7 +37,7 @@ class _Stop(Exception):
     """SIGINT/SIGTERM/SIGHUP, raised in the main thread to leave Scheduler.wait()."""
 
 
-def _raise_stop(signum: int, frame: Any) -> None:
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
     if signum == signal.SIGHUP:
         leave_hung_up_terminal()  # the summary must not die writing to a closed terminal
     raise _Stop(signal.Signals(signum).name)

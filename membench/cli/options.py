@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
@@ -19,6 +19,11 @@ from membench import settings
 from membench.durations import parse_seconds
 from membench.files import not_a_directory
 from membench.workers.allocator import ALLOCATORS
+
+if TYPE_CHECKING:
+    from membench.query.client import Prometheus, Query
+    from membench.query.timerange import Window
+    from membench.run.worker import WorkerOptions
 
 EXIT_OK, EXIT_FAILED_RUNS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Task parameter -> the `membench run` flag that sets it, to name the flag in errors.
@@ -207,7 +212,7 @@ def malloc_env(name: str) -> dict[str, str]:
 
 def worker_options(
     malloc: str, max_tasks: int | None, max_memory: int | None, pools: set[str]
-) -> Any:
+) -> WorkerOptions:
     """The worker settings of `run` and `worker`, checked against the pools they would apply to."""
     from membench.run.worker import WorkerOptions
 
@@ -281,7 +286,7 @@ class GreedyOption(click.Option):
             option.process = take_all
 
 
-def prometheus_window(url: str, last: str | None, start: str | None, end: str | None) -> Any:
+def prometheus_window(url: str, last: str | None, start: str | None, end: str | None) -> Window:
     """The time range of a --prometheus command (query.timerange.Window), once the URL and the
     range flags are checked: a bad one is a UsageError naming its flag."""
     from membench.query.client import check_url
@@ -297,7 +302,7 @@ def prometheus_window(url: str, last: str | None, start: str | None, end: str | 
         raise UsageError(str(exc)) from None
 
 
-def reachable_prometheus(url: str, on_query: Callable[[str], None] | None = None) -> Any:
+def reachable_prometheus(url: str, on_query: Callable[[Query], None] | None = None) -> Prometheus:
     """A query.client.Prometheus for `url` that answered; one that does not is a UsageError."""
     from membench.query.client import Prometheus, PrometheusError
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,6 +23,7 @@ from membench.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from membench.query.client import Query
     from membench.query.report import Report
 
 EXIT_NO_RUNS = EXIT_FAILED_RUNS
@@ -82,7 +83,7 @@ def format_report(report: Report) -> str:
     return "\n".join([*lines, NOTES])
 
 
-def _show(entry: dict[str, Any]) -> None:
+def _show(entry: Query) -> None:
     """--show-queries: each query as it runs, ready to paste (instant ones carry their @ time)."""
     if entry["api"] == "query_range":
         print(

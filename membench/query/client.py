@@ -13,7 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from membench.files import UnreadableFile, read_bounded
 from membench.units import MIB
@@ -27,6 +27,21 @@ BODY_LIMIT = 256 * MIB
 
 class PrometheusError(Exception):
     """Prometheus could not be reached or refused a query; the message is one line."""
+
+
+# One query as it was sent: "api" (query or query_range) and its parameters, for --show-queries
+# and the report's record of what it asked.
+Query = dict[str, str]
+
+
+class Series(TypedDict, total=False):
+    """One element of a query's result as the HTTP API writes it: the series' labels and its
+    [unix time, "value"] sample (a vector) or samples (a matrix: range queries, and instant
+    queries of a range selector). Trusted as decoded: only Prometheus answers here."""
+
+    metric: Required[dict[str, str]]
+    value: tuple[float, str]
+    values: list[tuple[float, str]]
 
 
 PROMETHEUS_FORM = "http://[USER:PASSWORD@]HOST[:PORT][/PREFIX], e.g. http://127.0.0.1:9090"
@@ -48,7 +63,7 @@ def _one_line(text: str) -> str:
 class Prometheus:
     """Queries one Prometheus; every query it runs is kept in `queries` (for the report)."""
 
-    def __init__(self, url: str, on_query: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(self, url: str, on_query: Callable[[Query], None] | None = None):
         checked = check_url(url)
         parts = urllib.parse.urlsplit(checked)
         self.shown = redact(checked)
@@ -61,7 +76,7 @@ class Prometheus:
             self._headers["Authorization"] = f"Basic {token}"
         self._base = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         self._on_query = on_query
-        self.queries: list[dict[str, Any]] = []
+        self.queries: list[Query] = []
 
     def _get(self, path: str, params: dict[str, str], timeout: float) -> Any:
         url = f"{self._base}{path}?{urllib.parse.urlencode(params)}"
@@ -98,18 +113,22 @@ class Prometheus:
         """Raise PrometheusError unless the URL answers as Prometheus's query API."""
         self._get("/api/v1/query", {"query": "time()"}, CHECK_TIMEOUT_S)
 
-    def _record(self, entry: dict[str, Any]) -> None:
+    def _record(self, entry: Query) -> None:
         self.queries.append(entry)
         if self._on_query is not None:
             self._on_query(entry)
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
+    def query(self, expr: str) -> list[Series]:
         """An instant query's result (the expressions carry their own `@` time)."""
         self._record({"api": "query", "query": expr})
-        return self._get("/api/v1/query", {"query": expr}, QUERY_TIMEOUT_S)["result"]
+        result: list[Series] = self._get("/api/v1/query", {"query": expr}, QUERY_TIMEOUT_S)[
+            "result"
+        ]
+        return result
 
-    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
         """A range query's matrix: one value per `step` seconds from `start` to `end`."""
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
         self._record({"api": "query_range", **params})
-        return self._get("/api/v1/query_range", params, QUERY_TIMEOUT_S)["result"]
+        result: list[Series] = self._get("/api/v1/query_range", params, QUERY_TIMEOUT_S)["result"]
+        return result

@@ -15,8 +15,11 @@ _LINES = (
 )
 
 
-def _utc(unix: float) -> datetime:
-    return datetime.fromtimestamp(unix, UTC)
+def _utc(unix: float) -> float:
+    """A unix time as matplotlib's date number: its axes are typed for numbers, not datetimes."""
+    from matplotlib.dates import date2num
+
+    return float(date2num(datetime.fromtimestamp(unix, UTC)))
 
 
 def plot_approach(approach: Approach, window: Window, path: Path) -> None:

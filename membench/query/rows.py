@@ -6,14 +6,15 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from membench.exporter import names
 from membench.query.promql import QUANTILES, quantile_key
 from membench.stats import describe
 from membench.workers.scenarios import SCENARIOS
 
-Series = dict[str, Any]  # one element of a Prometheus result: {"metric": {...}, "value(s)": ...}
+if TYPE_CHECKING:
+    from membench.query.client import Series
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ def _key(series: Series) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in series["metric"].items() if k != "__name__"))
 
 
-def _stretches(values: list[list[Any]]) -> list[tuple[float, float, float]]:
+def _stretches(values: list[tuple[float, str]]) -> list[tuple[float, float, float]]:
     """(first time, last time, value) of each run of equal consecutive samples."""
     out: list[tuple[float, float, float]] = []
     for t, text in values:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 from membench.loadgen.scheduler import SUMMARY_COLUMNS
+from membench.soak.faults import Fault
 
 _STAMP = r"(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO membench\.loadgen: "
 # loadgen/scheduler.py's two lines (its log format is membench/cli/loadgen.py's basicConfig).
@@ -22,14 +23,40 @@ SKIP_LINE = re.compile(
 )
 
 
+class RunHit(TypedDict):
+    """A run as the soak's report lists it under the fault that hit it."""
+
+    scenario: str
+    run: int
+    outcome: str  # success, failure or timeout
+    duration_s: float
+    detail: str  # the log line's tail: the result, or why there is none
+
+
+class LoggedRun(RunHit):
+    """A run line of the loadgen's log, with its times (unix)."""
+
+    start: float
+    end: float
+
+
+class LoggedSkip(TypedDict):
+    """A skip line: `n` firings of `scenario` skipped at `at` (unix)."""
+
+    scenario: str
+    at: float
+    n: int
+
+
 def _unix(stamp: str) -> float:
     """asctime (local time, milliseconds) as unix time."""
     return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def parse_log(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def parse_log(text: str) -> tuple[list[LoggedRun], list[LoggedSkip]]:
     """(runs, skips): each run with scenario, number, outcome, start, end, detail."""
-    runs, skips = [], []
+    runs: list[LoggedRun] = []
+    skips: list[LoggedSkip] = []
     for line in text.splitlines():
         if match := RUN_LINE.match(line):
             end, duration = _unix(match["stamp"]), float(match["duration"])
@@ -81,7 +108,7 @@ class ScenarioAccount:
 
 
 def accounting(
-    runs: list[dict[str, Any]], skips: list[dict[str, Any]], summary: dict[str, dict[str, int]]
+    runs: list[LoggedRun], skips: list[LoggedSkip], summary: dict[str, dict[str, int]]
 ) -> dict[str, ScenarioAccount]:
     """Per scenario: firings = success + failure + timeout + skipped, from the log and from the
     loadgen's own counters, and which run numbers (1..fired) have no outcome line."""
@@ -114,17 +141,17 @@ class FaultEffects:
     recovery_s: float | None
     recovery_after_fault_end_s: float | None
     recovery_by_scenario_s: dict[str, float | None]
-    runs_hit: list[dict[str, Any]] = field(default_factory=list)
+    runs_hit: list[RunHit] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
 def fault_effects(
-    fault: dict[str, Any], runs: list[dict[str, Any]], skips: list[dict[str, Any]], end: float
+    fault: Fault, runs: list[LoggedRun], skips: list[LoggedSkip], end: float
 ) -> FaultEffects:
     """The runs the fault hit (overlapping it until the stack recovered) and the recovery: the
     first success, per scenario it touches, of a run that started after the fault began and ended
     after it was over (for restart_prometheus: every worker target scraped up again)."""
-    scenarios = [fault["scenario"]] if fault["scenario"] else sorted({r["scenario"] for r in runs})
+    scenarios = [fault.scenario] if fault.scenario else sorted({r["scenario"] for r in runs})
     recovered: dict[str, float | None] = {}
     by_end = sorted(runs, key=lambda r: r["end"])
     for scenario in scenarios:
@@ -134,36 +161,43 @@ def fault_effects(
                 for r in by_end
                 if r["scenario"] == scenario
                 and r["outcome"] == "success"
-                and r["start"] >= fault["at"] - 0.05  # log stamps are to the millisecond
-                and r["end"] > fault["ended_at"]
+                and r["start"] >= fault.at - 0.05  # log stamps are to the millisecond
+                and r["end"] > fault.ended_at
             ),
             None,
         )
         recovered[scenario] = first["end"] if first else None
-    if fault["kind"] == "restart_prometheus":
-        up = fault.get("targets_up_s")
-        until = fault["at"] + up if up is not None else None
+    if fault.kind == "restart_prometheus":
+        up = fault.targets_up_s
+        until = fault.at + up if up is not None else None
     else:
-        until = None if None in recovered.values() else max(recovered.values())  # type: ignore[type-var]
+        ends = [t for t in recovered.values() if t is not None]
+        until = max(ends) if ends and len(ends) == len(recovered) else None
     window_end = until if until is not None else end
     hit = [
-        {k: r[k] for k in ("scenario", "run", "outcome", "duration_s", "detail")}
+        RunHit(
+            scenario=r["scenario"],
+            run=r["run"],
+            outcome=r["outcome"],
+            duration_s=r["duration_s"],
+            detail=r["detail"],
+        )
         for r in runs
-        if r["scenario"] in scenarios and r["start"] < window_end and r["end"] > fault["at"]
+        if r["scenario"] in scenarios and r["start"] < window_end and r["end"] > fault.at
     ]
     outcomes: dict[str, int] = {}
     for r in hit:
         outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
     skipped = sum(
-        s["n"] for s in skips if s["scenario"] in scenarios and fault["at"] <= s["at"] <= window_end
+        s["n"] for s in skips if s["scenario"] in scenarios and fault.at <= s["at"] <= window_end
     )
     return FaultEffects(
         scenarios=scenarios,
         recovered=until is not None,
-        recovery_s=None if until is None else round(until - fault["at"], 2),
-        recovery_after_fault_end_s=None if until is None else round(until - fault["ended_at"], 2),
+        recovery_s=None if until is None else round(until - fault.at, 2),
+        recovery_after_fault_end_s=None if until is None else round(until - fault.ended_at, 2),
         recovery_by_scenario_s={
-            s: None if t is None else round(t - fault["at"], 2) for s, t in recovered.items()
+            s: None if t is None else round(t - fault.at, 2) for s, t in recovered.items()
         },
         runs_hit=hit,
         outcomes={**outcomes, "skipped": skipped},
@@ -171,7 +205,7 @@ def fault_effects(
 
 
 def account(
-    faults: list[dict[str, Any]], log_text: str, loadgen_summary: str, end: float
+    faults: list[Fault], log_text: str, loadgen_summary: str, end: float
 ) -> tuple[list[FaultEffects], dict[str, ScenarioAccount]]:
     """Each fault's effects and the accounting per scenario, from the loadgen's log and summary."""
     runs, skips = parse_log(log_text)

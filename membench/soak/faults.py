@@ -13,12 +13,12 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from membench.exporter import names
-from membench.processes import pid_alive, process_identity
+from membench.processes import ProcessIdentity, pid_alive, process_identity
 from membench.procfs import list_children
 from membench.query.client import Prometheus, PrometheusError
 from membench.stack.supervisor import http_ok
@@ -85,12 +85,12 @@ class Fault:
     pids: list[int]
     # Who each pid was when signalled: a pid freed by the fault may name another process by
     # the end of an hour (pid_max is 32768 here), so the stop check compares identities.
-    identities: list[dict[str, Any]] = field(default_factory=list)
+    identities: list[ProcessIdentity] = field(default_factory=list)
     mid_task: bool | None = None  # a task was running in the process when it was signalled
     prometheus_ready_s: float | None = None  # restart_prometheus: /-/ready answers again
     targets_up_s: float | None = None  # restart_prometheus: every worker target scraped up again
     error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, int] = field(default_factory=dict)  # counts the injector saw
 
 
 def _scrape(address: str, timeout: float) -> str:
@@ -253,7 +253,3 @@ class Injector(threading.Thread):
 
 def _error(fault: Fault) -> str:
     return f"; error: {fault.error}" if fault.error else ""
-
-
-def as_dicts(faults: list[Fault]) -> list[dict[str, Any]]:
-    return [asdict(f) for f in faults]

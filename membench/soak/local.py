@@ -12,12 +12,20 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from membench.loadgen.schedule import load_schedule
-from membench.processes import Interrupted, catch_stop_signals, pid_alive, same_process, spawn
+from membench.processes import (
+    Interrupted,
+    ProcessIdentity,
+    catch_stop_signals,
+    pid_alive,
+    same_process,
+    spawn,
+)
 from membench.query.client import Prometheus, PrometheusError
 from membench.query.timerange import Window
 from membench.soak.accounting import FaultEffects, ScenarioAccount, account
@@ -160,7 +168,7 @@ def _progress(url: str, t: float) -> None:
 
 
 def stop_stack(
-    proc: subprocess.Popen[bytes], state: dict[str, Any] | None, signalled: list[dict[str, Any]]
+    proc: subprocess.Popen[bytes], state: dict[str, Any] | None, signalled: list[ProcessIdentity]
 ) -> StackStop:
     """SIGTERM the `stack up` process, wait for it, then check every pid of stack.json is gone,
     and every pid a fault signalled (their replacements are in stack.json)."""
@@ -269,14 +277,13 @@ def run(plan: Plan, limit_bytes_per_s: float) -> tuple[LocalRun, Analysis | None
     text = loadgen_log.read_text(errors="replace") if loadgen_log.exists() else ""
     start = text.rfind("scenario ")
     local.loadgen_summary = text[start:].strip() if start >= 0 else ""
-    faults = [asdict(f) for f in local.faults]
     local.fault_effects, local.accounting = account(
-        faults, text, local.loadgen_summary, time.time()
+        local.faults, text, local.loadgen_summary, time.time()
     )
     return local, analysis, error
 
 
-def _interrupt(signum: int, frame: Any) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 

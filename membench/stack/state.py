@@ -10,11 +10,17 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from membench.files import read_regular_file
 from membench.jsonfile import write_json_atomic
-from membench.processes import process_identity, same_process, wait_for
+from membench.processes import (
+    ProcessIdentity,
+    parse_identity,
+    process_identity,
+    same_process,
+    wait_for,
+)
 from membench.stack.restarts import Restart
 from membench.units import MIB
 
@@ -50,7 +56,7 @@ def write_state(
     write_json_atomic(directory / STATE_FILE, state)
 
 
-def recorded_stack(directory: Path, *, say_stale: bool = True) -> dict[str, Any] | None:
+def recorded_stack(directory: Path, *, say_stale: bool = True) -> ProcessIdentity | None:
     """The identity of the `stack up` process the state file names, if that process still runs.
 
     A state file whose process is gone, or whose pid now names another process (a SIGKILLed
@@ -73,7 +79,7 @@ def recorded_stack(directory: Path, *, say_stale: bool = True) -> dict[str, Any]
                 file=sys.stderr,
             )
         return None
-    return dict(identity)
+    return parse_identity(identity)
 
 
 def stack_down(directory: Path, timeout: float = 60) -> int:
