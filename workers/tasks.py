@@ -122,7 +122,8 @@ def run_batch(params: BatchParams) -> dict[str, Any]:
         params=TaskParams(**params.as_kwargs()),
     )
     # Plain JSON values: the result backend serialises what the task returns.
-    return msgspec.to_builtins(report)
+    plain: dict[str, Any] = msgspec.to_builtins(report)
+    return plain
 
 
 @app.task(name=names.BENCHMARK_TASK, bind=True)

@@ -94,7 +94,7 @@ def _checked(callback: Callable[..., Any] | None) -> Callable[..., Any]:
     return check
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[float]):
     """Seconds (`90`) or a Prometheus duration (`30m`, `1h30m`), read by membench.durations; above
     0 and at most MAX_DURATION_S."""
 

@@ -264,14 +264,16 @@ def _measure(
     return EXIT_OK
 
 
-class ConcurrencyList(click.ParamType):
+class ConcurrencyList(click.ParamType[int | str]):
     """N, as the seed's int; with --app also N,N2,... (kept as text for membench.run.app.spec)."""
 
     name = "N[,N2...]"
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | str:
         if "," in str(value):
-            return value
+            return str(value)
         return click.IntRange(1, MAX_CONCURRENCY).convert(value, param, ctx)
 
 

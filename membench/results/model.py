@@ -103,7 +103,7 @@ class TaskReport(msgspec.Struct):
     finished_at: float
     wall_s: float
     subtasks_done: int
-    digest: str
+    digest: str | None
     subtask_means: dict[str, float] | None
     numpy_loaded: bool
     start_rss_bytes: int

@@ -189,7 +189,8 @@ class Runner:
             self._worker.abandon()
         if self._in_flight is not None:
             with contextlib.suppress(Exception):
-                self.app.backend.remove_pending_result(self._in_flight)
+                # Celery's async backends have it; celery-types' Backend stub does not.
+                self.app.backend.remove_pending_result(self._in_flight)  # type: ignore[attr-defined]
             self._in_flight = None
 
     def _stop_worker(self) -> None:

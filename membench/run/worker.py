@@ -291,7 +291,7 @@ class WorkerProcess:
             except Exception:  # no answer is not an answer: warm shutdown
                 return False
             if active is not None and reserved is not None:
-                return active == [] and reserved == []
+                return bool(active == [] and reserved == [])
         return False
 
     def _remove_targets(self) -> None:
