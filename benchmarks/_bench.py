@@ -111,10 +111,6 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     return {k: v for k, v in describe(values).items() if k != "stdev"}
 
 
-def met(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
 class Workers:
     """An embedded redis-server, the membench Celery app pointed at it, and `membench worker`s
     started the way the runner starts them, each stopped whatever happens."""
@@ -129,22 +125,15 @@ class Workers:
             stack.enter_context(tempfile.TemporaryDirectory(prefix="membench-bench-"))
         )
         self.started: list[WorkerProcess] = []
-        stack.callback(lambda: [self.stop(w) for w in list(self.started)])
+        stack.callback(self.stop_all)
 
     def start(
         self, scenario: str, concurrency: int = 1, wait: bool = True, **kw: Any
     ) -> WorkerProcess:
         """A worker of `scenario`; `kw`: its environment, or `options` (WorkerOptions)."""
+        where = (self.broker_url, self.directory, secrets.token_hex(4))
         options = kw.pop("options", None)
-        worker = WorkerProcess(
-            SCENARIOS[scenario],
-            concurrency,
-            self.broker_url,
-            self.directory,
-            secrets.token_hex(4),
-            extra_env=kw,
-            options=options,
-        )
+        worker = WorkerProcess(SCENARIOS[scenario], concurrency, *where, kw, options)
         self.started.append(worker)
         worker.start()
         if wait:
@@ -155,6 +144,10 @@ class Workers:
         worker.stop()
         if worker in self.started:
             self.started.remove(worker)
+
+    def stop_all(self) -> None:
+        for worker in list(self.started):
+            self.stop(worker)
 
     def start_unexported(self, scenario: str) -> WorkerProcess:
         """A worker with MEMBENCH_EXPORTER=off, ready: it answers a ping and has its pool
@@ -225,7 +218,7 @@ def membench_run(args: Sequence[str]) -> dict[str, Any]:
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         ) as proc:
             assert proc.stderr is not None and proc.stdout is not None
-            tail = []
+            tail: list[str] = []
             for line in proc.stderr:
                 tail = [*tail[-9:], line]
                 if line.startswith("[") and "starting worker" in line:

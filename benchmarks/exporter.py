@@ -1,11 +1,8 @@
 """What the exporter costs the worker it runs in, and how it answers under load, one topic with
 a part per question (the parts share the workers, the scrapes and the command line).
 
-Usage::
-
-    python benchmarks/exporter.py PART [flags]      # PART --help for its flags
-
-Parts (their JSON: docs/results/performance/<name>.json, `--output` to change):
+`python benchmarks/exporter.py PART [flags]` (`PART --help` lists them). The parts, each with the
+JSON it writes to docs/results/performance/ (`--output` to change):
 
 - `overhead` (exporter_overhead): per pool, `--repetitions` fresh idle workers with the exporter and
   as many with MEMBENCH_EXPORTER=off, alternating; after `--settle` s and `--scrapes` scrapes of
@@ -38,6 +35,7 @@ from __future__ import annotations
 import argparse
 import collections
 import errno
+import functools
 import gzip
 import os
 import re
@@ -82,14 +80,12 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
                         for _role, address in _bench.exporters(worker).values():
                             _bench.scrape(address)
                     memory = {pid: read_process_memory(pid) for pid in worker.tree()}
+                    kinds = ("rss", "uss", "pss")
+                    roles = {pid: "main" if pid == worker.pid else "child" for pid in memory}
                     reading.append(
                         {
-                            "main" if pid == worker.pid else "child": {
-                                "rss": m.rss,
-                                "uss": m.uss or 0,
-                                "pss": m.pss or 0,
-                            }
-                            for pid, m in memory.items()
+                            roles[p]: {k: getattr(m, k) or 0 for k in kinds}
+                            for p, m in memory.items()
                         }
                     )
                     ws.stop(worker)
@@ -113,7 +109,7 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
                 )
             entry["met"] = entry["rss"]["delta_median_bytes"] <= MIB
             results[f"{pool}/{role}"] = entry
-            rows.append(row | {"<= 1 MiB RSS": _bench.met(entry["met"])})
+            rows.append(row | {"<= 1 MiB RSS": entry["met"]})
     _bench.print_table(f"idle worker memory, MiB, medians of {args.repetitions} workers", rows)
     return {"settle_s": args.settle, "scrapes": args.scrapes, "results": results}
 
@@ -146,12 +142,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                         proc["series"].append(_bench.series_count(text))
                 if time.monotonic() - last_print >= 60:
                     last_print = time.monotonic()
-                    now = ", ".join(
-                        f"{p['name']} {p['rss'][-1] / MIB:.2f} MiB"
-                        for p in processes.values()
-                        if p["rss"]
-                    )
-                    print(f"{(last_print - t_start) / 60:5.1f} min: {now}", flush=True)
+                    print(f"{(last_print - t_start) / 60:5.1f} min", flush=True)
                 next_tick += args.interval
                 time.sleep(max(0.0, next_tick - time.monotonic()))
             complete = True
@@ -213,7 +204,7 @@ def reader_costs(pid: int | str, calls: int, repetitions: int, where: str) -> di
     rss = read_status_memory(pid)[0]
     return {
         f"{reader.__name__}, {where} ({rss / MIB:.0f} MiB RSS)": _bench.summary(
-            [cpu_ms(lambda r=reader: r(pid), calls) for _ in range(repetitions)]
+            [cpu_ms(functools.partial(reader, pid), calls) for _ in range(repetitions)]
         )
         for reader in (read_status_memory, read_smaps_rollup, read_process_memory)
     }
@@ -251,10 +242,8 @@ def scrape_cost(args: argparse.Namespace) -> dict[str, Any]:
     gzips: dict[str, Any] = {"body_bytes": len(exposition)}
     for level in (1, 6, 9):
         size = len(gzip.compress(exposition, compresslevel=level))
-        values = [
-            cpu_ms(lambda lv=level: gzip.compress(exposition, compresslevel=lv), args.calls)
-            for _ in range(args.repetitions)
-        ]
+        compress = functools.partial(gzip.compress, exposition, compresslevel=level)
+        values = [cpu_ms(compress, args.calls) for _ in range(args.repetitions)]
         gzips[f"level {level}"] = {"cpu_ms": _bench.summary(values), "bytes": size}
     rows = [{"what": k, "CPU ms": v["cpu_ms_per_scrape"]["median"]} for k, v in scrapes.items()]
     rows += [{"what": k, "CPU ms": v["median"]} for k, v in reads.items()]
@@ -288,14 +277,8 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
                         ms.append((time.perf_counter() - t0) * 1000)
                     time.sleep(args.pause)
                 assert result.get(timeout=120)["subtasks_done"] == args.subtasks
-                reps.append(
-                    {
-                        "scrapes": len(ms),
-                        "p50_ms": percentile(ms, 50),
-                        "p99_ms": percentile(ms, 99),
-                        "max_ms": max(ms),
-                    }
-                )
+                reps.append({"scrapes": len(ms), "max_ms": max(ms)})
+                reps[-1] |= {f"p{q}_ms": percentile(ms, q) for q in (50, 99)}
             ws.stop(worker)
             p99s = [r["p99_ms"] for r in reps]
             results[scenario] = {
@@ -311,16 +294,10 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{scenario}: done", flush=True)
     _bench.print_table(
         f"/metrics latency (ms) under a CPU-bound subtask, medians of {args.repetitions} tasks",
-        [
-            {"scenario": s} | {k: v for k, v in r.items() if k != "repetitions"}
-            for s, r in results.items()
-        ],
+        [{"scenario": s} | r for s, r in results.items()],
     )
-    return {
-        "subtasks": args.subtasks,
-        "size_mb": args.size,
-        "pause_s": args.pause,
-        "results": results,
+    return {"subtasks": args.subtasks, "size_mb": args.size, "pause_s": args.pause} | {
+        "results": results
     }
 
 
@@ -487,20 +464,18 @@ def slow_clients(args: argparse.Namespace) -> dict[str, Any]:
                 finally:
                     clients.stopping.set()
                     clients.join(10)
+                quantiles = {f"p{q}_ms": percentile(ms, q) if ms else None for q in (50, 99)}
                 results.setdefault(kind, []).append(
                     {
                         "clients": count,
                         "connected_at_start": connected,
                         "reopened": clients.reopened,
-                        "scrapes": args.scrapes,
-                        "answered": len(ms),
-                        "timeouts": timeouts,
-                        "median_ms": percentile(ms, 50) if ms else None,
-                        "p99_ms": percentile(ms, 99) if ms else None,
-                        "max_ms": max(ms) if ms else None,
-                        **{f"worker_{k}": v for k, v in worker_held.items()},
-                        "met": timeouts == 0 and bool(ms) and max(ms) < 1000.0,
                     }
+                    | {"scrapes": args.scrapes, "answered": len(ms), "timeouts": timeouts}
+                    | quantiles
+                    | {"max_ms": max(ms, default=None)}
+                    | {f"worker_{k}": v for k, v in worker_held.items()}
+                    | {"met": timeouts == 0 and bool(ms) and max(ms) < 1000.0}
                 )
                 print(f"{kind} x {count}: done", flush=True)
     _bench.print_table(

@@ -2,11 +2,8 @@
 come to their ideal: one topic, a part per question, each running `membench run` as a user would
 and reading its results.json.
 
-Usage::
-
-    python benchmarks/membench_run.py PART [--args "MORE MEMBENCH RUN FLAGS"] [flags]
-
-Parts (their JSON: docs/results/performance/<name>.json, `--output` to change):
+`python benchmarks/membench_run.py PART [--args "MORE RUN FLAGS"] [flags]` (`PART --help` lists
+them). The parts, each with the JSON it writes to docs/results/performance/ (`--output` to change):
 
 - `wall` (concurrency_wall; concurrency_wall_reuse with `--reuse-worker`): `membench run
   --subtasks 200 --size 3 --workers 40 --time 0.5 --runs N` (the seed's published use case) over
@@ -146,18 +143,15 @@ def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             runs = measured(scenario)
             tasks = sum(r["duration_s"] for r in runs)
             tasks_total += tasks
-            figures = {
-                "wall_s": doc["_walls"][scenario["scenario"]],
-                "tasks_s": tasks,
-                "overhead_s": doc["_walls"][scenario["scenario"]] - tasks,
-                "ready_s": sum(r["worker_ready_s"] for r in runs),
-                "dispatch_s": sum(r["round_trip_s"] - r["duration_s"] for r in runs),
-            }
+            wall = doc["_walls"][scenario["scenario"]]
+            figures = {"wall_s": wall, "tasks_s": tasks, "overhead_s": wall - tasks}
+            figures["ready_s"] = sum(r["worker_ready_s"] for r in runs)
+            figures["dispatch_s"] = sum(r["round_trip_s"] - r["duration_s"] for r in runs)
             for key, value in figures.items():
                 per_scenario.setdefault(scenario["scenario"], {}).setdefault(key, []).append(value)
         commands.append({"wall_s": doc["_wall_s"], "tasks_s": tasks_total})
         print(f"repetition {rep + 1}/{args.repetitions}: {doc['_wall_s']:.1f} s", flush=True)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for name, entry in per_scenario.items():
         results[name] = {k: _bench.summary(v) for k, v in entry.items()}
         results[name]["met"] = statistics.median(entry["overhead_s"]) <= 2.0

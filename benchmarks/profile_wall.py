@@ -73,24 +73,13 @@ def task_pid(worker: Any) -> int:
 
 
 def profile_runs(
-    py_spy: str,
-    ws: _bench.Workers,
-    worker: Any,
-    params: dict[str, Any],
-    runs: int,
-    rate: int,
-    raw: Path,
-) -> list[float]:
-    """Task walls of `runs` batches sampled by py-spy, whose samples go to `raw`."""
-    spy = subprocess.Popen(
-        [
-            *(py_spy, "record", "--nonblocking", "--format", "raw", "--rate", str(rate)),
-            *("--pid", str(task_pid(worker)), "--output", str(raw)),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    py_spy: str, ws: _bench.Workers, worker: Any, params: dict[str, Any], runs: int, rate: int
+) -> tuple[list[float], Path]:
+    """Task walls of `runs` batches sampled by py-spy, and the file of its samples."""
+    raw = ws.directory / f"profile-{worker.queue}.txt"
+    argv = [py_spy, "record", "--nonblocking", "--format", "raw", "--rate", str(rate)]
+    argv += ["--pid", str(task_pid(worker)), "--output", str(raw)]
+    spy = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert spy.stdout is not None
         for line in spy.stdout:  # attached once it says so: no batch runs unsampled
@@ -105,7 +94,7 @@ def profile_runs(
         if spy.poll() is None:
             spy.kill()
             spy.wait()
-    return walls
+    return walls, raw
 
 
 def main(argv: list[str]) -> int:
@@ -126,12 +115,12 @@ def main(argv: list[str]) -> int:
             # Warm: one worker, one unprofiled batch first. Fresh: a new worker per run, as
             # `membench run` does by default, so its first batch also grows the heap.
             batches = [1] * args.runs if args.fresh else [args.runs]
-            for index, runs in enumerate(batches):
+            for runs in batches:
                 worker = ws.start(scenario)
                 if not args.fresh:
                     ws.send_batch(worker, **params).get(timeout=120)
-                raw = ws.directory / f"{scenario}-{index}.txt"
-                walls[scenario] += profile_runs(py_spy, ws, worker, params, runs, args.rate, raw)
+                task_walls, raw = profile_runs(py_spy, ws, worker, params, runs, args.rate)
+                walls[scenario] += task_walls
                 samples[scenario] += parse_raw(raw)
                 ws.stop(worker)
     names = [name for name, _ in CATEGORIES] + [OTHER]

@@ -68,17 +68,11 @@ class CgroupSampler(threading.Thread):
 
 def processes(worker: WorkerProcess) -> list[dict[str, float]]:
     """The tree now, per process in pid order (the parent first; children in fork order)."""
-    rows = []
+    rows: list[dict[str, float]] = []
     for pid in sorted(worker.tree()):
         memory = read_process_memory(pid)
-        rows.append(
-            {
-                "pid": pid,
-                "rss_mb": round(memory.rss / MIB, 2),
-                "pss_mb": round((memory.pss or 0) / MIB, 2),
-                "uss_mb": round((memory.uss or 0) / MIB, 2),
-            }
-        )
+        mb = {f"{k}_mb": round((getattr(memory, k) or 0) / MIB, 2) for k in ("rss", "pss", "uss")}
+        rows.append({"pid": pid, **mb})
     return rows
 
 
