@@ -1,9 +1,8 @@
-"""Helpers shared by the performance benchmarks (docs/performance.md): command line, workers,
-tables, JSON.
+"""Helpers shared by the performance benchmarks (docs/performance.md): flags, workers, scrapes,
+`membench run`, and the table and JSON document (with a `machine` block, so that a number can be
+traced to the box it came from) that every benchmark ends with.
 
-Not a benchmark itself. Every script parses its flags with `Script`, prints a table and writes a
-JSON document with a `machine` block (membench.run.report.machine_info) through `Script.save`, so
-a number can be traced to the box it came from.
+Not a benchmark itself.
 """
 
 from __future__ import annotations
@@ -13,22 +12,22 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from membench.broker import EmbeddedRedis
 from membench.jsonfile import write_json_atomic
+from membench.results.document import plain
 from membench.run.report import machine_info
 from membench.run.worker import WorkerProcess
 from membench.stats import describe
-from membench.units import MIB as MIB  # the benchmarks read _bench.MIB
+from membench.targets import addresses_by_pid
 from membench.workers.scenarios import SCENARIOS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,103 +36,70 @@ RESULTS_DIR = REPO / "docs" / "results" / "performance"
 POOL_SCENARIOS = {"prefork": "prefork_sequential", "gevent": "gevent_greenlets"}
 
 
-def default_output(name: str) -> Path:
-    return RESULTS_DIR / f"{name}.json"
+def parser(doc: str | None, spec: str = "") -> argparse.ArgumentParser:
+    """A benchmark's flags (description: its docstring's first line): `--output`, and `--NAME`
+    for each `NAME=DEFAULT` of `spec` (see `add_flags`)."""
+    found = argparse.ArgumentParser(description=(doc or "").splitlines()[0], allow_abbrev=False)
+    found.add_argument("--output", type=Path, help="default: docs/results/performance/NAME.json")
+    return add_flags(found, spec)
 
 
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    """Write a result document (indent 2, trailing newline) atomically and say where."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, document)
-    print(f"\nwrote {path}")
+def add_flags(parser: argparse.ArgumentParser, spec: str) -> argparse.ArgumentParser:
+    """`--NAME` for each `NAME=DEFAULT` of `spec` (space-separated), of its default's type:
+    int, float, else str."""
+    for item in spec.split():
+        name, _, text = item.partition("=")
+        default: Any = text
+        for kind in (int, float):
+            with contextlib.suppress(ValueError):
+                default = kind(text)
+                break
+        parser.add_argument(f"--{name}", type=type(default), default=default)
+    return parser
 
 
-def document(benchmark: str, argv: Sequence[str], **fields: Any) -> dict[str, Any]:
-    return {
-        "benchmark": benchmark,
-        "command": " ".join(["python", f"benchmarks/{benchmark}.py", *argv]),
+def save(name: str, argv: Sequence[str], output: Path | None, **fields: Any) -> int:
+    """Write the result document of `python benchmarks/<script> ARGV` (`name`: its JSON's stem,
+    `--output` else) and say where; 0, the exit status of a finished benchmark."""
+    script = Path(sys.argv[0]).name
+    document = {
+        "benchmark": name,
+        "command": " ".join(["python", f"benchmarks/{script}", *argv]),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine_info(),
+        "machine": plain(machine_info()),
         # A "before" run imports membench from an older tree put first on PYTHONPATH.
         "pythonpath": os.environ.get("PYTHONPATH") or None,
         **fields,
     }
+    path = output or RESULTS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, document)
+    print(f"\nwrote {path}")
+    return 0
 
 
-# The `membench run` flags a benchmark can pass on, and their types.
-RUN_FLAGS: dict[str, type] = {
-    "subtasks": int,
-    "size": float,
-    "workers": int,
-    "time": float,
-    "runs": int,
-    "scenarios": str,
-}
+def print_table(title: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`title`, then `rows` as columns: headers, the first row's keys but those holding lists or
+    mappings (a summary shows its median)."""
 
+    def cell(value: Any) -> str:
+        if isinstance(value, Mapping):
+            value = value["median"]
+        if isinstance(value, float):
+            return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+        return "-" if value is None else str(value)
 
-class Script(argparse.ArgumentParser):
-    """One benchmark script's command line and result file.
+    def shown(value: Any) -> bool:
+        return not isinstance(value, list | Mapping) or "median" in value
 
-    Takes the script's own flags like any ArgumentParser (description: the first line of its
-    docstring). Given `repetitions`, adds the shared `--repetitions` flag first, with that
-    default, and records its value first in the result document. `parse` adds `--output` last
-    (default: the committed result file) and `save` writes the result document there.
-    """
-
-    def __init__(self, benchmark: str, doc: str | None, repetitions: int | None = None) -> None:
-        super().__init__(description=(doc or benchmark).splitlines()[0])
-        self.benchmark = benchmark
-        self.repeats = repetitions is not None
-        self.run_flags: list[str] = []
-        self.argv: list[str] = []
-        self.args = argparse.Namespace()  # set by `parse`
-        if repetitions is not None:
-            self.add_argument("--repetitions", type=int, default=repetitions)
-
-    def add_run_flags(self, **defaults: Any) -> None:
-        """Flags passed on to `membench run` (RUN_FLAGS), in this order, with these defaults."""
-        for name, default in defaults.items():
-            self.add_argument(f"--{name}", type=RUN_FLAGS[name], default=default)
-        self.run_flags = list(defaults)
-
-    def run_args(self) -> list[str]:
-        """The `membench run` arguments of the parsed run flags, in the order they were added."""
-        return [
-            item for name in self.run_flags for item in (f"--{name}", str(getattr(self.args, name)))
-        ]
-
-    def parse(self, argv: Sequence[str]) -> argparse.Namespace:
-        """Add `--output`, parse `argv` and keep both for `save`."""
-        self.add_argument("--output", type=Path, default=default_output(self.benchmark))
-        self.argv, self.args = list(argv), self.parse_args(argv)
-        return self.args
-
-    def save(self, **fields: Any) -> int:
-        """Write the result document (`repetitions` if any, then `fields`) to `--output`.
-
-        Returns 0, the exit status of a finished benchmark.
-        """
-        if self.repeats:
-            fields = {"repetitions": self.args.repetitions, **fields}
-        write_json(self.args.output, document(self.benchmark, self.argv, **fields))
-        return 0
-
-
-def which(tool: str, missing: str) -> str | None:
-    """`tool`'s path on PATH, or None after printing `missing` to stderr."""
-    found = shutil.which(tool)
-    if found is None:
-        print(missing, file=sys.stderr)
-    return found
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    keys = [k for k, v in rows[0].items() if shown(v)]
+    cells = [keys] + [[cell(row.get(k)) for k in keys] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(keys))]
+    print(f"\n{title}")
     for n, row in enumerate(cells):
         print(
             "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
+                c.rjust(w) if i else c.ljust(w)
                 for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )
@@ -141,54 +107,34 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
-    return str(value)
-
-
 def summary(values: Sequence[float]) -> dict[str, float]:
     """membench.stats.describe without its stdev: the {median, min, max, n} the results keep."""
     return {k: v for k, v in describe(values).items() if k != "stdev"}
 
 
-@contextlib.contextmanager
-def broker() -> Iterator[tuple[str, Any]]:
-    """An embedded redis-server and the membench Celery app pointed at it."""
-    from membench.workers.app import app
-
-    with EmbeddedRedis() as server:
-        app.conf.broker_url = server.url
-        app.conf.result_backend = server.url
-        yield server.url, app
-
-
-@contextlib.contextmanager
-def workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="membench-bench-") as path:
-        yield Path(path)
-
-
 class Workers:
-    """Starts `membench worker`s the way the runner does and always stops them."""
+    """An embedded redis-server, the membench Celery app pointed at it, and `membench worker`s
+    started the way the runner starts them, each stopped whatever happens."""
 
-    def __init__(self, broker_url: str, app: Any, directory: Path) -> None:
-        self.broker_url = broker_url
-        self.app = app
-        self.directory = directory
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        from membench.workers.app import app
+
+        url = stack.enter_context(EmbeddedRedis()).url
+        app.conf.broker_url = app.conf.result_backend = url
+        self.app, self.broker_url = app, url
+        self.directory = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="membench-bench-"))
+        )
         self.started: list[WorkerProcess] = []
+        stack.callback(self.stop_all)
 
     def start(
-        self, scenario: str, concurrency: int = 1, wait: bool = True, **extra_env: str
+        self, scenario: str, concurrency: int = 1, wait: bool = True, **kw: Any
     ) -> WorkerProcess:
-        worker = WorkerProcess(
-            SCENARIOS[scenario],
-            concurrency,
-            self.broker_url,
-            self.directory,
-            secrets.token_hex(4),
-            extra_env=extra_env,
-        )
+        """A worker of `scenario`; `kw`: its environment, or `options` (WorkerOptions)."""
+        where = (self.broker_url, self.directory, secrets.token_hex(4))
+        options = kw.pop("options", None)
+        worker = WorkerProcess(SCENARIOS[scenario], concurrency, *where, kw, options)
         self.started.append(worker)
         worker.start()
         if wait:
@@ -204,35 +150,39 @@ class Workers:
         for worker in list(self.started):
             self.stop(worker)
 
-    def __enter__(self) -> Workers:
-        return self
+    def start_unexported(self, scenario: str) -> WorkerProcess:
+        """A worker with MEMBENCH_EXPORTER=off, ready: it answers a ping and has its pool
+        children (it registers no exporter for wait_ready to find)."""
+        worker = self.start(scenario, wait=False, MEMBENCH_EXPORTER="off")
+        processes = 1 + (worker.concurrency if worker.scenario.pool == "prefork" else 0)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not worker.alive():
+                raise RuntimeError(f"worker exited: {worker.log_tail()}")
+            if (
+                self.app.control.ping(destination=[worker.node], timeout=0.2)
+                and len(worker.tree()) >= processes
+            ):
+                return worker
+            time.sleep(0.02)
+        raise TimeoutError(f"worker not ready: {worker.log_tail()}")
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop_all()
+    def send_batch(self, worker: WorkerProcess, **params: Any) -> Any:
+        """Send one process_batch to the worker's queue (params as BatchParams takes them)."""
+        kwargs = {"strategy": worker.scenario.strategy, "payload": "bytes", **params}
+        return self.app.send_task("membench.process_batch", kwargs=kwargs, queue=worker.queue)
 
 
-def wait_pinged(worker: WorkerProcess, app: Any, timeout: float = 60.0) -> None:
-    """Ready without exporters (MEMBENCH_EXPORTER=off): answers a ping and has its pool children."""
-    node = worker.node
-    processes = 1 + (worker.concurrency if worker.scenario.pool == "prefork" else 0)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not worker.alive():
-            raise RuntimeError(f"worker exited: {worker.log_tail()}")
-        if app.control.ping(destination=[node], timeout=0.2) and len(worker.tree()) >= processes:
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"worker not ready: {worker.log_tail()}")
+@contextlib.contextmanager
+def workers() -> Iterator[Workers]:
+    with contextlib.ExitStack() as stack:
+        yield Workers(stack)
 
 
-def exporter_addresses(worker: WorkerProcess) -> dict[int, tuple[str, str]]:
+def exporters(worker: WorkerProcess) -> dict[int, tuple[str, str]]:
     """pid -> (role, host:port) of every registered exporter of the worker."""
-    out: dict[int, tuple[str, str]] = {}
-    for path in sorted((worker.targets_dir / "workers").glob("*.json")):
-        pid = int(path.stem.rpartition("_")[2])
-        for entry in json.loads(path.read_text()):
-            out[pid] = (entry["labels"]["role"], entry["targets"][0])
-    return out
+    found = addresses_by_pid(worker.targets_dir)
+    return {pid: ("main" if pid == worker.pid else "child", a[0]) for pid, a in found.items()}
 
 
 # What Prometheus 2.42 sends with every scrape: OpenMetrics preferred, gzip accepted.
@@ -256,55 +206,32 @@ def series_count(exposition: str) -> int:
     return sum(1 for line in exposition.splitlines() if line and not line.startswith("#"))
 
 
-def membench_run(args: Sequence[str], output: Path, timeout: float = 7200) -> dict[str, Any]:
-    """Run `membench run ARGS --output OUTPUT` as a user would, timing its progress lines.
-
-    Returns the results.json document with `_wall_s` (the whole command) and `_lines`
-    ([seconds since start, stderr line]) added: run-start lines mark where each scenario begins.
-    """
-    argv = [sys.executable, "-m", "membench", "run", *args, "--output", str(output)]
-    t0 = time.monotonic()
-    lines: list[tuple[float, str]] = []
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
-    ) as proc:
-        assert proc.stderr is not None and proc.stdout is not None
-        for line in proc.stderr:
-            lines.append((time.monotonic() - t0, line.rstrip("\n")))
-        stdout = proc.stdout.read()
-        code = proc.wait(timeout=timeout)
-    wall = time.monotonic() - t0
-    if code != 0:
-        tail = "\n".join(text for _, text in lines[-10:])
-        raise RuntimeError(f"membench run exited {code}:\n{tail}\n{stdout[-2000:]}")
-    doc = json.loads((output / "results.json").read_text())
-    doc["_wall_s"] = wall
-    doc["_lines"] = lines
-    doc["_stdout"] = stdout
-    return doc
-
-
-def scenario_walls(doc: dict[str, Any]) -> dict[str, float]:
-    """Seconds from each scenario's first run-start line to the next one's (or the exit)."""
-    starts: list[tuple[float, str]] = []
-    for t, text in doc["_lines"]:
-        if text.startswith("[") and "starting worker" in text:
-            name = text.split("] ", 1)[1].split(" ", 1)[0]
-            if not starts or starts[-1][1] != name:
-                starts.append((t, name))
-    ends = [t for t, _ in starts[1:]] + [doc["_wall_s"]]
-    return {name: end - t for (t, name), end in zip(starts, ends, strict=True)}
-
-
-def send_batch(app: Any, worker: WorkerProcess, **params: Any) -> Any:
-    """Send one process_batch to the worker's queue (params as BatchParams takes them)."""
-    kwargs = {"strategy": worker.scenario.strategy, "payload": "bytes", **params}
-    return app.send_task("membench.process_batch", kwargs=kwargs, queue=worker.queue)
-
-
-def gauge_value(exposition: str, name: str) -> float:
-    """The first sample of the labelled gauge `name` in an exposition; 0 when there is none."""
-    for line in exposition.splitlines():
-        if line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def membench_run(args: Sequence[str]) -> dict[str, Any]:
+    """Run `membench run ARGS` as a user would, into a temporary directory, timing its progress
+    lines. Returns the results.json document with `_wall_s` (the whole command), `_stdout` and
+    `_walls` (seconds from each scenario's first "starting worker" line to the next one's, or
+    to the exit)."""
+    with tempfile.TemporaryDirectory(prefix="membench-bench-") as output:
+        argv = [sys.executable, "-m", "membench", "run", *args, "--output", output]
+        t0 = time.monotonic()
+        starts: list[tuple[float, str]] = []
+        with subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as proc:
+            assert proc.stderr is not None and proc.stdout is not None
+            tail: list[str] = []
+            for line in proc.stderr:
+                tail = [*tail[-9:], line]
+                if line.startswith("[") and "starting worker" in line:
+                    name = line.split("] ", 1)[1].split(" ", 1)[0]
+                    if not starts or starts[-1][1] != name:
+                        starts.append((time.monotonic() - t0, name))
+            stdout = proc.stdout.read()
+            code = proc.wait()
+        wall = time.monotonic() - t0
+        if code != 0:
+            raise RuntimeError(f"membench run exited {code}:\n{''.join(tail)}\n{stdout[-2000:]}")
+        doc = json.loads((Path(output) / "results.json").read_text())
+    ends = [t for t, _ in starts[1:]] + [wall]
+    walls = {name: end - t for (t, name), end in zip(starts, ends, strict=True)}
+    return doc | {"_wall_s": wall, "_stdout": stdout, "_walls": walls}

@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import _bench
 
@@ -73,15 +72,16 @@ def cgroup_per_worker(repetitions: int) -> dict[str, dict[str, float]] | str:
 
 
 def main(argv: list[str]) -> int:
-    script = _bench.Script("escape_catchers", __doc__, repetitions=200)
-    args = script.parse(argv)
+    args = _bench.parser(__doc__, "repetitions=200").parse_args(argv)
     results = {
         "subreaper": subreaper(args.repetitions),
         "cgroup_per_worker": cgroup_per_worker(args.repetitions),
     }
     for name, figures in results.items():
         print(name, figures)
-    return script.save(results=results, cgroup_root=str(Path("/sys/fs/cgroup")))
+    return _bench.save(
+        "escape_catchers", argv, args.output, repetitions=args.repetitions, results=results
+    )
 
 
 if __name__ == "__main__":

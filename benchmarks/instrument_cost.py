@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/instrument_cost.py --tasks 20000
+    python benchmarks/instrument_cost.py
 
 Each pool runs in a fresh interpreter set up as Celery sets up the process that runs tasks: a
 prefork child (its own row of a 9-row table, VmHWM reset per task) and a gevent worker's main
@@ -10,7 +10,7 @@ process (gevent's monkey-patching first, so its lock is gevent's). The hooks are
 signal receivers, called through `signal.send` as Celery calls them, with and without the
 instrument connected; the difference of the medians is what the instrument adds to a task.
 The work they do is real: /proc/self/clear_refs and /proc/self/status are written and read.
-Target: <= 100 us median per task. Per-process memory: benchmarks/exporter_overhead.py.
+Target: <= 100 us median per task. Per-process memory: `benchmarks/exporter.py overhead`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import sys
 from typing import Any
 
 import _bench
+
+from membench.stats import percentile
 
 # Runs in a fresh interpreter: argv[1] = pool, argv[2] = tasks, argv[3] = "on" | "off".
 PROBE = r"""
@@ -72,51 +74,34 @@ def probe(pool: str, tasks: int, variant: str) -> list[int]:
     return json.loads(out.stdout)
 
 
-def percentile(values: list[int], q: float) -> float:
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
-
-
 def main(argv: list[str]) -> int:
-    script = _bench.Script("instrument_cost", __doc__, repetitions=3)
-    script.add_argument("--tasks", type=int, default=20000, help="task runs per repetition")
-    args = script.parse(argv)
-
+    args = _bench.parser(__doc__, "repetitions=3 tasks=20000").parse_args(argv)
     results: dict[str, Any] = {}
-    rows = []
     for pool in ("prefork", "gevent"):
-        timings: dict[str, list[int]] = {"on": [], "off": []}
+        timings: dict[str, list[float]] = {"on": [], "off": []}
         for rep in range(args.repetitions):
-            for variant in ("on", "off"):
-                timings[variant] += probe(pool, args.tasks, variant)
+            for variant, values in timings.items():
+                values += [ns / 1000 for ns in probe(pool, args.tasks, variant)]
             print(f"{pool}: repetition {rep + 1}/{args.repetitions} done", flush=True)
-        on, off = timings["on"], timings["off"]
-        median = (percentile(on, 0.5) - percentile(off, 0.5)) / 1000
-        p99 = (percentile(on, 0.99) - percentile(off, 0.99)) / 1000
+        on, off = ({q: percentile(v, q) for q in (50, 99)} for v in timings.values())
         results[pool] = {
-            "median_us": median,
-            "p99_us": p99,
-            "with_median_us": percentile(on, 0.5) / 1000,
-            "with_p99_us": percentile(on, 0.99) / 1000,
-            "without_median_us": percentile(off, 0.5) / 1000,
-            "without_p99_us": percentile(off, 0.99) / 1000,
-            "runs": len(on),
-            "met": median <= 100,
+            "median_us": on[50] - off[50],
+            "p99_us": on[99] - off[99],
+            **{"with_median_us": on[50], "with_p99_us": on[99]},
+            **{"without_median_us": off[50], "without_p99_us": off[99]},
+            "runs": len(timings["on"]),
+            "met": on[50] - off[50] <= 100,
         }
-        rows.append(
-            [
-                pool,
-                f"{results[pool]['with_median_us']:.1f} / {results[pool]['without_median_us']:.1f}",
-                f"{median:.1f}",
-                f"{p99:.1f}",
-                "met" if median <= 100 else "MISSED",
-            ]
-        )
-    print(f"\nprerun + postrun per task, us, {args.repetitions} x {args.tasks} runs per pool")
-    _bench.print_table(
-        ["pool", "median with/without", "cost median", "cost p99", "<= 100 us median"], rows
+    title = f"prerun + postrun per task, us, {args.repetitions} x {args.tasks} runs per pool"
+    _bench.print_table(title, [{"pool": pool} | r for pool, r in results.items()])
+    return _bench.save(
+        "instrument_cost",
+        argv,
+        args.output,
+        repetitions=args.repetitions,
+        tasks=args.tasks,
+        results=results,
     )
-    return script.save(tasks=args.tasks, results=results)
 
 
 if __name__ == "__main__":

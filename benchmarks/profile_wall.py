@@ -4,11 +4,10 @@ Usage::
 
     pip install py-spy
     python benchmarks/profile_wall.py --runs 5
-    python benchmarks/profile_wall.py --runs 5 --fresh \
-        --output docs/results/performance/profile_wall_fresh.json
+    python benchmarks/profile_wall.py --runs 5 --fresh     # writes profile_wall_fresh.json
 
 For each concurrent scenario, one worker (started as the runner starts it) runs the
-concurrency_wall.py case (200 subtasks x 3 MB, 40 workers, 0.5 s) once unprofiled, then `--runs`
+`membench_run.py wall` case (200 subtasks x 3 MB, 40 workers, 0.5 s) once unprofiled, then `--runs`
 times (`--fresh`: each run on a new worker, nothing unprofiled) while `py-spy record
 --nonblocking` samples the process that runs the task (the prefork child, or the gevent worker).
 py-spy keeps the samples of threads it judges active (running or runnable): a thread blocked in a
@@ -24,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import math
+import shutil
 import signal
 import statistics
 import subprocess
@@ -46,25 +46,24 @@ CATEGORIES = (
 )
 
 
+OTHER = "celery, kombu, gevent hub, other"
+
+
 def categorize(frames: list[str]) -> str:
     for frame in reversed(frames):
         for name, needles in CATEGORIES:
             if any(needle in frame for needle in needles):
                 return name
-    return "celery, kombu, gevent hub, other"
+    return OTHER
 
 
-def parse_raw(path: Path) -> tuple[collections.Counter[str], collections.Counter[str]]:
-    """Samples per category, and per innermost membench-or-leaf frame, from py-spy's raw
-    (collapsed) output: `frame;frame;... count` per line."""
+def parse_raw(path: Path) -> collections.Counter[str]:
+    """Samples per category from py-spy's raw (collapsed) output: `frame;frame;... count`."""
     categories: collections.Counter[str] = collections.Counter()
-    frames: collections.Counter[str] = collections.Counter()
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        stack_frames = stack.split(";")
-        categories[categorize(stack_frames)] += int(count)
-        frames[stack_frames[-1]] += int(count)
-    return categories, frames
+        categories[categorize(stack.split(";"))] += int(count)
+    return categories
 
 
 def task_pid(worker: Any) -> int:
@@ -74,18 +73,13 @@ def task_pid(worker: Any) -> int:
 
 
 def profile_runs(
-    py_spy: str, worker: Any, app: Any, params: dict[str, Any], runs: int, rate: int, raw: Path
-) -> list[float]:
-    """Task walls of `runs` batches sampled by py-spy, whose samples go to `raw`."""
-    spy = subprocess.Popen(
-        [
-            *(py_spy, "record", "--nonblocking", "--format", "raw", "--rate", str(rate)),
-            *("--pid", str(task_pid(worker)), "--output", str(raw)),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    py_spy: str, ws: _bench.Workers, worker: Any, params: dict[str, Any], runs: int, rate: int
+) -> tuple[list[float], Path]:
+    """Task walls of `runs` batches sampled by py-spy, and the file of its samples."""
+    raw = ws.directory / f"profile-{worker.queue}.txt"
+    argv = [py_spy, "record", "--nonblocking", "--format", "raw", "--rate", str(rate)]
+    argv += ["--pid", str(task_pid(worker)), "--output", str(raw)]
+    spy = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert spy.stdout is not None
         for line in spy.stdout:  # attached once it says so: no batch runs unsampled
@@ -93,101 +87,68 @@ def profile_runs(
                 break
         else:
             raise RuntimeError(f"py-spy exited {spy.wait()} before sampling")
-        walls = [
-            _bench.send_batch(app, worker, **params).get(timeout=120)["wall_s"] for _ in range(runs)
-        ]
+        walls = [ws.send_batch(worker, **params).get(timeout=120)["wall_s"] for _ in range(runs)]
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
         spy.communicate(timeout=60)
     finally:
         if spy.poll() is None:
             spy.kill()
             spy.wait()
-    return walls
+    return walls, raw
 
 
 def main(argv: list[str]) -> int:
-    script = _bench.Script("profile_wall", __doc__)
-    script.add_argument("--runs", type=int, default=5)
-    script.add_argument(
-        "--fresh", action="store_true", help="each run on a fresh worker (default: one warmed)"
-    )
-    script.add_argument("--rate", type=int, default=200, help="samples per second")
-    script.add_argument("--scenarios", default=SCENARIOS)
-    args = script.parse(argv)
-    py_spy = _bench.which(
-        "py-spy", "profile_wall: error: py-spy is not on PATH (pip install py-spy)"
-    )
+    parser = _bench.parser(__doc__, f"runs=5 rate=200 scenarios={SCENARIOS}")
+    parser.add_argument("--fresh", action="store_true", help="each run on a fresh worker")
+    args = parser.parse_args(argv)
+    py_spy = shutil.which("py-spy")
     if py_spy is None:
-        return 2
-
+        sys.exit("profile_wall: error: py-spy is not on PATH (pip install py-spy)")
     subtasks, size, workers, hold = 200, 3.0, 40, 0.5
     params = {"subtasks": subtasks, "size_mb": size, "hold_s": hold, "workers": workers}
     ideal = math.ceil(subtasks / workers) * hold
     walls: dict[str, list[float]] = {}
     samples: dict[str, collections.Counter[str]] = {}
-    leaves: dict[str, collections.Counter[str]] = {}
-    with _bench.broker() as (url, app), _bench.workdir() as wd, _bench.Workers(url, app, wd) as ws:
+    with _bench.workers() as ws:
         for scenario in args.scenarios.split(","):
-            walls[scenario] = []
-            samples[scenario], leaves[scenario] = collections.Counter(), collections.Counter()
+            walls[scenario], samples[scenario] = [], collections.Counter()
             # Warm: one worker, one unprofiled batch first. Fresh: a new worker per run, as
             # `membench run` does by default, so its first batch also grows the heap.
             batches = [1] * args.runs if args.fresh else [args.runs]
-            for index, runs in enumerate(batches):
+            for runs in batches:
                 worker = ws.start(scenario)
                 if not args.fresh:
-                    _bench.send_batch(app, worker, **params).get(timeout=120)
-                raw = wd / f"{scenario}-{index}.txt"
-                walls[scenario] += profile_runs(py_spy, worker, app, params, runs, args.rate, raw)
-                categories, frames = parse_raw(raw)
-                samples[scenario] += categories
-                leaves[scenario] += frames
+                    ws.send_batch(worker, **params).get(timeout=120)
+                task_walls, raw = profile_runs(py_spy, ws, worker, params, runs, args.rate)
+                walls[scenario] += task_walls
+                samples[scenario] += parse_raw(raw)
                 ws.stop(worker)
-
-    names = [name for name, _ in CATEGORIES] + ["celery, kombu, gevent hub, other"]
-    rows: list[list[Any]] = []
+    names = [name for name, _ in CATEGORIES] + [OTHER]
     results: dict[str, Any] = {}
     for name, runs in walls.items():
         wall = statistics.median(runs)
-        cpu = {k: samples[name][k] / args.rate / len(runs) for k in names}
+        active = {k: samples[name][k] / args.rate / len(runs) for k in names}
+        data = active["build"] + active["digest"] + active["subtask (free, sleep call)"]
+        instrument = active["instrument in the task"] + active["exporter"]
         results[name] = {
             "walls_s": runs,
-            "wall_s": wall,
-            "over_ideal_s": wall - ideal,
-            "active_s_per_task": cpu,
-            # The innermost frames that were active the most, in seconds per task.
-            "top_leaf_frames": {
-                frame: n / args.rate / len(runs) for frame, n in leaves[name].most_common(12)
-            },
+            **{"wall_s": wall, "over_ideal_s": wall - ideal},
+            **{"data_work_active_s": data, "instrument_active_s": instrument},
+            "active_s_per_task": active,
         }
-        data = cpu["build"] + cpu["digest"] + cpu["subtask (free, sleep call)"]
-        instrument = cpu["instrument in the task"] + cpu["exporter"]
-        rows.append(
-            [name, wall, wall - ideal, data, instrument, sum(cpu.values()) - data - instrument]
-        )
-        results[name]["data_work_active_s"] = data
-        results[name]["instrument_active_s"] = instrument
-
-    print(
-        f"\n{subtasks} x {size} MB, {workers} workers, {hold} s, {args.runs} runs per scenario: "
-        f"ideal {ideal:.2f} s; median task wall; active s per task from py-spy samples"
-    )
     _bench.print_table(
-        ["scenario", "wall s", "over ideal s", "data work s", "instrument s", "other"],
-        rows,
+        f"{subtasks} x {size} MB, {workers} workers, {hold} s: ideal {ideal:.2f} s; median task "
+        "wall; active s per task (py-spy samples) by what the innermost membench frame did",
+        [{"scenario": n} | r | r["active_s_per_task"] for n, r in results.items()],
     )
-    print("\nActive s per task, by what the innermost membench frame was doing:")
-    _bench.print_table(
-        ["category", *results],
-        [[k, *(r["active_s_per_task"][k] for r in results.values())] for k in names],
-    )
-    return script.save(
-        params=params,
-        py_spy=subprocess.run([py_spy, "--version"], capture_output=True, text=True).stdout.strip(),
-        rate_hz=args.rate,
+    version = subprocess.run([py_spy, "--version"], capture_output=True, text=True).stdout
+    return _bench.save(
+        "profile_wall_fresh" if args.fresh else "profile_wall",
+        argv,
+        args.output,
+        **{"params": params, "py_spy": version.strip(), "rate_hz": args.rate},
         worker="fresh per run" if args.fresh else "one per scenario, warmed by one batch",
-        ideal_s=ideal,
-        results=results,
+        **{"ideal_s": ideal, "results": results},
     )
 
 

@@ -13,10 +13,9 @@ extrapolation (500 workers x 8 children x 50 task names) comes from the same for
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,19 +27,14 @@ from membench.broker import EmbeddedRedis
 from membench.exporter import names
 from membench.exporter.budget import worker_series
 from membench.processes import spawn, stop, wait_for
+from membench.targets import addresses_by_pid
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "instrumented_app"
 TASKS = (("proj.allocate", (1,)), ("proj.leak", (1,)), ("proj.fail", ()), ("proj.sleep", (0,)))
 
 
 def addresses(targets: Path) -> list[str]:
-    found = []
-    for path in (targets / "workers").glob("*.json"):
-        try:
-            found.append(json.loads(path.read_text())[0]["targets"][0])
-        except (FileNotFoundError, ValueError):
-            continue
-    return found
+    return [found[0] for found in addresses_by_pid(targets).values()]
 
 
 def measure(url: str, directory: Path, mode: str, children: int, scrapes: int) -> dict[str, Any]:
@@ -83,11 +77,7 @@ def measure(url: str, directory: Path, mode: str, children: int, scrapes: int) -
             "series": counted,
             "formula": formula,
             "cgroup_series_per_process": cgroup,
-            "main_scrape_ms": {
-                "median": statistics.median(timings),
-                "max": max(timings),
-                "n": len(timings),
-            },
+            "main_scrape_ms": _bench.summary(timings),
         }
     finally:
         client.close()
@@ -95,41 +85,19 @@ def measure(url: str, directory: Path, mode: str, children: int, scrapes: int) -
 
 
 def main(argv: list[str]) -> int:
-    script = _bench.Script("series_budget", __doc__)
-    script.add_argument("--children", type=int, default=8)
-    script.add_argument("--scrapes", type=int, default=50)
-    args = script.parse(argv)
+    args = _bench.parser(__doc__, "children=8 scrapes=50").parse_args(argv)
     results = {}
-    with EmbeddedRedis() as server, _bench.workdir() as directory:
+    with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as directory:
         for mode in ("per-process", "one-port"):
-            results[mode] = measure(server.url, directory, mode, args.children, args.scrapes)
-    fleet = {
-        "workers": 500,
-        "children": 8,
-        "task_names": 50,
-        "per_process": 500 * worker_series(8, 50),
-        "one_port": 500 * worker_series(8, 50, one_port=True),
-    }
-    rows = [
-        [
-            mode,
-            r["endpoints"],
-            r["series"],
-            r["formula"],
-            "yes" if r["series"] == r["formula"] else "NO",
-            f"{r['main_scrape_ms']['median']:.2f}",
-        ]
-        for mode, r in results.items()
-    ]
-    print(f"\nprefork -c {args.children}, {len(TASKS)} task names run once")
-    _bench.print_table(
-        ["mode", "endpoints", "series", "formula", "equal", "main scrape ms (median)"], rows
+            results[mode] = measure(server.url, Path(directory), mode, args.children, args.scrapes)
+    fleet = {"workers": 500, "children": 8, "task_names": 50}
+    fleet |= {"per_process": 500 * worker_series(8, 50)}
+    fleet |= {"one_port": 500 * worker_series(8, 50, one_port=True)}
+    title = f"prefork -c {args.children}, {len(TASKS)} task names run once; fleet: {fleet}"
+    _bench.print_table(title, [{"mode": mode} | r for mode, r in results.items()])
+    return _bench.save(
+        "series_budget", argv, args.output, children=args.children, results=results, fleet=fleet
     )
-    print(
-        f"fleet, 500 workers x 8 children x 50 task names: {fleet['per_process']:,} series "
-        f"per-process, {fleet['one_port']:,} one-port"
-    )
-    return script.save(children=args.children, results=results, fleet=fleet)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,10 @@ Results: docs/results/sizing.json and the table in docs/sizing.md.
 
 from __future__ import annotations
 
-import secrets
 import statistics
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import _bench
@@ -47,69 +45,39 @@ from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 N = 4
 
 
-class CgroupSampler:
-    """This process's memory cgroup usage every `interval` s on a thread (None: no cgroup)."""
+class CgroupSampler(threading.Thread):
+    """This process's memory cgroup usage every 50 ms (no samples without a cgroup)."""
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
         self.cgroup = find_memory_cgroup()
         self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.interval = interval
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            usage = read_cgroup_memory(self.cgroup).usage if self.cgroup else None
-            if usage is not None:
-                self.samples.append((time.time(), usage))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> CgroupSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.stopping = threading.Event()
 
     def now(self) -> int | None:
-        memory = read_cgroup_memory(self.cgroup) if self.cgroup else None
-        return memory.usage if memory else None
+        return read_cgroup_memory(self.cgroup).usage if self.cgroup else None
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.05):
+            if (usage := self.now()) is not None:
+                self.samples.append((time.time(), usage))
 
     def peak(self, start: float, end: float) -> int | None:
-        window = [usage for t, usage in self.samples if start <= t <= end]
-        return max(window) if window else None
+        return max((usage for t, usage in self.samples if start <= t <= end), default=None)
 
 
 def processes(worker: WorkerProcess) -> list[dict[str, float]]:
     """The tree now, per process in pid order (the parent first; children in fork order)."""
-    rows = []
+    rows: list[dict[str, float]] = []
     for pid in sorted(worker.tree()):
         memory = read_process_memory(pid)
-        rows.append(
-            {
-                "pid": pid,
-                "rss_mb": round(memory.rss / MIB, 2),
-                "pss_mb": round((memory.pss or 0) / MIB, 2),
-                "uss_mb": round((memory.uss or 0) / MIB, 2),
-            }
-        )
+        mb = {f"{k}_mb": round((getattr(memory, k) or 0) / MIB, 2) for k in ("rss", "pss", "uss")}
+        rows.append({"pid": pid, **mb})
     return rows
 
 
 def start(ws: _bench.Workers, scenario: str, concurrency: int, kib: int | None) -> WorkerProcess:
-    worker = WorkerProcess(
-        SCENARIOS[scenario],
-        concurrency,
-        ws.broker_url,
-        ws.directory,
-        secrets.token_hex(4),
-        options=WorkerOptions(max_memory_per_child_kib=kib),
-    )
-    ws.started.append(worker)  # stopped by the Workers context whatever happens
-    worker.start()
-    worker.wait_ready(ws.app)
-    return worker
+    return ws.start(scenario, concurrency, options=WorkerOptions(max_memory_per_child_kib=kib))
 
 
 def batch(args: Any) -> dict[str, Any]:
@@ -118,29 +86,29 @@ def batch(args: Any) -> dict[str, Any]:
 
 def send(ws: _bench.Workers, worker: WorkerProcess, args: Any, count: int) -> list[dict[str, Any]]:
     """`count` process_batch sent at once; their reports."""
-    sent = [
-        _bench.send_batch(ws.app, worker, workers=args.workers, **batch(args)) for _ in range(count)
-    ]
+    sent = [ws.send_batch(worker, workers=args.workers, **batch(args)) for _ in range(count)]
     return [r.get(timeout=120) for r in sent]
 
 
 def in_flight(ws: _bench.Workers, scenario: str, args: Any, kib: int | None) -> dict[str, Any]:
     """A -c N worker, N tasks sent at once: idle tree, peak tree PSS, cgroup usage, recycling."""
-    with CgroupSampler() as cgroup:
-        before = cgroup.now()
-        worker = start(ws, scenario, N, kib)
-        sampler = TreeSampler(worker.pid, 0.05).start()
-        try:
-            wait_for(lambda: len(sampler.samples) >= 5, timeout=10)
-            idle_rows = processes(worker)
-            idle = statistics.median(s.pss for s in sampler.samples[-5:])
-            reports = send(ws, worker, args, N)
-        finally:
-            sampler.stop()
-        start_t = min(r["started_at"] for r in reports)
-        end_t = max(r["finished_at"] for r in reports)
-        peak = max(s.pss for s in sampler.between(start_t, end_t))
-        cgroup_peak = cgroup.peak(start_t, end_t)
+    cgroup = CgroupSampler()
+    cgroup.start()
+    before = cgroup.now()
+    worker = start(ws, scenario, N, kib)
+    sampler = TreeSampler(worker.pid, 0.05).start()
+    try:
+        wait_for(lambda: len(sampler.samples) >= 5, timeout=10)
+        idle_rows = processes(worker)
+        idle = statistics.median(s.pss for s in sampler.samples[-5:])
+        reports = send(ws, worker, args, N)
+    finally:
+        sampler.stop()
+        cgroup.stopping.set()
+    start_t = min(r["started_at"] for r in reports)
+    end_t = max(r["finished_at"] for r in reports)
+    peak = max(s.pss for s in sampler.between(start_t, end_t))
+    cgroup_peak = cgroup.peak(start_t, end_t)
     prefork = SCENARIOS[scenario].pool == "prefork"
     again = send(ws, worker, args, N) if prefork else []
     ws.stop(worker)
@@ -212,54 +180,36 @@ def comparison(guess: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any
 
 
 def main(argv: list[str]) -> int:
-    script = _bench.Script("sizing", __doc__)
-    script.add_run_flags(
-        subtasks=20, size=2.0, time=0.5, workers=4, runs=3, scenarios=",".join(SEED_SCENARIOS)
-    )
-    args = script.parse(argv)
-    if args.output == _bench.default_output("sizing"):  # not a performance result: beside them
-        args.output = _bench.REPO / "docs" / "results" / "sizing.json"
-    run_args = [*script.run_args(), "--concurrency", "1", "--sizing", str(N)]
+    spec = f"subtasks=20 size=2.0 time=0.5 workers=4 runs=3 scenarios={','.join(SEED_SCENARIOS)}"
+    args = _bench.parser(__doc__, spec).parse_args(argv)
+    run_args = [f"--{item.partition('=')[0]}" for item in spec.split()]
+    run_args = [x for flag in run_args for x in (flag, str(getattr(args, flag[2:])))]
     t0 = time.monotonic()
-    with _bench.workdir() as tmp:
-        doc = _bench.membench_run(run_args, Path(tmp) / "c1")
+    doc = _bench.membench_run([*run_args, "--concurrency", "1", "--sizing", str(N)])
     predicted = {a["scenario"]: a for a in doc["sizing"]["approaches"]}
     print(doc["_stdout"][doc["_stdout"].find("Sizing at") :])
     rows, results = [], {}
-    with _bench.broker() as (url, app), _bench.workdir() as d, _bench.Workers(url, app, d) as ws:
+    with _bench.workers() as ws:
         for scenario in args.scenarios.split(","):
             guess = predicted[scenario]
             kib = guess.get("max_memory_per_child_kib")
             measured = in_flight(ws, scenario, args, kib)
             entry = {"predicted": guess, "measured": measured}
             entry["comparison"] = comparison(guess, measured)
-            recycled = "-"
             if SCENARIOS[scenario].pool == "prefork":
                 entry["recycles_under_peak"] = recycles_under_peak(ws, scenario, args)
                 entry["idle_c1"] = idle_child(ws, scenario)
-                recycled = entry["recycles_under_peak"]["recycled"]
             results[scenario] = entry
-            kept = measured["children_kept"]
-            row = [f"{v:.1f}" if isinstance(v, float) else v for v in entry["comparison"].values()]
-            row[2] = f"{entry['comparison']['error']:+.1%}"
-            rows.append([scenario, *row, kib or "-", "-" if kept is None else kept, recycled])
-    _bench.print_table(
-        [
-            "scenario",
-            "predicted MB",
-            "measured MB",
-            "error",
-            "idle pred",
-            "idle meas",
-            "rise pred",
-            "rise meas",
-            "threshold KiB",
-            "kept at it",
-            "recycled under peak",
-        ],
-        rows,
-    )
-    return script.save(
+            rows.append(
+                {"scenario": scenario, **entry["comparison"], "threshold KiB": kib}
+                | {"kept at it": measured["children_kept"]}
+                | {"recycled under peak": entry.get("recycles_under_peak", {}).get("recycled")}
+            )
+    _bench.print_table("sizing at 4: predicted against measured, MB", rows)
+    return _bench.save(
+        "sizing",
+        argv,
+        args.output or _bench.REPO / "docs" / "results" / "sizing.json",
         parameters={**batch(args), "workers": args.workers, "runs": args.runs, "concurrency": N},
         prediction_from=doc["command"],
         wall_s=round(time.monotonic() - t0, 1),

@@ -16,7 +16,6 @@ absent in trees from before it, then only the total is reported).
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from typing import Any
@@ -24,52 +23,48 @@ from typing import Any
 import _bench
 
 from membench.processes import pid_alive
+from membench.procfs import read_cmdline
 
 
-def _exec_done(pid: int) -> bool:
+def exec_done(pid: int) -> bool:
     """Whether `membench worker` (pid) has exec'd celery: its command line says so."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"\0celery\0" in f.read()
+        return "celery" in read_cmdline(pid)
     except OSError:
         return False
 
 
 def main(argv: list[str]) -> int:
-    script = _bench.Script("startup", __doc__, repetitions=5)
-    script.add_argument("--idle", type=float, default=1.0, help="seconds idle before stopping")
-    args = script.parse(argv)
-
+    args = _bench.parser(__doc__, "repetitions=5 idle=1.0").parse_args(argv)
     results: dict[str, Any] = {}
-    rows = []
-    with _bench.broker() as (url, app), _bench.workdir() as wd, _bench.Workers(url, app, wd) as ws:
+    with _bench.workers() as ws:
         for pool, scenario in _bench.POOL_SCENARIOS.items():
-            ready, stop, leftovers = [], [], []
-            to_exec: list[float] = []  # `membench worker` validated and exec'd celery
-            to_announce: list[float] = []  # from exec to Celery's worker_ready
+            timings: dict[str, list[float]] = {"ready_s": [], "stop_s": []}
+            timings |= {"to_exec_s": [], "exec_to_worker_ready_s": []}
+            leftovers = []
             for _ in range(args.repetitions):
                 t0 = time.monotonic()
                 worker = ws.start(scenario, wait=False)
                 exec_at = announced_at = None
-                announced = getattr(worker, "_announced_ready", None)  # absent before the fix
-                while announced is not None and announced_at is None and worker.alive():
-                    if exec_at is None and _exec_done(worker.pid):
+                ready_path = getattr(worker, "ready_path", None)  # absent in trees before it
+                while ready_path is not None and announced_at is None and worker.alive():
+                    if exec_at is None and exec_done(worker.pid):
                         exec_at = time.monotonic()
-                    if announced():
+                    if ready_path.exists() and ready_path.read_text().strip() == str(worker.pid):
                         announced_at = time.monotonic()
                     if time.monotonic() - t0 > 60:
                         break
                     time.sleep(0.002)
-                worker.wait_ready(app)
-                ready.append(time.monotonic() - t0)
+                worker.wait_ready(ws.app)
+                timings["ready_s"].append(time.monotonic() - t0)
                 if exec_at is not None and announced_at is not None:
-                    to_exec.append(exec_at - t0)
-                    to_announce.append(announced_at - exec_at)
+                    timings["to_exec_s"].append(exec_at - t0)
+                    timings["exec_to_worker_ready_s"].append(announced_at - exec_at)
                 time.sleep(args.idle)
                 tree = worker.tree()
                 t1 = time.monotonic()
                 ws.stop(worker)
-                stop.append(time.monotonic() - t1)
+                timings["stop_s"].append(time.monotonic() - t1)
                 # Zombies (dead, not yet reaped by init) count as gone, as in tests/test_faults.py.
                 running = [pid for pid in tree if pid_alive(pid)]
                 targets = list((worker.targets_dir / "workers").glob("*.json"))
@@ -77,42 +72,24 @@ def main(argv: list[str]) -> int:
                     leftovers.append({"running": running, "targets": len(targets)})
             results[pool] = {
                 "scenario": scenario,
-                "ready_s": _bench.summary(ready),
-                "stop_s": _bench.summary(stop),
-                "to_exec_s": _bench.summary(to_exec) if to_exec else None,
-                "exec_to_worker_ready_s": _bench.summary(to_announce) if to_announce else None,
-                "ready_values_s": ready,
-                "stop_values_s": stop,
+                **{k: _bench.summary(v) if v else None for k, v in timings.items()},
+                "ready_values_s": timings["ready_s"],
+                "stop_values_s": timings["stop_s"],
                 "leftovers": leftovers,
             }
-            rows.append(
-                [
-                    pool,
-                    statistics.median(ready),
-                    f"{min(ready):.2f}-{max(ready):.2f}",
-                    statistics.median(to_exec) if to_exec else "-",
-                    statistics.median(to_announce) if to_announce else "-",
-                    statistics.median(stop),
-                    f"{min(stop):.2f}-{max(stop):.2f}",
-                    len(leftovers),
-                ]
-            )
             print(f"{pool}: done", flush=True)
-    print(f"\nworker start-to-ready and stop, seconds, {args.repetitions} fresh workers per pool")
     _bench.print_table(
-        [
-            "pool",
-            "ready median",
-            "ready min-max",
-            "of which to exec",
-            "exec to worker_ready",
-            "stop median",
-            "stop min-max",
-            "leftovers",
-        ],
-        rows,
+        f"worker start-to-ready and stop, s, medians of {args.repetitions} workers per pool",
+        [{"pool": pool} | r for pool, r in results.items()],
     )
-    return script.save(idle_s=args.idle, results=results)
+    return _bench.save(
+        "startup",
+        argv,
+        args.output,
+        repetitions=args.repetitions,
+        idle_s=args.idle,
+        results=results,
+    )
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ def exposition(
     body = encoder(registry.restricted_registry(names) if names else registry)
     if gzip_accepted(headers.get("accept-encoding", "")):
         # Level 1: a scrape is compressed in every worker process on each scrape, and for
-        # exposition text level 1 already gives most of the ratio (benchmarks/scrape_cost.py).
+        # exposition text level 1 already gives most of the ratio
+        # (`benchmarks/exporter.py scrape-cost`).
         return gzip.compress(body, compresslevel=1), content_type, "gzip"
     return body, content_type, None
 

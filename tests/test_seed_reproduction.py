@@ -15,7 +15,7 @@ from helpers import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from seedrepro import page
-from seedrepro.build import quoted_figures
+from seedrepro.cli import quoted_figures
 
 PAGE = REPO / "docs" / "results" / "seed-reproduction.md"
 SAVED = REPO / "docs" / "results" / "seed-reproduction"

@@ -103,7 +103,7 @@ if settings.CELERY_BROKER_URL in os.environ:
 
 # Every worker process exports its memory and the per-task metrics through the instrument any
 # Celery app gets (membench.celery), with the scenario's identity as extra labels. Not even
-# imported with MEMBENCH_EXPORTER=off: the "without" of benchmarks/exporter_overhead.py.
+# imported with MEMBENCH_EXPORTER=off: the "without" of benchmarks/exporter.py overhead.
 from membench.workers.instrumentation import connect_signals, scenario_labels  # noqa: E402
 
 if settings.exporter_enabled():

@@ -8,7 +8,7 @@ MEMBENCH_TARGETS_DIR (file_sd targets), MEMBENCH_ADVERTISE_HOST; MEMBENCH_READY_
 process writes its pid there once Celery says the worker is ready: the runner polls for it).
 
 MEMBENCH_EXPORTER=off instruments nothing: the "without" side of
-benchmarks/exporter_overhead.py (an idle worker then never imports prometheus_client).
+benchmarks/exporter.py overhead (an idle worker then never imports prometheus_client).
 """
 
 from __future__ import annotations

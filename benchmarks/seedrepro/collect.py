@@ -1,5 +1,7 @@
-"""Read what was measured: the seed's published table, membench's results.json/matrix.json (or the
-copies saved beside the report), reduced to medians in MB and s per scenario."""
+"""What was measured and what it adds up to: the seed's published table, membench's
+results.json/matrix.json (or the copies saved beside the report) reduced to medians in MB and s per
+scenario, then the ratios against the seed's, each peak split into baseline + floor + excess, and
+the medians of the allocator matrix and of the arenas step."""
 
 from __future__ import annotations
 
@@ -12,16 +14,29 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    CONCURRENT,
     ENV_FILE,
     MANY,
     MB,
     ONE_PROCESS,
-    SEED_LABELS,
     SEED_SCENARIOS,
     STEPS,
+    Cells,
     Failure,
+    diff,
+    med,
+    ratio,
+    when,
 )
-from .fmt import when
+
+# The seed's table labels (its approach column without the "200x3.0MB" suffix).
+SEED_LABELS = {
+    "prefork (multithreading)": "prefork_threads",
+    "prefork (sequential)": "prefork_sequential",
+    "gevent (multithreading)": "gevent_threads",
+    "gevent (gevent pool)": "gevent_greenlets",
+}
+
 
 _SEED_ROW = re.compile(
     r"^(?P<label>[a-z].*?\))\s+(?P<subtasks>\d+)x(?P<size>[\d.]+)MB\s+"
@@ -38,21 +53,16 @@ _STATED = (
     ),
 )
 # results.json summary key -> the figure's name here.
+# fmt: off
 FIGURE_KEYS = {
-    "peak_rss_bytes": "peak",
-    "peak_pss_bytes": "peak_pss",
-    "baseline_rss_bytes": "baseline",
-    "baseline_pss_bytes": "baseline_pss",
-    "floor_bytes": "floor",
-    "excess_rss_bytes": "excess",
-    "excess_pss_bytes": "excess_pss",
-    "task_peak_rss_bytes": "vmhwm",
-    "tree_hwm_sum_bytes": "hwm_sum",
-    "retained_rss_bytes": "retained",
-    "retained_pss_bytes": "retained_pss",
-    "trimmed_rss_bytes": "trimmed",
+    "peak_rss_bytes": "peak", "peak_pss_bytes": "peak_pss", "baseline_rss_bytes": "baseline",
+    "baseline_pss_bytes": "baseline_pss", "floor_bytes": "floor", "excess_rss_bytes": "excess",
+    "excess_pss_bytes": "excess_pss", "task_peak_rss_bytes": "vmhwm",
+    "tree_hwm_sum_bytes": "hwm_sum", "retained_rss_bytes": "retained",
+    "retained_pss_bytes": "retained_pss", "trimmed_rss_bytes": "trimmed",
     "trimmed_pss_bytes": "trimmed_pss",
 }
+# fmt: on
 
 
 def parse_seed(path: Path) -> dict[str, Any]:
@@ -60,7 +70,7 @@ def parse_seed(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise Failure(f"--seed-readme: cannot read {path}: {exc.strerror or exc}") from None
+        raise Failure(f"cannot read {path}: {exc.strerror or exc}") from None
     block = re.search(r"BENCHMARK RESULTS\s*\n=+\n(.*?)\n=+\n", text, re.S)
     if block is None:
         raise Failure(f"{path}: no BENCHMARK RESULTS table found")
@@ -122,7 +132,6 @@ def figures(scenario: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     runs = [r for r in scenario["runs"] if not r.get("warmup")]
     ok = [r for r in runs if r["status"] == "ok"]
     out["runs_ok"], out["runs"] = len(ok), len(runs)
-    out["failures"] = [f"run {r['run']}: {r['reason']}" for r in runs if r["status"] != "ok"]
     out["processes"] = sorted({r["processes"] for r in ok if r.get("processes") is not None})
     threads = [r["max_os_threads"] for r in ok if r.get("max_os_threads") is not None]
     out["max_os_threads"] = statistics.median(threads) if threads else None
@@ -199,62 +208,151 @@ def load_results(out: Path) -> dict[str, Any]:
     }
 
 
-def _saved_figures(scenario: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
-    """Figures of a matrix scenario from its saved summary plus the cell summary.json kept of its
-    runs; what neither kept (failures, peak method, sampler, ideal) is empty."""
-    return summary_figures(scenario) | {
-        "runs_ok": cell["runs_ok"],
-        "runs": cell["runs"],
-        "failures": [],
-        "processes": [],
-        "max_os_threads": cell["max_os_threads"],
-        "peak_method": [],
-        "trim_method": cell.get("trim_method", []),
-        "allocator": cell.get("allocator", []),
-        "sampler_on_time_min": None,
-        "ideal_s": None,
-    }
-
-
 def load_saved(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What load_results gives, rebuilt from the copies saved beside the report (results.json,
-    matrix.json, arenas-matrix.json, summary.json); and that summary.json."""
+    """From the copies saved beside the report (results.json, matrix.json, arenas-matrix.json,
+    summary.json): the seed run as load_results gives it, with the matrix's figures as
+    summary.json keeps them (the matrix's per-run files are not saved); and that summary.json."""
     summary = load_json(directory / "summary.json")
     seed_doc = load_json(directory / "results.json")
-    matrix_doc = load_json(directory / "matrix.json")
-    matrix: dict[tuple[str, str], dict[str, Any]] = {}
-    for combination in matrix_doc["combinations"]:
-        axes = _axes(combination)
-        malloc, payload = axes.get("malloc", "glibc"), axes.get("payload", "bytes")
-        cells = summary["matrix_mb"][payload][malloc]
-        matrix[(malloc, payload)] = {
-            s["scenario"]: _saved_figures(s, cells[s["scenario"]]) for s in combination["scenarios"]
-        }
-    # The one-process rows of the decomposition come from this combination.
-    for scenario, row in summary["decomposition_mb"].items():
-        if scenario in ONE_PROCESS and row["source"] == "matrix glibc/bytes":
-            fig = matrix[("glibc", "bytes")][scenario]
-            fig["processes"], fig["ideal_s"] = row["processes"], row["ideal_s"]
-    arenas: dict[str, dict[str, Any]] = {}
-    arenas_doc = None
-    if (directory / "arenas-matrix.json").exists():
-        arenas_doc = load_json(directory / "arenas-matrix.json")
-        for combination in arenas_doc["combinations"]:
-            payload = _axes(combination)["payload"]
-            cells = summary["arenas_mb"][payload]
-            arenas[payload] = {
-                s["scenario"]: _saved_figures(s, cells[s["scenario"]][MANY])
-                for s in combination["scenarios"]
-            }
+    arenas = directory / "arenas-matrix.json"
     data = {
-        "arenas": arenas,
-        "arenas_doc": arenas_doc,
+        "arenas_doc": load_json(arenas) if arenas.exists() else None,
         "environment": summary["environment"],
         "measured": summary["measured"],
         "seed_doc": seed_doc,
         "seed": _scenario_figures(seed_doc),
         "params": seed_doc["parameters"],
-        "matrix_doc": matrix_doc,
-        "matrix": matrix,
+        "matrix_doc": load_json(directory / "matrix.json"),
+        "saved": summary,
     }
     return data, summary
+
+
+# The decomposition's terms, in MB (summary.json keeps this order).
+# fmt: off
+TERMS = (
+    "baseline", "floor", "excess", "peak", "baseline_pss", "excess_pss", "peak_pss", "vmhwm",
+    "hwm_sum", "retained", "retained_pss", "trimmed", "trimmed_pss",
+)
+# fmt: on
+
+
+def compute_ratios(data: dict[str, Any], seed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ours vs the seed's, each from medians (ours) and the published figures (seed)."""
+    ours, rows = data["seed"], seed["rows"]
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, kind: str, mine: float | None, theirs: float | None) -> None:
+        out.append({"ratio": name, "kind": kind, "ours": mine, "seed": theirs})
+
+    seq = "prefork_sequential"
+    for scenario in ("prefork_threads", "gevent_threads", "gevent_greenlets"):
+        add(
+            f"{scenario} / {seq} peak",
+            "peak",
+            ratio(med(ours[scenario], "peak"), med(ours[seq], "peak")),
+            ratio(rows[scenario]["peak_mb"], rows[seq]["peak_mb"]),
+        )
+    for scenario in ("prefork_threads", "gevent_threads", "gevent_greenlets"):
+        # PSS counts prefork's shared pages once: the seed measured RSS only.
+        add(
+            f"{scenario} / {seq} peak PSS",
+            "peak_pss",
+            ratio(med(ours[scenario], "peak_pss"), med(ours[seq], "peak_pss")),
+            None,
+        )
+    for scenario in CONCURRENT:
+        add(
+            f"{seq} / {scenario} time",
+            "speedup",
+            ratio(med(ours[seq], "time"), med(ours[scenario], "time")),
+            ratio(rows[seq]["time_s"], rows[scenario]["time_s"]),
+        )
+    # From the seed's stated use case and its --time default: the README does not state the
+    # hold time of the published run.
+    st = seed["stated"]
+    seed_conc = math.ceil(st["subtasks"] / st["workers"]) * st["default_time_s"]
+    seed_seq = st["subtasks"] * st["default_time_s"]
+    for scenario in SEED_SCENARIOS:
+        ideal = ours[scenario]["ideal_s"]
+        seed_ideal = seed_conc if scenario != seq else seed_seq
+        add(
+            f"{scenario} wall / ideal ({ideal:g} s; seed {seed_ideal:g} s)",
+            "wall_ideal",
+            ratio(med(ours[scenario], "time"), ideal),
+            ratio(rows[scenario]["time_s"], seed_ideal),
+        )
+    return out
+
+
+def compute_decomposition(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per approach (the seed run, plus solo/threads from the matrix's glibc/bytes combination):
+    the terms of the peak and what happens after the task."""
+    rows: dict[str, dict[str, Any]] = {}
+    sources = [(s, data["seed"][s], "seed run") for s in SEED_SCENARIOS]
+    reference = data.get("matrix", {}).get(("glibc", "bytes"), {})
+    sources += [(s, reference[s], "matrix glibc/bytes") for s in ONE_PROCESS if s in reference]
+    for scenario, fig, source in sources:
+        row = {
+            "source": source,
+            "approach": fig["approach"],
+            "processes": fig["processes"],
+            "max_os_threads": fig["max_os_threads"],
+        }
+        for key in TERMS:
+            row[key] = med(fig, key)
+        row["rss_minus_pss_peak"] = diff(row["peak"], row["peak_pss"])
+        row["rss_minus_pss_baseline"] = diff(row["baseline"], row["baseline_pss"])
+        row["hwm_sum_minus_peak"] = diff(row["hwm_sum"], row["peak"])
+        row["released_by_trim"] = diff(row["retained"], row["trimmed"])
+        row["retained_above_baseline"] = diff(row["retained"], row["baseline"])
+        row["trimmed_above_baseline"] = diff(row["trimmed"], row["baseline"])
+        row["time"] = med(fig, "time")
+        row["ideal_s"] = fig["ideal_s"]
+        rows[scenario] = row
+    if "saved" in data:  # the one-process rows come from the matrix: as summary.json keeps them
+        saved = data["saved"]["decomposition_mb"]
+        rows |= {s: saved[s] for s in ONE_PROCESS if s in saved}
+    return rows
+
+
+def _cell(fig: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Medians of `keys` and time, what trim released, what stayed, and the OS threads."""
+    cell = {key: med(fig, key) for key in keys}
+    cell["time"] = med(fig, "time")
+    cell["released_by_trim"] = diff(cell["retained"], cell["trimmed"])
+    cell["retained_above_baseline"] = diff(cell["retained"], cell["baseline"])
+    cell["max_os_threads"] = fig["max_os_threads"]
+    return cell
+
+
+def compute_matrix(data: dict[str, Any]) -> Cells:
+    """payload -> allocator -> scenario -> medians of what tells the combinations apart."""
+    out: Cells = {}
+    keys = ("baseline", "peak", "excess", "peak_pss", "retained", "trimmed")
+    for (malloc, payload), scenarios in data["matrix"].items():
+        for scenario, fig in scenarios.items():
+            cell = _cell(fig, keys)
+            cell["allocator"] = fig["allocator"]
+            cell["trim_method"] = fig["trim_method"]
+            cell["runs_ok"], cell["runs"] = fig["runs_ok"], fig["runs"]
+            out.setdefault(payload, {}).setdefault(malloc, {})[scenario] = cell
+    return out
+
+
+def compute_arenas(data: dict[str, Any], matrix: Cells) -> Cells:
+    """payload -> scenario -> arena setting (arena2, default, many) -> medians."""
+    out: Cells = {}
+    keys = ("baseline", "peak", "excess", "retained", "trimmed")
+    for payload, scenarios in data["arenas"].items():
+        for scenario, fig in scenarios.items():
+            row = {}
+            for setting in ("arena2", "glibc"):
+                cell = matrix.get(payload, {}).get(setting, {}).get(scenario)
+                if cell is not None:
+                    row[setting] = cell
+            many = _cell(fig, keys)
+            many["runs_ok"], many["runs"] = fig["runs_ok"], fig["runs"]
+            row[MANY] = many
+            out.setdefault(payload, {})[scenario] = row
+    return out

@@ -1,45 +1,32 @@
 """What every part of the seed reproduction shares: paths, the scenarios it compares, its error
-type, the inputs the page's blocks are built from, and the arithmetic of medians that may be
-missing (None)."""
+type, the arithmetic of medians that may be missing (None), and numbers as the page writes them."""
 
 from __future__ import annotations
 
-import math
-import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from membench.units import MIB as MB  # noqa: F401 (seedmethod reads common.MB)
+from membench.units import GIB, MIB
 
 REPO = Path(__file__).resolve().parents[2]
 # The seed benchmark's README, verbatim: the published table and the stated use case are parsed
 # from it. Copied from the seed as handed to this project (shared/seed/000_ad73f0711c4e7ca4.txt).
 SEED_README = Path(__file__).with_name("seed-README.md")
 REPORT = REPO / "docs" / "results" / "seed-reproduction.md"
+MB = MIB  # the seed's "MB"
 SEED_SCENARIOS = ("prefork_threads", "prefork_sequential", "gevent_threads", "gevent_greenlets")
 CONCURRENT = ("prefork_threads", "gevent_threads", "gevent_greenlets")
-MATRIX_SCENARIOS = (*CONCURRENT, "solo_threads", "threads_threads")
 ONE_PROCESS = ("solo_threads", "threads_threads")
-OS_THREADS = ("prefork_threads", "solo_threads", "threads_threads")
-GREENLETS = ("gevent_threads", "gevent_greenlets")
+MATRIX_SCENARIOS = (*CONCURRENT, *ONE_PROCESS)
+ARENA_SCENARIOS = ("prefork_threads", "solo_threads", "gevent_greenlets")
 ALLOCATORS = ("glibc", "arena2", "jemalloc")
 PAYLOADS = ("bytes", "records")
-# The seed's table labels (its approach column without the "200x3.0MB" suffix).
-SEED_LABELS = {
-    "prefork (multithreading)": "prefork_threads",
-    "prefork (sequential)": "prefork_sequential",
-    "gevent (multithreading)": "gevent_threads",
-    "gevent (gevent pool)": "gevent_greenlets",
-}
-FULL = {"subtasks": 200, "size": 3, "workers": 40, "time": 0.5}
-QUICK = {"subtasks": 20, "size": 1, "workers": 4, "time": 0.05}
-MAX_RESULTS_BYTES = 3 * 1000 * 1000
-ARENA_SCENARIOS = ("prefork_threads", "solo_threads", "gevent_greenlets")
 MANY_ARENAS = 64  # > 40 threads: the default limit on a machine with 8 or more cores
 MANY = f"arenas{MANY_ARENAS}"  # the arenas step's setting, beside glibc's "arena2" and "glibc"
-ENV_FILE = "environment.json"
 STEPS = ("seed", "matrix", "arenas")
+ENV_FILE = "environment.json"
+SEED_CONCURRENCY = 2  # the seed's code default: what its table ran
+SEED_PAUSE_S = 0.5  # the seed's driver sleeps this long after every run, inside its timer
 
 # payload -> allocator -> scenario -> medians (the matrix), or
 # payload -> scenario -> arena setting -> medians (the arenas step).
@@ -50,30 +37,12 @@ class Failure(Exception):
     """Something the report cannot be built without: one line, exit code 2."""
 
 
-@dataclass(frozen=True)
-class ReportInputs:
-    """What the page's blocks (blocks.build) are built from: the loaded runs, the seed's parsed
-    table and the figures decompose.py derives from them."""
-
-    data: dict[str, Any]  # collect.load_results or load_saved
-    seed: dict[str, Any]  # collect.parse_seed
-    ratios: list[dict[str, Any]]
-    deco: dict[str, dict[str, Any]]
-    matrix: Cells
-    arenas: Cells  # {} when the arenas step did not run
-
-
 def diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
-
-
-def mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.fmean(present) if present else None
 
 
 def med(fig: dict[str, Any] | None, key: str) -> float | None:
@@ -83,6 +52,47 @@ def med(fig: dict[str, Any] | None, key: str) -> float | None:
     return fig[key]["median"]
 
 
-def ideals(subtasks: float, workers: float, hold: float) -> tuple[float, float]:
-    """Wall time if only the holds counted: (concurrent, in rounds of `workers`; sequential)."""
-    return math.ceil(subtasks / workers) * hold, subtasks * hold
+def f1(value: float | None) -> str:
+    return "n/a" if value is None else f"{value + 0.0 if round(value, 1) else 0.0:.1f}"
+
+
+def f2(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value if round(value, 1) else 0.0:+.1f}"
+
+
+def g_or_na(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g}"
+
+
+def span(fig: dict[str, Any] | None, digits: int = 2) -> str:
+    """`median (min-max)`: the median over runs and the range the runs spanned."""
+    if fig is None:
+        return "n/a"
+    return f"{fig['median']:.{digits}f} ({fig['min']:.{digits}f}-{fig['max']:.{digits}f})"
+
+
+def short(scenario: str) -> str:
+    return scenario.replace("_", "-")
+
+
+def gib(value: int) -> str:
+    return f"{value / GIB:.1f} GiB"
+
+
+def when(doc: dict[str, Any]) -> tuple[str, str]:
+    """A results.json's start and finish, `YYYY-MM-DD HH:MM:SS` (UTC)."""
+    return doc["started_at"][:19].replace("T", " "), doc["finished_at"][:19].replace("T", " ")
+
+
+def table(headers: str, rows: list[list[str]], align: str | None = None) -> list[str]:
+    """A Markdown table under `headers` (`a | b`); `align` has one `l` or `r` per column (default:
+    first left, rest right)."""
+    headers_ = [h.strip() for h in headers.split("|")]
+    align = align or "l" + "r" * (len(headers_) - 1)
+    marks = {"l": "---", "r": "---:"}
+    lines = ["| " + " | ".join(headers_) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]

@@ -14,8 +14,7 @@ from typing import Any
 
 from membench.jsonfile import write_json_atomic
 
-from .common import MB, SEED_SCENARIOS, Failure, diff
-from .seedtables import SEED_CONCURRENCY, SEED_PAUSE_S
+from .common import MB, SEED_CONCURRENCY, SEED_PAUSE_S, SEED_SCENARIOS, Failure, diff
 
 CONCURRENCIES = (1, SEED_CONCURRENCY)
 DRIVER_FILE = "driver-rss.json"
@@ -170,16 +169,3 @@ def build(
     fig["residuals"] = residuals(fig, seed_rows)
     write_json_atomic(directory / METHOD_FILE, fig)
     return {"saved": saved, "figures": fig}
-
-
-def files(rel: str) -> list[str]:
-    """The report's Files entries for this section's JSON."""
-    return [
-        *(
-            f"[`{rel}/{results_name(c)}`]({rel}/{results_name(c)}): `--payload numpy "
-            f"--reuse-worker --concurrency {c}`, every run, as written by `membench run`"
-            for c in CONCURRENCIES
-        ),
-        f"[`{rel}/{DRIVER_FILE}`]({rel}/{DRIVER_FILE}): the seed driver's idle VmRSS",
-        f"[`{rel}/{METHOD_FILE}`]({rel}/{METHOD_FILE}): the seed-method figures and terms",
-    ]

@@ -1,0 +1,262 @@
+"""What `membench run` costs beyond the tasks it measures, and how close its walls and its sampler
+come to their ideal: one topic, a part per question, each running `membench run` as a user would
+and reading its results.json.
+
+`python benchmarks/membench_run.py PART [--args "MORE RUN FLAGS"] [flags]` (`PART --help` lists
+them). The parts, each with the JSON it writes to docs/results/performance/ (`--output` to change):
+
+- `wall` (concurrency_wall; concurrency_wall_reuse with `--reuse-worker`): `membench run
+  --subtasks 200 --size 3 --workers 40 --time 0.5 --runs N` (the seed's published use case) over
+  the three concurrent scenarios: the median task wall (`duration_s`, measured inside the task)
+  against the ideal ceil(subtasks / workers) x time, and the round trip. `--reuse-worker`: one
+  worker per scenario warmed by one run (`--reuse-worker --warmup 1`), instead of a fresh one per
+  run (whose first batch also grows its heap). In this process it also measures the CPU of one
+  subtask's data work (build and digest, median of 50) and from it a floor no scheduler beats
+  here: every round, `workers` subtasks build and digest at once, so the last of them is
+  `workers x cpu / cores` late: floor = ideal + rounds x workers x cpu / cores. And the
+  instrument's CPU per subtask inside the task (observer, gauges, counter) with `workers` threads
+  alive: its share of the wall is at most rounds x workers x that. Target: <= 1.05 x ideal.
+- `overhead` (run_overhead): `membench run` with its defaults, `--repetitions` times. A
+  scenario's wall runs from its first "starting worker" line to the next scenario's (the last
+  one's to the exit: it also carries the plot, results.json and the broker's stop); its overhead
+  is that wall minus its runs' `duration_s`, split into `worker_ready_s`, dispatch + result
+  (`round_trip_s - duration_s`) and the rest. Target: <= 2 s per scenario.
+- `sampler` (sampler): the `sampler` block of results.json of `membench run --runs N` with the
+  defaults and with the concurrent 200 x 3 MB case: ticks, ticks over 10 ms late, ticks missed
+  (counted as not on time), and the interval between samples of each run's timeline (its first
+  point is the baseline read, not a tick). Target: >= 95% of ticks on time.
+- `scale` (scale): `--workers 500 --subtasks 5000 --size 0.1 --time 0.5 --runs 5` in both gevent
+  scenarios: runs completed, wall against the ideal, baseline, peak tree RSS and PSS, OS threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import shlex
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import _bench
+
+from membench.stats import percentile
+from membench.units import MIB
+from membench.workers.payload import build_payload, digest_payload
+
+CONCURRENT = "--scenarios prefork_threads,gevent_threads,gevent_greenlets"
+SEED_CASE = f"--subtasks 200 --size 3 --workers 40 --time 0.5 {CONCURRENT}"
+
+
+def ideal_s(parameters: dict[str, Any]) -> float:
+    return math.ceil(parameters["subtasks"] / parameters["workers"]) * parameters["time_s"]
+
+
+def measured(scenario: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in scenario["runs"] if r["status"] == "ok" and not r["warmup"]]
+
+
+def data_cpu_s(size_bytes: int, repetitions: int = 50) -> float:
+    """Median CPU seconds of building and digesting one subtask's payload in this process."""
+    values = []
+    for i in range(repetitions):
+        c0 = time.process_time()
+        digest_payload(build_payload("bytes", i, size_bytes))
+        values.append(time.process_time() - c0)
+    return statistics.median(values)
+
+
+def instrument_cpu_s(threads: int, calls: int = 2000) -> float:
+    """CPU seconds per subtask of what the task does for measurement, not for the workload."""
+    from membench.workers.instrumentation import current_metrics
+    from membench.workers.tasks import SubtaskObserver
+
+    done = threading.Event()
+    alive = [threading.Thread(target=done.wait) for _ in range(threads)]
+    for thread in alive:
+        thread.start()
+    observer, metrics = SubtaskObserver(), current_metrics()
+    try:
+        c0 = time.process_time()
+        for _ in range(calls):
+            with metrics.subtask_running():
+                observer.observe()
+            metrics.subtasks_completed.inc()
+        return (time.process_time() - c0) / calls
+    finally:
+        done.set()
+        for thread in alive:
+            thread.join()
+
+
+def wall(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    reuse = ["--reuse-worker", "--warmup", "1"] if args.reuse_worker else []
+    run_args = [*shlex.split(SEED_CASE), "--runs", str(args.runs), *reuse, *extra]
+    doc = _bench.membench_run(run_args)
+    p = doc["parameters"]
+    ideal, rounds = ideal_s(p), math.ceil(p["subtasks"] / p["workers"])
+    live = min(p["workers"], p["subtasks"])
+    cpu, cores = data_cpu_s(int(p["size_mb"] * MIB)), os.cpu_count() or 1
+    floor = ideal + rounds * live * cpu / cores
+    instrument = instrument_cpu_s(p["workers"])
+    results = {}
+    for scenario in doc["scenarios"]:
+        durations = [r["duration_s"] for r in measured(scenario)]
+        median = statistics.median(durations)
+        results[scenario["scenario"]] = {
+            "duration_s": _bench.summary(durations),
+            "round_trip_s": _bench.summary([r["round_trip_s"] for r in measured(scenario)]),
+            "ratio_median": median / ideal,
+            "over_floor_s": median - floor,
+            "failed_runs": sum(not r["warmup"] for r in scenario["runs"]) - len(durations),
+            "met": median / ideal <= 1.05,
+        }
+    print(f"\ndata work per subtask {cpu * 1000:.2f} ms CPU; floor {floor:.3f} s on {cores} cores")
+    print(f"instrument inside the task: {instrument * 1000:.3f} ms CPU per subtask")
+    _bench.print_table(
+        f"task wall, s, against the ideal {ideal:.2f} s",
+        [{"scenario": s} | r for s, r in results.items()],
+    )
+    return {
+        "membench_command": " ".join(doc["command"]),
+        **{"ideal_s": ideal, "data_cpu_ms_per_subtask": cpu * 1000, "cores": cores},
+        **{"floor_s": floor, "floor_x_ideal": floor / ideal},
+        "instrument_cpu_ms_per_subtask": instrument * 1000,
+        "instrument_share_max_s": rounds * live * instrument,
+        **{"results": results, "membench_wall_s": doc["_wall_s"]},
+    }
+
+
+def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    per_scenario: dict[str, dict[str, list[float]]] = {}
+    commands = []
+    for rep in range(args.repetitions):
+        doc = _bench.membench_run(extra)
+        tasks_total = 0.0
+        for scenario in doc["scenarios"]:
+            runs = measured(scenario)
+            tasks = sum(r["duration_s"] for r in runs)
+            tasks_total += tasks
+            wall = doc["_walls"][scenario["scenario"]]
+            figures = {"wall_s": wall, "tasks_s": tasks, "overhead_s": wall - tasks}
+            figures["ready_s"] = sum(r["worker_ready_s"] for r in runs)
+            figures["dispatch_s"] = sum(r["round_trip_s"] - r["duration_s"] for r in runs)
+            for key, value in figures.items():
+                per_scenario.setdefault(scenario["scenario"], {}).setdefault(key, []).append(value)
+        commands.append({"wall_s": doc["_wall_s"], "tasks_s": tasks_total})
+        print(f"repetition {rep + 1}/{args.repetitions}: {doc['_wall_s']:.1f} s", flush=True)
+    results: dict[str, dict[str, Any]] = {}
+    for name, entry in per_scenario.items():
+        results[name] = {k: _bench.summary(v) for k, v in entry.items()}
+        results[name]["met"] = statistics.median(entry["overhead_s"]) <= 2.0
+    _bench.print_table(
+        f"per scenario, s, summed over its runs, medians of {args.repetitions} commands",
+        [{"scenario": s} | r for s, r in results.items()],
+    )
+    return {"membench_args": shlex.join(extra), "results": results, "commands": commands}
+
+
+def sampler(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    results = {}
+    for config, flags in (("defaults", ""), ("concurrent-200x3MB", SEED_CASE)):
+        doc = _bench.membench_run([*shlex.split(flags), "--runs", str(args.runs), *extra])
+        for scenario in doc["scenarios"]:
+            stats = [r["sampler"] for r in scenario["runs"] if r["sampler"]]
+            ticks, late, missed = (
+                sum(s[k] for s in stats) for k in ("ticks", "late_ticks", "missed_ticks")
+            )
+            intervals = [
+                (b - a) * 1000
+                for r in scenario["runs"]
+                for a, b in itertools.pairwise(r["timeline"]["t_s"][1:])
+            ]
+            on_time = (ticks - late) / (ticks + missed) if ticks + missed else 0.0
+            results[f"{config}/{scenario['scenario']}"] = {
+                "membench_command": " ".join(doc["command"]),
+                **{"ticks": ticks, "late_ticks": late, "missed_ticks": missed},
+                "on_time_ratio": on_time,
+                "interval_ms": {
+                    **{f"p{q}": percentile(intervals, q) for q in (50, 99)},
+                    **{"max": max(intervals), "n": len(intervals)},
+                }
+                if intervals
+                else None,
+                "met": on_time >= 0.95,
+            }
+    _bench.print_table(
+        f"sampler punctuality (late: > 10 ms), {args.runs} runs per scenario",
+        [{"config/scenario": k} | r for k, r in results.items()],
+    )
+    return {"runs": args.runs, "results": results}
+
+
+def scale(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    flags = "--workers 500 --subtasks 5000 --size 0.1 --time 0.5 --runs 5"
+    doc = _bench.membench_run(
+        [*shlex.split(flags), "--scenarios", "gevent_threads,gevent_greenlets", *extra]
+    )
+    ideal = ideal_s(doc["parameters"])
+    summary = {}
+    for scenario in doc["scenarios"]:
+        runs = scenario["runs"]
+        done = doc["parameters"]["subtasks"]
+        ok = [r for r in measured(scenario) if r["subtasks_done"] == done]
+        summary[scenario["scenario"]] = {
+            "completed_runs": f"{len(ok)}/{len(runs)}",
+            "failures": [r["reason"] for r in runs if r not in ok],
+            **{
+                key: _bench.summary([r[key] for r in ok]) if ok else None
+                for key in (
+                    "duration_s",
+                    "baseline_rss_bytes",
+                    "peak_rss_bytes",
+                    "peak_pss_bytes",
+                    "max_os_threads",
+                )
+            },
+            "x_ideal": statistics.median(r["duration_s"] for r in ok) / ideal if ok else None,
+            "late_ticks": sum(r["sampler"]["late_ticks"] for r in ok if r["sampler"]),
+        }
+    title = f"{' '.join(doc['command'])}: ideal {ideal:.1f} s, took {doc['_wall_s']:.1f} s"
+    _bench.print_table(title, [{"scenario": s} | r for s, r in summary.items()])
+    return {
+        "membench_command": " ".join(doc["command"]),
+        **{"ideal_s": ideal, "membench_wall_s": doc["_wall_s"], "scenario_walls_s": doc["_walls"]},
+        "tasks_s": sum(r["duration_s"] or 0.0 for s in doc["scenarios"] for r in s["runs"]),
+        "summary": summary,
+    }
+
+
+# part -> its function, its JSON's stem, and its flags (`_bench.add_flags`)
+PARTS: dict[str, tuple[Callable[[argparse.Namespace, list[str]], dict[str, Any]], str, str]] = {
+    "wall": (wall, "concurrency_wall", "runs=5"),
+    "overhead": (overhead, "run_overhead", "repetitions=3"),
+    "sampler": (sampler, "sampler", "runs=5"),
+    "scale": (scale, "scale", ""),
+}
+
+
+def main(argv: list[str]) -> int:
+    parser = _bench.parser(__doc__)
+    parser.add_argument("--args", default="", help="more `membench run` flags, one string")
+    parts = parser.add_subparsers(dest="part", required=True)
+    for part, (_, stem, spec) in PARTS.items():
+        sub = _bench.add_flags(parts.add_parser(part, help=f"writes {stem}.json"), spec)
+        sub.add_argument("--output", type=Path, default=argparse.SUPPRESS)
+        sub.add_argument("--args", default=argparse.SUPPRESS)
+    parts.choices["wall"].add_argument("--reuse-worker", action="store_true")
+    args = parser.parse_args(argv)
+    run, stem, _ = PARTS[args.part]
+    fields = run(args, shlex.split(args.args))
+    stem += "_reuse" if getattr(args, "reuse_worker", False) else ""
+    return _bench.save(stem, argv, args.output, **fields)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
