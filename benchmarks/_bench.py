@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from membench.broker import EmbeddedRedis
 from membench.jsonfile import write_json_atomic
-from membench.results.document import plain
+from membench.results.document import plain, read_results
+from membench.results.model import BenchmarkResults
 from membench.run.report import machine_info
 from membench.run.worker import WorkerProcess
 from membench.stats import describe
@@ -206,11 +208,20 @@ def series_count(exposition: str) -> int:
     return sum(1 for line in exposition.splitlines() if line and not line.startswith("#"))
 
 
-def membench_run(args: Sequence[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MembenchRun:
+    """One `membench run` as a user ran it: its results.json, read by membench's own reader."""
+
+    results: BenchmarkResults
+    wall_s: float  # the whole command
+    stdout: str
+    # Seconds from each scenario's first "starting worker" line to the next one's, or the exit.
+    walls: dict[str, float]
+
+
+def membench_run(args: Sequence[str]) -> MembenchRun:
     """Run `membench run ARGS` as a user would, into a temporary directory, timing its progress
-    lines. Returns the results.json document with `_wall_s` (the whole command), `_stdout` and
-    `_walls` (seconds from each scenario's first "starting worker" line to the next one's, or
-    to the exit)."""
+    lines."""
     with tempfile.TemporaryDirectory(prefix="membench-bench-") as output:
         argv = [sys.executable, "-m", "membench", "run", *args, "--output", output]
         t0 = time.monotonic()
@@ -231,7 +242,9 @@ def membench_run(args: Sequence[str]) -> dict[str, Any]:
         wall = time.monotonic() - t0
         if code != 0:
             raise RuntimeError(f"membench run exited {code}:\n{''.join(tail)}\n{stdout[-2000:]}")
-        doc = json.loads((Path(output) / "results.json").read_text())
+        results = read_results(Path(output) / "results.json")
+    if not isinstance(results, BenchmarkResults):
+        raise RuntimeError(f"membench run {shlex.join(args)} wrote an --app results.json")
     ends = [t for t, _ in starts[1:]] + [wall]
     walls = {name: end - t for (t, name), end in zip(starts, ends, strict=True)}
-    return doc | {"_wall_s": wall, "_stdout": stdout, "_walls": walls}
+    return MembenchRun(results, wall, stdout, walls)

@@ -46,6 +46,7 @@ from typing import Any
 
 import _bench
 
+from membench.results.model import BenchmarkParameters, BenchmarkScenario, RunResult
 from membench.stats import percentile
 from membench.units import MIB
 from membench.workers.payload import build_payload, digest_payload
@@ -54,12 +55,18 @@ CONCURRENT = "--scenarios prefork_threads,gevent_threads,gevent_greenlets"
 SEED_CASE = f"--subtasks 200 --size 3 --workers 40 --time 0.5 {CONCURRENT}"
 
 
-def ideal_s(parameters: dict[str, Any]) -> float:
-    return math.ceil(parameters["subtasks"] / parameters["workers"]) * parameters["time_s"]
+def ideal_s(parameters: BenchmarkParameters) -> float:
+    return math.ceil(parameters.subtasks / parameters.workers) * parameters.time_s
 
 
-def measured(scenario: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in scenario["runs"] if r["status"] == "ok" and not r["warmup"]]
+def measured(scenario: BenchmarkScenario) -> list[RunResult]:
+    return [r for r in scenario.runs if r.status == "ok" and not r.warmup]
+
+
+def seconds(value: float | None) -> float:
+    """A figure a successful run always records."""
+    assert value is not None
+    return value
 
 
 def data_cpu_s(size_bytes: int, repetitions: int = 50) -> float:
@@ -98,23 +105,23 @@ def instrument_cpu_s(threads: int, calls: int = 2000) -> float:
 def wall(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     reuse = ["--reuse-worker", "--warmup", "1"] if args.reuse_worker else []
     run_args = [*shlex.split(SEED_CASE), "--runs", str(args.runs), *reuse, *extra]
-    doc = _bench.membench_run(run_args)
-    p = doc["parameters"]
-    ideal, rounds = ideal_s(p), math.ceil(p["subtasks"] / p["workers"])
-    live = min(p["workers"], p["subtasks"])
-    cpu, cores = data_cpu_s(int(p["size_mb"] * MIB)), os.cpu_count() or 1
+    run = _bench.membench_run(run_args)
+    p = run.results.parameters
+    ideal, rounds = ideal_s(p), math.ceil(p.subtasks / p.workers)
+    live = min(p.workers, p.subtasks)
+    cpu, cores = data_cpu_s(int(p.size_mb * MIB)), os.cpu_count() or 1
     floor = ideal + rounds * live * cpu / cores
-    instrument = instrument_cpu_s(p["workers"])
+    instrument = instrument_cpu_s(p.workers)
     results = {}
-    for scenario in doc["scenarios"]:
-        durations = [r["duration_s"] for r in measured(scenario)]
+    for scenario in run.results.scenarios:
+        durations = [seconds(r.duration_s) for r in measured(scenario)]
         median = statistics.median(durations)
-        results[scenario["scenario"]] = {
+        results[scenario.scenario] = {
             "duration_s": _bench.summary(durations),
-            "round_trip_s": _bench.summary([r["round_trip_s"] for r in measured(scenario)]),
+            "round_trip_s": _bench.summary([seconds(r.round_trip_s) for r in measured(scenario)]),
             "ratio_median": median / ideal,
             "over_floor_s": median - floor,
-            "failed_runs": sum(not r["warmup"] for r in scenario["runs"]) - len(durations),
+            "failed_runs": sum(not r.warmup for r in scenario.runs) - len(durations),
             "met": median / ideal <= 1.05,
         }
     print(f"\ndata work per subtask {cpu * 1000:.2f} ms CPU; floor {floor:.3f} s on {cores} cores")
@@ -124,12 +131,12 @@ def wall(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         [{"scenario": s} | r for s, r in results.items()],
     )
     return {
-        "membench_command": " ".join(doc["command"]),
+        "membench_command": " ".join(run.results.command),
         **{"ideal_s": ideal, "data_cpu_ms_per_subtask": cpu * 1000, "cores": cores},
         **{"floor_s": floor, "floor_x_ideal": floor / ideal},
         "instrument_cpu_ms_per_subtask": instrument * 1000,
         "instrument_share_max_s": rounds * live * instrument,
-        **{"results": results, "membench_wall_s": doc["_wall_s"]},
+        **{"results": results, "membench_wall_s": run.wall_s},
     }
 
 
@@ -137,20 +144,22 @@ def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     per_scenario: dict[str, dict[str, list[float]]] = {}
     commands = []
     for rep in range(args.repetitions):
-        doc = _bench.membench_run(extra)
+        run = _bench.membench_run(extra)
         tasks_total = 0.0
-        for scenario in doc["scenarios"]:
+        for scenario in run.results.scenarios:
             runs = measured(scenario)
-            tasks = sum(r["duration_s"] for r in runs)
+            tasks = sum(seconds(r.duration_s) for r in runs)
             tasks_total += tasks
-            wall = doc["_walls"][scenario["scenario"]]
+            wall = run.walls[scenario.scenario]
             figures = {"wall_s": wall, "tasks_s": tasks, "overhead_s": wall - tasks}
-            figures["ready_s"] = sum(r["worker_ready_s"] for r in runs)
-            figures["dispatch_s"] = sum(r["round_trip_s"] - r["duration_s"] for r in runs)
+            figures["ready_s"] = sum(seconds(r.worker_ready_s) for r in runs)
+            figures["dispatch_s"] = sum(
+                seconds(r.round_trip_s) - seconds(r.duration_s) for r in runs
+            )
             for key, value in figures.items():
-                per_scenario.setdefault(scenario["scenario"], {}).setdefault(key, []).append(value)
-        commands.append({"wall_s": doc["_wall_s"], "tasks_s": tasks_total})
-        print(f"repetition {rep + 1}/{args.repetitions}: {doc['_wall_s']:.1f} s", flush=True)
+                per_scenario.setdefault(scenario.scenario, {}).setdefault(key, []).append(value)
+        commands.append({"wall_s": run.wall_s, "tasks_s": tasks_total})
+        print(f"repetition {rep + 1}/{args.repetitions}: {run.wall_s:.1f} s", flush=True)
     results: dict[str, dict[str, Any]] = {}
     for name, entry in per_scenario.items():
         results[name] = {k: _bench.summary(v) for k, v in entry.items()}
@@ -165,20 +174,20 @@ def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
 def sampler(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     results = {}
     for config, flags in (("defaults", ""), ("concurrent-200x3MB", SEED_CASE)):
-        doc = _bench.membench_run([*shlex.split(flags), "--runs", str(args.runs), *extra])
-        for scenario in doc["scenarios"]:
-            stats = [r["sampler"] for r in scenario["runs"] if r["sampler"]]
-            ticks, late, missed = (
-                sum(s[k] for s in stats) for k in ("ticks", "late_ticks", "missed_ticks")
-            )
+        run = _bench.membench_run([*shlex.split(flags), "--runs", str(args.runs), *extra])
+        for scenario in run.results.scenarios:
+            stats = [r.sampler for r in scenario.runs if r.sampler is not None]
+            ticks = sum(s.ticks for s in stats)
+            late = sum(s.late_ticks for s in stats)
+            missed = sum(s.missed_ticks for s in stats)
             intervals = [
                 (b - a) * 1000
-                for r in scenario["runs"]
-                for a, b in itertools.pairwise(r["timeline"]["t_s"][1:])
+                for r in scenario.runs
+                for a, b in itertools.pairwise(r.timeline.t_s[1:])
             ]
             on_time = (ticks - late) / (ticks + missed) if ticks + missed else 0.0
-            results[f"{config}/{scenario['scenario']}"] = {
-                "membench_command": " ".join(doc["command"]),
+            results[f"{config}/{scenario.scenario}"] = {
+                "membench_command": " ".join(run.results.command),
                 **{"ticks": ticks, "late_ticks": late, "missed_ticks": missed},
                 "on_time_ratio": on_time,
                 "interval_ms": {
@@ -198,20 +207,21 @@ def sampler(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
 
 def scale(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     flags = "--workers 500 --subtasks 5000 --size 0.1 --time 0.5 --runs 5"
-    doc = _bench.membench_run(
+    run = _bench.membench_run(
         [*shlex.split(flags), "--scenarios", "gevent_threads,gevent_greenlets", *extra]
     )
-    ideal = ideal_s(doc["parameters"])
+    doc = run.results
+    ideal = ideal_s(doc.parameters)
     summary = {}
-    for scenario in doc["scenarios"]:
-        runs = scenario["runs"]
-        done = doc["parameters"]["subtasks"]
-        ok = [r for r in measured(scenario) if r["subtasks_done"] == done]
-        summary[scenario["scenario"]] = {
+    for scenario in doc.scenarios:
+        runs = scenario.runs
+        done = doc.parameters.subtasks
+        ok = [r for r in measured(scenario) if r.subtasks_done == done]
+        summary[scenario.scenario] = {
             "completed_runs": f"{len(ok)}/{len(runs)}",
-            "failures": [r["reason"] for r in runs if r not in ok],
+            "failures": [r.reason for r in runs if r not in ok],
             **{
-                key: _bench.summary([r[key] for r in ok]) if ok else None
+                key: _bench.summary([getattr(r, key) for r in ok]) if ok else None
                 for key in (
                     "duration_s",
                     "baseline_rss_bytes",
@@ -220,15 +230,15 @@ def scale(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
                     "max_os_threads",
                 )
             },
-            "x_ideal": statistics.median(r["duration_s"] for r in ok) / ideal if ok else None,
-            "late_ticks": sum(r["sampler"]["late_ticks"] for r in ok if r["sampler"]),
+            "x_ideal": statistics.median(seconds(r.duration_s) for r in ok) / ideal if ok else None,
+            "late_ticks": sum(r.sampler.late_ticks for r in ok if r.sampler),
         }
-    title = f"{' '.join(doc['command'])}: ideal {ideal:.1f} s, took {doc['_wall_s']:.1f} s"
+    title = f"{' '.join(doc.command)}: ideal {ideal:.1f} s, took {run.wall_s:.1f} s"
     _bench.print_table(title, [{"scenario": s} | r for s, r in summary.items()])
     return {
-        "membench_command": " ".join(doc["command"]),
-        **{"ideal_s": ideal, "membench_wall_s": doc["_wall_s"], "scenario_walls_s": doc["_walls"]},
-        "tasks_s": sum(r["duration_s"] or 0.0 for s in doc["scenarios"] for r in s["runs"]),
+        "membench_command": " ".join(doc.command),
+        **{"ideal_s": ideal, "membench_wall_s": run.wall_s, "scenario_walls_s": run.walls},
+        "tasks_s": sum(r.duration_s or 0.0 for s in doc.scenarios for r in s.runs),
         "summary": summary,
     }
 

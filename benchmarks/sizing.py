@@ -37,6 +37,7 @@ import _bench
 from membench.cgroup import find_memory_cgroup, read_cgroup_memory
 from membench.processes import wait_for
 from membench.procfs import read_process_memory
+from membench.results.document import plain
 from membench.run.sampler import TreeSampler
 from membench.run.worker import WorkerOptions, WorkerProcess
 from membench.units import MIB
@@ -185,9 +186,9 @@ def main(argv: list[str]) -> int:
     run_args = [f"--{item.partition('=')[0]}" for item in spec.split()]
     run_args = [x for flag in run_args for x in (flag, str(getattr(args, flag[2:])))]
     t0 = time.monotonic()
-    doc = _bench.membench_run([*run_args, "--concurrency", "1", "--sizing", str(N)])
-    predicted = {a["scenario"]: a for a in doc["sizing"]["approaches"]}
-    print(doc["_stdout"][doc["_stdout"].find("Sizing at") :])
+    run = _bench.membench_run([*run_args, "--concurrency", "1", "--sizing", str(N)])
+    predicted = {a.scenario: plain(a) for a in run.results.sizing.approaches}
+    print(run.stdout[run.stdout.find("Sizing at") :])
     rows, results = [], {}
     with _bench.workers() as ws:
         for scenario in args.scenarios.split(","):
@@ -211,7 +212,7 @@ def main(argv: list[str]) -> int:
         argv,
         args.output or _bench.REPO / "docs" / "results" / "sizing.json",
         parameters={**batch(args), "workers": args.workers, "runs": args.runs, "concurrency": N},
-        prediction_from=doc["command"],
+        prediction_from=run.results.command,
         wall_s=round(time.monotonic() - t0, 1),
         scenarios=results,
     )
