@@ -215,8 +215,7 @@ class MembenchRun:
     results: BenchmarkResults
     wall_s: float  # the whole command
     stdout: str
-    # Seconds from each scenario's first "starting worker" line to the next one's, or the exit.
-    walls: dict[str, float]
+    walls: dict[str, float]  # from a scenario's first "starting worker" line to the next one's
 
 
 def membench_run(args: Sequence[str]) -> MembenchRun:

@@ -64,8 +64,7 @@ def measured(scenario: BenchmarkScenario) -> list[RunResult]:
 
 
 def seconds(value: float | None) -> float:
-    """A figure a successful run always records."""
-    assert value is not None
+    assert value is not None, "a successful run records every time figure"
     return value
 
 
@@ -152,10 +151,9 @@ def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             tasks_total += tasks
             wall = run.walls[scenario.scenario]
             figures = {"wall_s": wall, "tasks_s": tasks, "overhead_s": wall - tasks}
-            figures["ready_s"] = sum(seconds(r.worker_ready_s) for r in runs)
-            figures["dispatch_s"] = sum(
-                seconds(r.round_trip_s) - seconds(r.duration_s) for r in runs
-            )
+            trips = sum(seconds(r.round_trip_s) for r in runs)
+            figures |= {"ready_s": sum(seconds(r.worker_ready_s) for r in runs)}
+            figures |= {"dispatch_s": trips - tasks}
             for key, value in figures.items():
                 per_scenario.setdefault(scenario.scenario, {}).setdefault(key, []).append(value)
         commands.append({"wall_s": run.wall_s, "tasks_s": tasks_total})

@@ -1,9 +1,5 @@
-"""Reproduce the seed benchmark's published table, and explain every difference from measurements.
-
-The entry script; the work is in the package seedrepro/ beside it (its docstring says how).
-"""
-
-from __future__ import annotations
+"""Reproduce the seed benchmark's published table and explain every difference from measurements:
+the entry script, the work is in the package seedrepro/ beside it (its docstring says how)."""
 
 import sys
 
