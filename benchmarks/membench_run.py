@@ -170,9 +170,10 @@ def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
 
 
 def sampler(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
-    results = {}
+    results, commands = {}, {}
     for config, flags in (("defaults", ""), ("concurrent-200x3MB", SEED_CASE)):
         run = _bench.membench_run([*shlex.split(flags), "--runs", str(args.runs), *extra])
+        commands[config] = " ".join(run.results.command)
         for scenario in run.results.scenarios:
             stats = [r.sampler for r in scenario.runs if r.sampler is not None]
             ticks = sum(s.ticks for s in stats)
@@ -185,7 +186,6 @@ def sampler(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             ]
             on_time = (ticks - late) / (ticks + missed) if ticks + missed else 0.0
             results[f"{config}/{scenario.scenario}"] = {
-                "membench_command": " ".join(run.results.command),
                 **{"ticks": ticks, "late_ticks": late, "missed_ticks": missed},
                 "on_time_ratio": on_time,
                 "interval_ms": {
@@ -200,7 +200,7 @@ def sampler(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         f"sampler punctuality (late: > 10 ms), {args.runs} runs per scenario",
         [{"config/scenario": k} | r for k, r in results.items()],
     )
-    return {"runs": args.runs, "results": results}
+    return {"runs": args.runs, "membench_commands": commands, "results": results}
 
 
 def scale(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
