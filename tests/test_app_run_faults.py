@@ -18,6 +18,7 @@ import pytest
 from helpers import REPO, membench, read_valid_results
 
 from membench.processes import wait_for
+from membench.units import MIB
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +129,7 @@ def test_a_concurrency_past_80_percent_of_memavailable_is_refused_after_solo(
     found = rows(document)
     assert found["solo-c1"]["status"] == "ok"
     assert found["gevent-c256"]["status"] == "refused"
-    assert found["gevent-c256"]["planned_need_bytes"] > 256 * 115 * 2**20
+    assert found["gevent-c256"]["planned_need_bytes"] > 256 * 115 * MIB
     assert "gevent -c 256: REFUSED: would need" in done.stdout
     assert "(--force runs it)" in done.stdout
     assert no_worker_left()

@@ -16,7 +16,6 @@ from helpers import REPO, membench
 pytestmark = pytest.mark.slow
 
 EXAMPLE = REPO / "examples" / "app_benchmark"
-MIB = 1024 * 1024
 
 
 def app_run(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:

@@ -32,6 +32,7 @@ from membench.cli.options import (
 )
 from membench.descendants import Adopter
 from membench.procfs import read_meminfo
+from membench.units import MIB
 from membench.workers.params import MAX_HOLD_S, MAX_SIZE_MB, MAX_SUBTASKS, MAX_WORKERS
 from membench.workers.scenarios import SCENARIOS, SEED_SCENARIOS
 
@@ -91,8 +92,8 @@ def _run_config(args: SimpleNamespace) -> RunConfig:
     available = read_meminfo()["MemAvailable"]
     if held > 0.8 * available and not args.force:
         raise UsageError(
-            f"--size/--workers: the run would hold {held / 2**20:.0f} MB of live data at once, "
-            f"over 80% of the {available / 2**20:.0f} MB available (use --force to run anyway)"
+            f"--size/--workers: the run would hold {held / MIB:.0f} MB of live data at once, "
+            f"over 80% of the {available / MIB:.0f} MB available (use --force to run anyway)"
         )
     return config
 

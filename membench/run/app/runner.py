@@ -28,6 +28,7 @@ from membench.run.sampler import (
 from membench.run.worker import WorkerFailed, WorkerOptions
 from membench.stats import percentile
 from membench.tempdirs import owned_tempdir
+from membench.units import MIB
 
 # Above this share of MemAvailable a planned row is refused after the solo run (--force runs it).
 MEMORY_SHARE = 0.8
@@ -146,8 +147,8 @@ class AppRunner:
             return False
         row.status = "refused"
         row.reason = (
-            f"would need ~{need / 2**20:.0f} MB (from the solo run), over 80% of the "
-            f"{available / 2**20:.0f} MB available (--force runs it)"
+            f"would need ~{need / MIB:.0f} MB (from the solo run), over 80% of the "
+            f"{available / MIB:.0f} MB available (--force runs it)"
         )
         return True
 
