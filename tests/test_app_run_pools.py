@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from helpers import REPO, membench
 
+from membench.units import MIB
+
 pytestmark = pytest.mark.slow
 
 EXAMPLE = REPO / "examples" / "app_benchmark"
