@@ -315,8 +315,15 @@ def _close_inherited_clients() -> None:
 os.register_at_fork(after_in_child=_close_inherited_clients)
 
 
-def _serve_forever(sock: _socket_module.socket, registry: CollectorRegistry) -> None:
-    server = _Server(sock, registry)
+def serve_forever(sock: _socket_module.socket, registry: CollectorRegistry) -> None:
+    """Serve `sock` until it is closed; the body of an exporter's serving thread."""
+    try:
+        server = _Server(sock, registry)
+    except ValueError:
+        # Closed by Exporter.close() before this thread first ran: nothing to serve.
+        if sock.fileno() < 0:
+            return
+        raise
     _running.add(server)
     try:
         server.run()
@@ -398,7 +405,7 @@ def start_exporter(
             sock.getsockname()[1],
         )
     bound_port = sock.getsockname()[1]
-    _original("_thread", "start_new_thread")(_serve_forever, (sock, registry))
+    _original("_thread", "start_new_thread")(serve_forever, (sock, registry))
     target_path = None
     if targets_dir is not None:
         advertised = advertise_host or settings.advertise_host() or _advertised_host(host)

@@ -437,3 +437,12 @@ def test_a_forked_child_does_not_hold_the_clients_open(
         os.waitpid(pid, 0)
         for fd in (release_r, release_w):
             os.close(fd)
+
+
+def test_a_socket_closed_before_its_thread_runs_ends_the_thread_quietly() -> None:
+    # Exporter.close() can run before the serving thread is first scheduled.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.close()
+    server.serve_forever(sock, CollectorRegistry())  # returns; no ValueError from poll
