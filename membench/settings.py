@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from membench.jsonfile import replaced_atomically
+
 BROKER_URL = "MEMBENCH_BROKER_URL"  # Redis URL of broker and result backend
 # What every Celery user already has set; read after MEMBENCH_BROKER_URL.
 CELERY_BROKER_URL = "CELERY_BROKER_URL"
@@ -87,6 +89,15 @@ def scenario(env: Mapping[str, str] | None = None) -> str:
 def ready_file(env: Mapping[str, str] | None = None) -> Path | None:
     value = _get(READY_FILE, env)
     return Path(value) if value else None
+
+
+def announce_ready(env: Mapping[str, str] | None = None) -> None:
+    """Write this process's pid to the ready file, where one is asked for: the runner's sign
+    that the worker is ready. Through a temporary file, so the pid is never read half written."""
+    path = ready_file(env)
+    if path is not None:
+        with replaced_atomically(path) as tmp:
+            tmp.write_text(str(os.getpid()))
 
 
 def started_dir(env: Mapping[str, str] | None = None) -> str | None:

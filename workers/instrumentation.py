@@ -23,7 +23,6 @@ from celery import signals
 
 from membench import settings
 from membench.exporter import names
-from membench.jsonfile import replaced_atomically
 from membench.processes import die_with_parent
 from membench.workers.scenarios import SCENARIOS
 
@@ -103,10 +102,7 @@ def _on_worker_init(**_: Any) -> None:
 
 
 def _on_worker_ready(**_: Any) -> None:
-    path = settings.ready_file()
-    if path is not None:
-        with replaced_atomically(path) as tmp:
-            tmp.write_text(str(os.getpid()))
+    settings.announce_ready()
 
 
 def _on_child_init(**_: Any) -> None:

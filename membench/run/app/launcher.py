@@ -81,12 +81,8 @@ def _on_run_finished(run: Any) -> None:
 
 def _on_ready(**_: Any) -> None:
     from membench import settings
-    from membench.jsonfile import replaced_atomically
 
-    path = settings.ready_file()
-    if path is not None:
-        with replaced_atomically(path) as tmp:
-            tmp.write_text(str(os.getpid()))
+    settings.announce_ready()
 
 
 def _on_child_init(**_: Any) -> None:
