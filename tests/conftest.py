@@ -8,12 +8,33 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import parallel
 import psutil
 import pytest
 
 from membench.broker import EmbeddedRedis
 from membench.run.worker import WorkerProcess
 from membench.workers.scenarios import SCENARIOS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    parallel.configure(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    parallel.unconfigure(config)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return parallel.auto_workers()
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return parallel.serial_first_scheduler(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    parallel.write_plan(items)
 
 
 @pytest.fixture(scope="session", autouse=True)

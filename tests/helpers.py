@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -47,6 +48,19 @@ def build_wheel(dist: Path) -> Path:
         shutil.rmtree(REPO / "build", ignore_errors=True)
     (wheel,) = dist.glob("celery_membench-*.whl")
     return wheel
+
+
+def shared_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package's wheel, built once per test run and shared by the parallel workers:
+    setuptools builds in the checkout's build/, which two builds at once would share."""
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist every worker's basetemp sits in this run's own directory; alone, basetemp is.
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with open(root / "wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        dist = root / "wheel-dist"
+        built = list(dist.glob("celery_membench-*.whl"))
+        return built[0] if built else build_wheel(dist)
 
 
 def fresh_venv(venv: Path, *args: str) -> tuple[Path, Path]:

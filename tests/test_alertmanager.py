@@ -117,6 +117,7 @@ def inhibited(port: int, alertname: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_alerts_reach_a_webhook_with_their_labels_and_annotations(
     redis_url: str, celery_app: Any, tmp_path: Path, webhook: Webhook

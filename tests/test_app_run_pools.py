@@ -34,6 +34,7 @@ def rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+@pytest.mark.long
 def test_tree_peaks_grow_as_n_times_s_under_every_pool(tmp_path: Path) -> None:
     size_mb = 16
     done, document = app_run(
@@ -72,6 +73,10 @@ def test_tree_peaks_grow_as_n_times_s_under_every_pool(tmp_path: Path) -> None:
     assert "Sizing (MB)" in done.stdout and "BENCHMARK RESULTS" in done.stdout
 
 
+@pytest.mark.serial(
+    reason="the verdict compares each row's walls with a solo run's: another test's CPU work "
+    "stretches one and not the other"
+)
 def test_a_cpu_bound_task_under_gevent_is_flagged_serial_a_sleeping_one_is_not(
     tmp_path: Path,
 ) -> None:
@@ -95,6 +100,7 @@ def test_a_cpu_bound_task_under_gevent_is_flagged_serial_a_sleeping_one_is_not(
     assert "serially" not in done.stdout and "serialised" not in done.stdout
 
 
+@pytest.mark.long
 def test_the_sizings_max_memory_per_child_does_not_recycle_every_task_20_percent_less_does(
     tmp_path: Path,
 ) -> None:

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from helpers import REPO, build_wheel, fresh_venv
+from helpers import REPO, fresh_venv, shared_wheel
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -92,7 +92,7 @@ def _link(dist: metadata.Distribution, into: Path) -> None:
 def light(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding the wheel and only the distributions its base requirements need."""
     where = tmp_path_factory.mktemp("light")
-    wheel = build_wheel(where / "dist")
+    wheel = shared_wheel(tmp_path_factory)
     base = [
         r
         for r in _requires_dist(wheel)

@@ -196,6 +196,7 @@ def test_a_worker_told_no_address_binds_loopback_and_no_other_host_reaches_it(
     assert proc.pid not in addresses_by_pid(targets)  # a stopped worker deregisters
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_vanished_worker_host_fires_the_absent_alert_and_leaves_no_process(
     cluster: Cluster,

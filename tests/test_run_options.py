@@ -20,6 +20,7 @@ def _runs(document: dict) -> dict[str, list[dict]]:
     return {s["scenario"]: s["runs"] for s in document["scenarios"]}
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_matrix_runs_every_allocator_and_each_worker_really_uses_it(tmp_path: Path) -> None:
     if allocator.find_jemalloc() is None:

@@ -65,6 +65,7 @@ def by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {p["name"]: p for p in document["analysis"]["processes"]}
 
 
+@pytest.mark.long
 def test_a_leaking_worker_fails_within_20_percent_and_prometheus_mode_agrees(
     tmp_path: Path,
 ) -> None:
@@ -121,6 +122,7 @@ def test_a_leaking_worker_fails_within_20_percent_and_prometheus_mode_agrees(
         assert process["growth"]["mb_per_hour"] == pytest.approx(local["mb_per_hour"], rel=1e-3)
 
 
+@pytest.mark.long
 def test_a_soak_too_short_to_call_is_inconclusive_and_says_how_long_it_needs(
     tmp_path: Path,
 ) -> None:
@@ -138,6 +140,7 @@ def test_a_soak_too_short_to_call_is_inconclusive_and_says_how_long_it_needs(
     assert not document["local"]["stop"]["pids_still_alive"]
 
 
+@pytest.mark.long
 def test_an_interrupted_soak_writes_what_it_measured_and_exits_130(tmp_path: Path) -> None:
     require_binary("prometheus")
     output = tmp_path / "out"

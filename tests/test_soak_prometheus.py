@@ -77,6 +77,7 @@ def scraped_once_more(port: int, after: float) -> None:
     wait_for(done, 30, what="a scrape after the last run")
 
 
+@pytest.mark.long
 def test_a_leaking_task_fails_within_20_percent_and_a_clean_one_passes(
     redis_url: str, tmp_path: Path, prometheus: tuple[int, Path]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import sysconfig
 import urllib.request
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import REPO, build_wheel, fresh_venv, require_binary
+from helpers import REPO, fresh_venv, require_binary, shared_wheel
 
 from membench.exporter import names
 from membench.processes import pid_alive, wait_for
@@ -34,12 +35,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding the wheel; its dependencies come from this venv's site-packages
     as a plain path, so the editable install of membench is not visible in it."""
     where = tmp_path_factory.mktemp("wheel")
-    wheel = build_wheel(where / "dist")
+    wheel = shared_wheel(tmp_path_factory)
     venv = where / "venv"
-    python, site = fresh_venv(venv)
+    # Without its own pip (ensurepip costs seconds of CPU): this venv's pip installs into it.
+    python, site = fresh_venv(venv, "--without-pip")
     (site / "membench-test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        [
+            *(sys.executable, "-m", "pip", "--python", str(python)),
+            *("install", "-q", "--no-deps", "--no-index", str(wheel)),
+        ],
         check=True,
         capture_output=True,
     )
