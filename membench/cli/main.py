@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 import click
 
@@ -31,18 +30,33 @@ BENCH_ONLY = frozenset(
 )
 
 
-def _version() -> str:
+def _show_version(ctx: click.Context, _: click.Parameter, wanted: bool) -> None:
+    if not wanted or ctx.resilient_parsing:
+        return
+    # Looked up only when asked: importlib.metadata costs every other command ~30 ms of start.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        return version("celery-membench")
+        found = version("celery-membench")
     except PackageNotFoundError:  # a checkout on sys.path, not installed
-        return "unknown"
+        found = "unknown"
+    click.echo(f"membench {found}")
+    ctx.exit()
 
 
 @click.group(
     "membench",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(_version(), "-V", "--version", message="%(prog)s %(version)s")
+@click.option(
+    "-V",
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and exit.",
+)
 def group() -> None:
     """Memory and time of Celery workers per pool and in-task concurrency model.
 
