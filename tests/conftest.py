@@ -30,11 +30,17 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    return parallel.serial_first_scheduler(config, log)
+    return parallel.serial_last_scheduler(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     parallel.write_plan(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    with parallel.in_hall(item):
+        return (yield)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,15 +1,16 @@
 """Running the suite in parallel (pytest-xdist): how many workers, which test goes where, and the
-`serial` tests, which run one at a time with the CPU theirs.
+`serial` tests, which run with no other test beside them.
 
 The suite mostly waits on real processes (workers starting, Prometheus scraping), so it runs
-more workers than cores. A test marked `serial` measures something CPU contention would disturb
-(a latency, a deadline, a solo-against-concurrent timing). The serial tests all run first, one
-after another, on the first worker (gw0); every other worker runs at nice 19, it and every
-process its tests start, so the kernel gives the CPU to the serial test's processes whenever
-they want it (CFS weights 1024 against 15: 98.5% of a contended core) and the rest of the suite
-gets what they leave. They are not stalled behind an exclusive lock: the suite goes on beside
-them. tests/test_parallel.py checks the dealing; the serial tests, run under nice-19 CPU hogs,
-pass (docs/performance.md, "Test suite").
+more workers than cores. A test marked `serial` asserts something CPU contention would disturb
+(a latency, a deadline, a solo-against-concurrent timing, Celery's own time around a task). It
+holds the hall exclusively: a readers-writer lock on a file every worker shares, with a
+turnstile in front so that a waiting serial test is not starved by the tests that keep
+starting. The scheduler holds the serial tests back until every worker is on its last test, so
+that a serial test waits for the end of the run, not for a soak's two minutes while every other
+worker stands still.
+(Running them first at normal priority with every other worker at nice 19 was tried: under the
+whole suite, three of them still failed; the CPU is not all that a busy machine shares.)
 
 A test marked `long` (most of a minute or more: a soak, an alert's `for`) is dealt out first,
 each to the least loaded worker, so that no worker ends the run with two in a row. The other
@@ -19,10 +20,12 @@ start once.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,6 @@ SERIAL, LONG, SLOW = "serial", "long", "slow"
 # Where the workers meet: made by the controller, inherited by the workers it spawns.
 ROOM_ENV = "MEMBENCH_TEST_ROOM"
 PLAN = "plan.tsv"  # per test: node id, weight, serial (1/0); written by every worker, identical
-SERIAL_WORKER = "gw0"
-BACKGROUND_NICE = 19
 # Waiting tests outnumber the cores this much before the machine runs out of CPU (measured on 2
 # cores: docs/performance.md, "Test suite").
 WORKERS_PER_CORE = 4
@@ -52,14 +53,8 @@ _room_key = pytest.StashKey[Path]()
 
 
 def configure(config: pytest.Config) -> None:
-    """The controller of a parallel run makes the directory its workers share; a worker other
-    than the serial one lowers its priority (and so its tests' processes')."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is not None:
-        if worker != SERIAL_WORKER:
-            os.nice(BACKGROUND_NICE)
-        return
-    if config.getoption("numprocesses", None):
+    """The controller of a parallel run makes the directory its workers share."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None and config.getoption("numprocesses", None):
         room = tempfile.mkdtemp(prefix="membench-tests-")
         os.environ[ROOM_ENV] = room
         config.stash[_room_key] = Path(room)
@@ -80,6 +75,12 @@ def weight(item: pytest.Item) -> float:
     return WEIGHTS[""]
 
 
+def _room() -> Path | None:
+    """The directory a parallel run's workers share; None when the tests run in one process."""
+    room = os.environ.get(ROOM_ENV)
+    return Path(room) if room and os.environ.get("PYTEST_XDIST_WORKER") else None
+
+
 def write_plan(items: list[pytest.Item]) -> None:
     """Check the serial markers and, in a parallel run, write the plan for the controller's
     scheduler (it knows node ids only): each test's weight and whether it is serial."""
@@ -87,15 +88,47 @@ def write_plan(items: list[pytest.Item]) -> None:
         marker = item.get_closest_marker(SERIAL)
         if marker is not None and not marker.kwargs.get("reason"):
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.serial(reason=...) says why")
-    room = os.environ.get(ROOM_ENV)
-    if room and os.environ.get("PYTEST_XDIST_WORKER"):
+    room = _room()
+    if room is not None:
         lines = (
             f"{i.nodeid}\t{weight(i)}\t{int(i.get_closest_marker(SERIAL) is not None)}"
             for i in items
         )
-        partial = Path(room) / f"{PLAN}.{os.getpid()}"
+        partial = room / f"{PLAN}.{os.getpid()}"
         partial.write_text("\n".join(lines))
-        partial.replace(Path(room) / PLAN)
+        partial.replace(room / PLAN)
+
+
+_locks: dict[str, int] = {}
+
+
+def _lock_file(room: Path, name: str) -> int:
+    if name not in _locks:
+        _locks[name] = os.open(room / name, os.O_RDWR | os.O_CREAT, 0o600)
+    return _locks[name]
+
+
+@contextmanager
+def in_hall(item: pytest.Item) -> Iterator[None]:
+    """Hold the hall for `item`'s setup, call and teardown: shared, or alone if it is serial."""
+    room = _room()
+    if room is None:
+        yield
+        return
+    turnstile, hall = _lock_file(room, "turnstile"), _lock_file(room, "hall")
+    alone = item.get_closest_marker(SERIAL) is not None
+    fcntl.flock(turnstile, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(hall, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+    finally:
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        fcntl.flock(hall, fcntl.LOCK_UN)
+        if alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 def read_plan(path: Path) -> Plan:
@@ -107,19 +140,17 @@ def read_plan(path: Path) -> Plan:
     return plan
 
 
-def deal(collection: Sequence[str], plan: Plan, hands: int) -> list[list[int]]:
-    """The collection's indices dealt into `hands` queues of even weight. The serial tests head
-    the first queue. Then a long test is dealt alone and the other tests of a module together,
-    heaviest first, each to the lightest queue (longest processing time first): every queue
-    starts with its long tests and ends with fast ones, which an idle worker may steal."""
-    queues: list[list[int]] = [[] for _ in range(hands)]
-    loads = [0.0] * hands
+def deal(collection: Sequence[str], plan: Plan, hands: int) -> tuple[list[list[int]], list[int]]:
+    """The collection's indices dealt into `hands` queues of even weight, and the serial ones
+    held apart. A long test is dealt alone and the other tests of a module together, heaviest
+    first, each to the lightest queue (longest processing time first): every queue starts with
+    its long tests and ends with fast ones, which an idle worker may steal."""
     units: dict[str, list[int]] = {}
+    held = []
     for index, nodeid in enumerate(collection):
         weight, serial = plan.get(nodeid, (WEIGHTS[""], False))
         if serial:
-            queues[0].append(index)
-            loads[0] += weight
+            held.append(index)
         else:
             unit = nodeid if weight >= WEIGHTS[LONG] else nodeid.split("::")[0]
             units.setdefault(unit, []).append(index)
@@ -127,42 +158,39 @@ def deal(collection: Sequence[str], plan: Plan, hands: int) -> list[list[int]]:
     def unit_weight(indices: list[int]) -> float:
         return sum(plan.get(collection[i], (WEIGHTS[""], False))[0] for i in indices)
 
+    queues: list[list[int]] = [[] for _ in range(hands)]
+    loads = [0.0] * hands
     for indices in sorted(units.values(), key=unit_weight, reverse=True):
         lightest = loads.index(min(loads))
         queues[lightest].extend(indices)
         loads[lightest] += unit_weight(indices)
-    return queues
+    return queues, held
 
 
-def serial_first_scheduler(config: pytest.Config, log: Any) -> Any:
+def serial_last_scheduler(config: pytest.Config, log: Any) -> Any:
     """Work stealing (an idle worker takes the back half of the longest queue) from the queues
-    `deal` makes; the serial worker's queue is not stolen from while a serial test is in it."""
+    `deal` makes; the serial tests are handed out once every worker is on its last test."""
     from xdist.scheduler import WorkStealingScheduling
 
-    class SerialFirst(WorkStealingScheduling):  # type: ignore[misc]
-        serial: frozenset[int] | None = None
+    class SerialLast(WorkStealingScheduling):  # type: ignore[misc]
+        held: list[int] | None = None
 
         def check_schedule(self) -> None:
-            if self.serial is None and self.collection is not None:
-                nodes = sorted(self.node2pending, key=lambda n: str(n.gateway.id))
+            if self.held is None and self.collection is not None:
+                nodes = [n for n in self.node2pending if not n.shutting_down]
                 plan = read_plan(Path(os.environ[ROOM_ENV]) / PLAN)
-                self.serial = frozenset(
-                    i for i, n in enumerate(self.collection) if plan.get(n, (0, False))[1]
-                )
-                hands = deal(self.collection, plan, len(nodes))
+                hands, self.held = deal(self.collection, plan, len(nodes))
                 self.pending[:] = [i for hand in hands for i in hand]
                 for node, hand in zip(nodes, hands, strict=True):
                     self._send_tests(node, len(hand))
-            guarded = {
-                node: pending
-                for node, pending in self.node2pending.items()
-                if self.serial and self.serial.intersection(pending)
-            }
-            for node in guarded:
-                del self.node2pending[node]
-            try:
-                super().check_schedule()
-            finally:
-                self.node2pending.update(guarded)
+            # Once every worker is on its last test: a serial test waits for those to end.
+            last = all(len(queue) <= 1 for queue in self.node2pending.values())
+            if self.held and not self.pending and last:
+                self.pending[:], self.held = self.held, []
+            super().check_schedule()
 
-    return SerialFirst(config, log)
+        @property
+        def tests_finished(self) -> bool:
+            return not self.held and bool(super().tests_finished)
+
+    return SerialLast(config, log)

@@ -224,7 +224,12 @@ def test_a_vanished_worker_host_fires_the_absent_alert_and_leaves_no_process(
     assert tree <= set(killed), (tree, killed)
     assert cluster.prefork.processes_inside() == []
     assert cluster.prefork.name not in ip("netns", "list").stdout
-    assert cluster.prefork.port_on_bridge not in cluster.network.bridge_ports()
+    # The kernel tears a namespace's devices down in a work queue after its last user left.
+    wait_for(
+        lambda: cluster.prefork.port_on_bridge not in cluster.network.bridge_ports(),
+        30,
+        what="the vanished host's port off the bridge",
+    )
 
     def vanished(alert: dict[str, str]) -> bool:
         """The alert is about the torn-down host: its instance, or its scenario when the rule

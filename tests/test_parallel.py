@@ -7,19 +7,18 @@ from parallel import WEIGHTS, deal
 LONG, SLOW, FAST = WEIGHTS["long"], WEIGHTS["slow"], WEIGHTS[""]
 
 
-def test_serial_tests_head_the_first_queue_and_nowhere_else() -> None:
+def test_serial_tests_are_held_apart_and_the_rest_dealt_once() -> None:
     collection = ["a.py::t1", "b.py::serial1", "a.py::t2", "c.py::serial2"]
     plan = {"b.py::serial1": (SLOW, True), "c.py::serial2": (FAST, True)}
-    queues = deal(collection, plan, 3)
-    assert queues[0][:2] == [1, 3]
-    assert all(i not in q for q in queues[1:] for i in (1, 3))
-    assert sorted(i for q in queues for i in q) == [0, 1, 2, 3]
+    queues, held = deal(collection, plan, 3)
+    assert held == [1, 3]
+    assert sorted(i for q in queues for i in q) == [0, 2]
 
 
 def test_long_tests_go_one_per_queue_and_first() -> None:
     collection = [f"soak.py::t{i}" for i in range(3)] + [f"fast.py::t{i}" for i in range(30)]
     plan = {f"soak.py::t{i}": (LONG, False) for i in range(3)}
-    queues = deal(collection, plan, 3)
+    queues, _ = deal(collection, plan, 3)
     assert sorted(q[0] for q in queues) == [0, 1, 2]
     assert all(sum(i < 3 for i in q) == 1 for q in queues)
 
@@ -27,7 +26,7 @@ def test_long_tests_go_one_per_queue_and_first() -> None:
 def test_a_modules_other_tests_stay_together() -> None:
     collection = [f"stack.py::t{i}" for i in range(5)] + [f"x{i}.py::t" for i in range(8)]
     plan = {f"stack.py::t{i}": (SLOW, False) for i in range(5)}
-    queues = deal(collection, plan, 4)
+    queues, _ = deal(collection, plan, 4)
     (holder,) = [q for q in queues if 0 in q]
     assert holder[:5] == [0, 1, 2, 3, 4]
 
@@ -35,5 +34,5 @@ def test_a_modules_other_tests_stay_together() -> None:
 def test_queues_are_even_by_weight() -> None:
     collection = [f"m{i}.py::t" for i in range(40)]
     plan = {n: (SLOW if i % 2 else FAST, False) for i, n in enumerate(collection)}
-    loads = [sum(plan[collection[i]][0] for i in q) for q in deal(collection, plan, 4)]
+    loads = [sum(plan[collection[i]][0] for i in q) for q in deal(collection, plan, 4)[0]]
     assert max(loads) - min(loads) <= SLOW

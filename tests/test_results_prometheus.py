@@ -38,6 +38,10 @@ def _within(recorded: set[float], reported: float, overhead: float) -> bool:
     return any(0 <= value - reported <= overhead for value in recorded)
 
 
+@pytest.mark.serial(
+    reason="bounds Celery's own time around each run (its result stored) at 0.1 s: on a busy "
+    "machine that wait for a core is longer"
+)
 def test_results_json_equals_what_prometheus_recorded(tmp_path: Path) -> None:
     binary = require_binary("prometheus")
     # With --targets-dir each run waits for Prometheus to scrape the worker before the next run

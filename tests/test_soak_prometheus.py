@@ -67,6 +67,18 @@ def judge(port: int, began: float, ended: float, output: Path) -> tuple[int, dic
     return done.returncode, json.loads((output / "soak.json").read_text())
 
 
+def first_scraped(port: int, worker: ExampleWorker) -> None:
+    """Prometheus has scraped each of the fresh worker's exporters: a run counted before its
+    first scrape would be lost to increase(), which a busy machine makes likely."""
+
+    def done() -> bool:
+        wanted = set(worker.addresses().values())
+        up = {s["metric"]["instance"] for s in prometheus_query(port, 'up{job="celery"} == 1')}
+        return bool(wanted) and wanted <= up
+
+    wait_for(done, 30, what="the worker's first scrape")
+
+
 def scraped_once_more(port: int, after: float) -> None:
     """Prometheus has scraped every worker target since `after` (the runs' last effects)."""
 
@@ -84,6 +96,7 @@ def test_a_leaking_task_fails_within_20_percent_and_a_clean_one_passes(
     port, targets = prometheus
     leaking = start_example_worker(redis_url, tmp_path, targets, "prefork")
     try:
+        first_scraped(port, leaking)
         began, ended, runs = fire(leaking, "proj.leak", LEAK_MB)
         scraped_once_more(port, ended)
         ended = time.time()
@@ -102,6 +115,7 @@ def test_a_leaking_task_fails_within_20_percent_and_a_clean_one_passes(
 
     clean = start_example_worker(redis_url, tmp_path, targets, "prefork")
     try:
+        first_scraped(port, clean)
         began, ended, runs = fire(clean, "proj.allocate", LEAK_MB)
         scraped_once_more(port, ended)
         ended = time.time()
