@@ -20,7 +20,11 @@ them). The parts, each with the JSON it writes to docs/results/performance/ (`--
   scenario's wall runs from its first "starting worker" line to the next scenario's (the last
   one's to the exit: it also carries the plot, results.json and the broker's stop); its overhead
   is that wall minus its runs' `duration_s`, split into `worker_ready_s`, dispatch + result
-  (`round_trip_s - duration_s`) and the rest. Target: <= 2 s per scenario.
+  (`round_trip_s - duration_s`) and the rest. Headline: the command's wall over its ideal (every
+  measured run's ideal task wall summed), median of the repetitions; target <= 1.10.
+  `--unmoved-against BEFORE/results.json` then runs it once more with that file's `--runs` and
+  checks that no measured figure moved: per scenario, the baselines, peaks (RSS and PSS) and
+  task walls of each side have their median inside the other side's min-max.
 - `sampler` (sampler): the `sampler` block of results.json of `membench run --runs N` with the
   defaults and with the concurrent 200 x 3 MB case: ticks, ticks over 10 ms late, ticks missed
   (counted as not on time), and the interval between samples of each run's timeline (its first
@@ -46,9 +50,17 @@ from typing import Any
 
 import _bench
 
-from membench.results.model import BenchmarkParameters, BenchmarkScenario, RunResult
+from membench.results.document import read_results, write_results
+from membench.results.model import (
+    BenchmarkParameters,
+    BenchmarkResults,
+    BenchmarkScenario,
+    RunResult,
+)
+from membench.run.report import RESULTS_FILE
 from membench.stats import percentile
 from membench.units import MIB
+from membench.workers.params import BatchParams
 from membench.workers.payload import build_payload, digest_payload
 
 CONCURRENT = "--scenarios prefork_threads,gevent_threads,gevent_greenlets"
@@ -139,11 +151,74 @@ def wall(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     }
 
 
+def command_ideal_s(results: BenchmarkResults) -> float:
+    """The sum of every measured run's ideal task wall: what a runner without overhead takes."""
+    p = results.parameters
+    total = 0.0
+    for scenario in results.scenarios:
+        batch = {"subtasks": p.subtasks, "size_mb": p.size_mb, "hold_s": p.time_s}
+        batch |= {"workers": p.workers, "strategy": scenario.strategy, "payload": p.payload}
+        total += p.runs * BatchParams.validate(batch).ideal_seconds()
+    return total
+
+
+# What must not move when the runner changes: per scenario, each side's median inside the other
+# side's min-max over the same runs.
+UNMOVED = (
+    "baseline_rss_bytes",
+    "baseline_pss_bytes",
+    "peak_rss_bytes",
+    "peak_pss_bytes",
+    "duration_s",
+)
+
+
+def figures_unmoved(before: BenchmarkResults, after: BenchmarkResults) -> dict[str, Any]:
+    """Per scenario and figure: both medians and ranges, and whether each median lies inside the
+    other side's min-max."""
+    by_name = {s.scenario: s for s in after.scenarios}
+    checked: dict[str, Any] = {}
+    for a in before.scenarios:
+        b = by_name[a.scenario]
+        for key in UNMOVED:
+            fa, fb = getattr(a.summary, key), getattr(b.summary, key)
+            if fa is None or fb is None:
+                continue
+            inside = fa.min <= fb.median <= fa.max and fb.min <= fa.median <= fb.max
+            checked[f"{a.scenario}/{key}"] = {
+                "before": {"median": fa.median, "min": fa.min, "max": fa.max},
+                "after": {"median": fb.median, "min": fb.min, "max": fb.max},
+                "inside": inside,
+            }
+    return checked
+
+
+def print_unmoved(checked: dict[str, Any]) -> None:
+    def shown(key: str, f: dict[str, float]) -> str:
+        unit, digits = (1.0, 3) if key.endswith("_s") else (MIB, 2)
+        values = [f[k] / unit for k in ("median", "min", "max")]
+        return f"{values[0]:.{digits}f} ({values[1]:.{digits}f}-{values[2]:.{digits}f})"
+
+    _bench.print_table(
+        "unmoved: each median inside the other's min-max (MiB; s)",
+        [
+            {
+                "scenario/figure": name,
+                "before": shown(name, entry["before"]),
+                "after": shown(name, entry["after"]),
+                "inside": entry["inside"],
+            }
+            for name, entry in checked.items()
+        ],
+    )
+
+
 def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     per_scenario: dict[str, dict[str, list[float]]] = {}
     commands = []
     for rep in range(args.repetitions):
         run = _bench.membench_run(extra)
+        ideal = command_ideal_s(run.results)
         tasks_total = 0.0
         for scenario in run.results.scenarios:
             runs = measured(scenario)
@@ -156,8 +231,14 @@ def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             figures |= {"dispatch_s": trips - tasks}
             for key, value in figures.items():
                 per_scenario.setdefault(scenario.scenario, {}).setdefault(key, []).append(value)
-        commands.append({"wall_s": run.wall_s, "tasks_s": tasks_total})
-        print(f"repetition {rep + 1}/{args.repetitions}: {run.wall_s:.1f} s", flush=True)
+        ratio = run.wall_s / ideal
+        commands.append({"wall_s": run.wall_s, "tasks_s": tasks_total, "ideal_s": ideal})
+        commands[-1] |= {"wall_x_ideal": ratio, "tasks_x_ideal": tasks_total / ideal}
+        print(
+            f"repetition {rep + 1}/{args.repetitions}: {run.wall_s:.1f} s, "
+            f"{ratio:.3f} x the ideal {ideal:.1f} s",
+            flush=True,
+        )
     results: dict[str, dict[str, Any]] = {}
     for name, entry in per_scenario.items():
         results[name] = {k: _bench.summary(v) for k, v in entry.items()}
@@ -166,7 +247,30 @@ def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         f"per scenario, s, summed over its runs, medians of {args.repetitions} commands",
         [{"scenario": s} | r for s, r in results.items()],
     )
-    return {"membench_args": shlex.join(extra), "results": results, "commands": commands}
+    ratio = statistics.median(c["wall_x_ideal"] for c in commands)
+    headline = {"wall_x_ideal": ratio, "met": ratio <= 1.10}
+    headline |= {"wall_s": _bench.summary([c["wall_s"] for c in commands])}
+    print(f"\nwall / ideal, median of {args.repetitions}: {ratio:.3f} (target <= 1.10)")
+    fields = {"membench_args": shlex.join(extra), "headline": headline, "results": results}
+    fields["commands"] = commands
+    if args.unmoved_against is not None:
+        # The same command before and after a change of the runner: --runs 5, README otherwise.
+        before = read_results(args.unmoved_against)
+        assert isinstance(before, BenchmarkResults), f"{args.unmoved_against}: not a membench run"
+        runs = str(before.parameters.runs)
+        after = _bench.membench_run([*extra, "--runs", runs])
+        if args.keep_results is not None:  # for `membench compare BEFORE AFTER`
+            args.keep_results.mkdir(parents=True, exist_ok=True)
+            write_results(args.keep_results / RESULTS_FILE, after.results)
+        checked = figures_unmoved(before, after.results)
+        print_unmoved(checked)
+        fields["unmoved"] = {
+            "before": str(args.unmoved_against),
+            "after_command": " ".join(after.results.command),
+            "all_inside": all(entry["inside"] for entry in checked.values()),
+            "figures": checked,
+        }
+    return fields
 
 
 def sampler(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
@@ -259,6 +363,15 @@ def main(argv: list[str]) -> int:
         sub.add_argument("--output", type=Path, default=argparse.SUPPRESS)
         sub.add_argument("--args", default=argparse.SUPPRESS)
     parts.choices["wall"].add_argument("--reuse-worker", action="store_true")
+    unmoved = parts.choices["overhead"]
+    unmoved.add_argument(
+        "--unmoved-against",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="then run once with that file's --runs and check each scenario's baselines, peaks "
+        "and task walls against it (each median inside the other's min-max)",
+    )
+    unmoved.add_argument("--keep-results", type=Path, metavar="DIR", help="that run's --output")
     args = parser.parse_args(argv)
     run, stem, _ = PARTS[args.part]
     fields = run(args, shlex.split(args.args))
