@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from celery.exceptions import TimeoutError as ResultTimeout
@@ -40,6 +41,11 @@ from membench.run.worker import WorkerFailed, WorkerProcess
 from membench.tempdirs import owned_tempdir
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from membench.workers.app import MembenchTask
 
 ProgressFn = Callable[[ProgressEvent], None]
 
@@ -82,9 +88,14 @@ class Runner:
         self._sampler: TreeSampler | None = None
         self._in_flight: Any = None  # the AsyncResult of the task last sent
         self._payload_import: int | None = None  # measured when the current worker started
+
+    @functools.cached_property
+    def app(self) -> Celery[MembenchTask]:
+        """The client app, made on first use: after the first worker is spawned, so that making
+        it (importing the worker's app, ~0.1 s) overlaps that worker's start-up."""
         from membench.broker import client_app
 
-        self.app = client_app(broker_url)
+        return client_app(self.broker_url)
 
     @property
     def worker(self) -> WorkerProcess | None:
