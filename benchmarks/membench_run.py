@@ -28,6 +28,11 @@ them). The parts, each with the JSON it writes to docs/results/performance/ (`--
   side's median lies inside the other's range. Run both from a shell, never from Python: a
   Python process alive beside the run (this script, say) shares the interpreter's pages with
   the worker and lowers every PSS by ~1.6 MiB.
+- `phases` (run_phases): `membench run` (defaults), each repetition in a process of its own
+  with the runner's methods timed (the interpreter and imports before its start excluded): the
+  time to the first worker ready, between one run's end and the next worker ready (summed: the
+  stops and the 11 starts), the runs themselves (dispatch, task, the reads after it) and after
+  the last run (the plot, results.json, the broker's stop).
 - `sampler` (sampler): the `sampler` block of results.json of `membench run --runs N` with the
   defaults and with the concurrent 200 x 3 MB case: ticks, ticks over 10 ms late, ticks missed
   (counted as not on time), and the interval between samples of each run's timeline (its first
@@ -40,11 +45,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import os
 import shlex
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -233,6 +241,61 @@ def unmoved(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     return fields | {"medians_inside": f"{inside}/{len(checked)}", "figures": checked}
 
 
+def timed_run(extra: list[str], marks_path: Path) -> int:
+    """One `membench run` in this process with its runner's methods timed; the times of each
+    worker ready and each run's end go to `marks_path`. A process of its own per run: the
+    membench Celery app is configured once per process."""
+    from membench.cli.main import main as membench
+    from membench.run.runner import Runner
+    from membench.run.worker import WorkerProcess
+
+    marks: list[tuple[str, float]] = []
+    for cls, name in ((WorkerProcess, "wait_ready"), (Runner, "_one_run")):
+        original = getattr(cls, name)
+
+        def timed(*a: Any, original: Any = original, name: str = name, **k: Any) -> Any:
+            try:
+                return original(*a, **k)
+            finally:
+                marks.append((name, time.monotonic()))
+
+        setattr(cls, name, timed)
+    with tempfile.TemporaryDirectory(prefix="membench-bench-") as output:
+        t0 = time.monotonic()
+        code = membench(["run", *extra, "--output", output])
+        marks.append(("end", time.monotonic()))
+    marks_path.write_text(json.dumps({"t0": t0, "code": code, "marks": marks}))
+    return code
+
+
+def phases(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    figures: dict[str, list[float]] = {}
+    for rep in range(args.repetitions):
+        with tempfile.TemporaryDirectory(prefix="membench-bench-") as scratch:
+            marks_path = Path(scratch) / "marks.json"
+            argv = [sys.executable, __file__, "phases", "--timed-run", str(marks_path)]
+            subprocess.run([*argv, "--args", shlex.join(extra)], check=True)
+            timed = json.loads(marks_path.read_text())
+        ready = [t for name, t in timed["marks"] if name == "wait_ready"]
+        ended = [t for name, t in timed["marks"] if name == "_one_run"]
+        end = timed["marks"][-1][1]
+        entry = {
+            "to_first_ready_s": ready[0] - timed["t0"],
+            "between_runs_s": sum(r - e for e, r in zip(ended, ready[1:], strict=False)),
+            "runs_s": sum(e - r for r, e in zip(ready, ended, strict=True)),
+            "after_last_run_s": end - ended[-1],
+            "command_s": end - timed["t0"],
+        }
+        for key, value in entry.items():
+            figures.setdefault(key, []).append(value)
+        print(f"repetition {rep + 1}/{args.repetitions}: {entry['command_s']:.1f} s", flush=True)
+    results = {key: _bench.summary(values) for key, values in figures.items()}
+    _bench.print_table(
+        f"membench run {shlex.join(extra)}: s, medians of {args.repetitions}", [results]
+    )
+    return {"membench_args": shlex.join(extra), "results": results}
+
+
 def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     per_scenario: dict[str, dict[str, list[float]]] = {}
     commands = []
@@ -355,6 +418,7 @@ PARTS: dict[str, tuple[Callable[[argparse.Namespace, list[str]], dict[str, Any]]
     "sampler": (sampler, "sampler", "runs=5"),
     "scale": (scale, "scale", ""),
     "unmoved": (unmoved, "run_unmoved", ""),
+    "phases": (phases, "run_phases", "repetitions=2"),
 }
 
 
@@ -369,7 +433,10 @@ def main(argv: list[str]) -> int:
     parts.choices["wall"].add_argument("--reuse-worker", action="store_true")
     for side in ("before", "after"):
         parts.choices["unmoved"].add_argument(side, type=Path, metavar=f"{side.upper()}_JSON")
+    parts.choices["phases"].add_argument("--timed-run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if getattr(args, "timed_run", None) is not None:  # one of phases' runs, in a process of its own
+        return timed_run(shlex.split(args.args), args.timed_run)
     run, stem, _ = PARTS[args.part]
     fields = run(args, shlex.split(args.args))
     stem += "_reuse" if getattr(args, "reuse_worker", False) else ""
