@@ -44,6 +44,7 @@ them). The parts, each with the JSON it writes to docs/results/performance/ (`--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -260,7 +261,11 @@ def timed_run(extra: list[str], marks_path: Path) -> int:
                 marks.append((name, time.monotonic()))
 
         setattr(cls, name, timed)
-    with tempfile.TemporaryDirectory(prefix="membench-bench-") as output:
+    with (
+        tempfile.TemporaryDirectory(prefix="membench-bench-") as output,
+        open(os.devnull, "w") as table,
+        contextlib.redirect_stdout(table),
+    ):
         t0 = time.monotonic()
         code = membench(["run", *extra, "--output", output])
         marks.append(("end", time.monotonic()))
