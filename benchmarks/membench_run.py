@@ -20,7 +20,19 @@ them). The parts, each with the JSON it writes to docs/results/performance/ (`--
   scenario's wall runs from its first "starting worker" line to the next scenario's (the last
   one's to the exit: it also carries the plot, results.json and the broker's stop); its overhead
   is that wall minus its runs' `duration_s`, split into `worker_ready_s`, dispatch + result
-  (`round_trip_s - duration_s`) and the rest. Target: <= 2 s per scenario.
+  (`round_trip_s - duration_s`) and the rest. Headline: the command's wall over its ideal (every
+  measured run's ideal task wall summed), median of the repetitions; target <= 1.10.
+- `unmoved BEFORE.json AFTER.json` (run_unmoved): no run, two results.json of the same command
+  before and after a change of the runner (`membench run --runs 5`): per scenario, whether the
+  min-max ranges of the baselines, peaks (RSS and PSS) and task walls overlap, and whether each
+  side's median lies inside the other's range. Run both from a shell, never from Python: a
+  Python process alive beside the run (this script, say) shares the interpreter's pages with
+  the worker and lowers every PSS by ~1.6 MiB.
+- `phases` (run_phases): `membench run` (defaults), each repetition in a process of its own
+  with the runner's methods timed (the interpreter and imports before its start excluded): the
+  time to the first worker ready, between one run's end and the next worker ready (summed: the
+  stops and the 11 starts), the runs themselves (dispatch, task, the reads after it) and after
+  the last run (the plot, results.json, the broker's stop).
 - `sampler` (sampler): the `sampler` block of results.json of `membench run --runs N` with the
   defaults and with the concurrent 200 x 3 MB case: ticks, ticks over 10 ms late, ticks missed
   (counted as not on time), and the interval between samples of each run's timeline (its first
@@ -32,12 +44,16 @@ them). The parts, each with the JSON it writes to docs/results/performance/ (`--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import json
 import math
 import os
 import shlex
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -46,9 +62,16 @@ from typing import Any
 
 import _bench
 
-from membench.results.model import BenchmarkParameters, BenchmarkScenario, RunResult
+from membench.results.document import read_results
+from membench.results.model import (
+    BenchmarkParameters,
+    BenchmarkResults,
+    BenchmarkScenario,
+    RunResult,
+)
 from membench.stats import percentile
 from membench.units import MIB
+from membench.workers.params import BatchParams
 from membench.workers.payload import build_payload, digest_payload
 
 CONCURRENT = "--scenarios prefork_threads,gevent_threads,gevent_greenlets"
@@ -139,11 +162,151 @@ def wall(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     }
 
 
+def command_ideal_s(results: BenchmarkResults) -> float:
+    """The sum of every measured run's ideal task wall: what a runner without overhead takes."""
+    p = results.parameters
+    total = 0.0
+    for scenario in results.scenarios:
+        batch = {"subtasks": p.subtasks, "size_mb": p.size_mb, "hold_s": p.time_s}
+        batch |= {"workers": p.workers, "strategy": scenario.strategy, "payload": p.payload}
+        total += p.runs * BatchParams.validate(batch).ideal_seconds()
+    return total
+
+
+# What must not move when the runner changes: per scenario, each side's median inside the other
+# side's min-max over the same runs.
+UNMOVED = (
+    "baseline_rss_bytes",
+    "baseline_pss_bytes",
+    "peak_rss_bytes",
+    "peak_pss_bytes",
+    "duration_s",
+)
+
+
+def figures_unmoved(before: BenchmarkResults, after: BenchmarkResults) -> dict[str, Any]:
+    """Per scenario and figure: both medians and ranges, whether the ranges overlap, and the
+    stricter: whether each median lies inside the other side's min-max (the same tree twice,
+    minutes apart, already fails that on most figures here: drifts of 0.05-0.1 MiB)."""
+    by_name = {s.scenario: s for s in after.scenarios}
+    checked: dict[str, Any] = {}
+    for a in before.scenarios:
+        b = by_name[a.scenario]
+        for key in UNMOVED:
+            fa, fb = getattr(a.summary, key), getattr(b.summary, key)
+            if fa is None or fb is None:
+                continue
+            checked[f"{a.scenario}/{key}"] = {
+                "before": {"median": fa.median, "min": fa.min, "max": fa.max},
+                "after": {"median": fb.median, "min": fb.min, "max": fb.max},
+                "overlap": fa.min <= fb.max and fb.min <= fa.max,
+                "medians_inside": fa.min <= fb.median <= fa.max and fb.min <= fa.median <= fb.max,
+            }
+    return checked
+
+
+def print_unmoved(checked: dict[str, Any]) -> None:
+    def shown(key: str, f: dict[str, float]) -> str:
+        unit, digits = (1.0, 3) if key.endswith("_s") else (MIB, 2)
+        values = [f[k] / unit for k in ("median", "min", "max")]
+        return f"{values[0]:.{digits}f} ({values[1]:.{digits}f}-{values[2]:.{digits}f})"
+
+    _bench.print_table(
+        "unmoved: min-max ranges overlap; and each median inside the other's (MiB; s)",
+        [
+            {
+                "scenario/figure": name,
+                "before": shown(name, entry["before"]),
+                "after": shown(name, entry["after"]),
+                "overlap": entry["overlap"],
+                "medians inside": entry["medians_inside"],
+            }
+            for name, entry in checked.items()
+        ],
+    )
+
+
+def unmoved(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    documents = []
+    for path in (args.before, args.after):
+        document = read_results(path)
+        assert isinstance(document, BenchmarkResults), f"{path}: not a `membench run` results.json"
+        documents.append(document)
+    checked = figures_unmoved(*documents)
+    print_unmoved(checked)
+    overlap = all(entry["overlap"] for entry in checked.values())
+    inside = sum(entry["medians_inside"] for entry in checked.values())
+    print(f"\nevery figure's ranges overlap: {overlap}; medians inside: {inside}/{len(checked)}")
+    before, after = (str(path) for path in (args.before, args.after))
+    fields = {"before": before, "after": after, "all_overlap": overlap}
+    return fields | {"medians_inside": f"{inside}/{len(checked)}", "figures": checked}
+
+
+def timed_run(extra: list[str], marks_path: Path) -> int:
+    """One `membench run` in this process with its runner's methods timed; the times of each
+    worker ready and each run's end go to `marks_path`. A process of its own per run: the
+    membench Celery app is configured once per process."""
+    from membench.cli.main import main as membench
+    from membench.run.runner import Runner
+    from membench.run.worker import WorkerProcess
+
+    marks: list[tuple[str, float]] = []
+    for cls, name in ((WorkerProcess, "wait_ready"), (Runner, "_one_run")):
+        original = getattr(cls, name)
+
+        def timed(*a: Any, original: Any = original, name: str = name, **k: Any) -> Any:
+            try:
+                return original(*a, **k)
+            finally:
+                marks.append((name, time.monotonic()))
+
+        setattr(cls, name, timed)
+    with (
+        tempfile.TemporaryDirectory(prefix="membench-bench-") as output,
+        open(os.devnull, "w") as table,
+        contextlib.redirect_stdout(table),
+    ):
+        t0 = time.monotonic()
+        code = membench(["run", *extra, "--output", output])
+        marks.append(("end", time.monotonic()))
+    marks_path.write_text(json.dumps({"t0": t0, "code": code, "marks": marks}))
+    return code
+
+
+def phases(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    figures: dict[str, list[float]] = {}
+    for rep in range(args.repetitions):
+        with tempfile.TemporaryDirectory(prefix="membench-bench-") as scratch:
+            marks_path = Path(scratch) / "marks.json"
+            argv = [sys.executable, __file__, "phases", "--timed-run", str(marks_path)]
+            subprocess.run([*argv, "--args", shlex.join(extra)], check=True)
+            timed = json.loads(marks_path.read_text())
+        ready = [t for name, t in timed["marks"] if name == "wait_ready"]
+        ended = [t for name, t in timed["marks"] if name == "_one_run"]
+        end = timed["marks"][-1][1]
+        entry = {
+            "to_first_ready_s": ready[0] - timed["t0"],
+            "between_runs_s": sum(r - e for e, r in zip(ended, ready[1:], strict=False)),
+            "runs_s": sum(e - r for r, e in zip(ready, ended, strict=True)),
+            "after_last_run_s": end - ended[-1],
+            "command_s": end - timed["t0"],
+        }
+        for key, value in entry.items():
+            figures.setdefault(key, []).append(value)
+        print(f"repetition {rep + 1}/{args.repetitions}: {entry['command_s']:.1f} s", flush=True)
+    results = {key: _bench.summary(values) for key, values in figures.items()}
+    _bench.print_table(
+        f"membench run {shlex.join(extra)}: s, medians of {args.repetitions}", [results]
+    )
+    return {"membench_args": shlex.join(extra), "results": results}
+
+
 def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     per_scenario: dict[str, dict[str, list[float]]] = {}
     commands = []
     for rep in range(args.repetitions):
         run = _bench.membench_run(extra)
+        ideal = command_ideal_s(run.results)
         tasks_total = 0.0
         for scenario in run.results.scenarios:
             runs = measured(scenario)
@@ -156,8 +319,14 @@ def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
             figures |= {"dispatch_s": trips - tasks}
             for key, value in figures.items():
                 per_scenario.setdefault(scenario.scenario, {}).setdefault(key, []).append(value)
-        commands.append({"wall_s": run.wall_s, "tasks_s": tasks_total})
-        print(f"repetition {rep + 1}/{args.repetitions}: {run.wall_s:.1f} s", flush=True)
+        ratio = run.wall_s / ideal
+        commands.append({"wall_s": run.wall_s, "tasks_s": tasks_total, "ideal_s": ideal})
+        commands[-1] |= {"wall_x_ideal": ratio, "tasks_x_ideal": tasks_total / ideal}
+        print(
+            f"repetition {rep + 1}/{args.repetitions}: {run.wall_s:.1f} s, "
+            f"{ratio:.3f} x the ideal {ideal:.1f} s",
+            flush=True,
+        )
     results: dict[str, dict[str, Any]] = {}
     for name, entry in per_scenario.items():
         results[name] = {k: _bench.summary(v) for k, v in entry.items()}
@@ -166,7 +335,13 @@ def overhead(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
         f"per scenario, s, summed over its runs, medians of {args.repetitions} commands",
         [{"scenario": s} | r for s, r in results.items()],
     )
-    return {"membench_args": shlex.join(extra), "results": results, "commands": commands}
+    ratio = statistics.median(c["wall_x_ideal"] for c in commands)
+    headline = {"wall_x_ideal": ratio, "met": ratio <= 1.10}
+    headline |= {"wall_s": _bench.summary([c["wall_s"] for c in commands])}
+    print(f"\nwall / ideal, median of {args.repetitions}: {ratio:.3f} (target <= 1.10)")
+    fields = {"membench_args": shlex.join(extra), "headline": headline, "results": results}
+    fields["commands"] = commands
+    return fields
 
 
 def sampler(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
@@ -247,6 +422,8 @@ PARTS: dict[str, tuple[Callable[[argparse.Namespace, list[str]], dict[str, Any]]
     "overhead": (overhead, "run_overhead", "repetitions=3"),
     "sampler": (sampler, "sampler", "runs=5"),
     "scale": (scale, "scale", ""),
+    "unmoved": (unmoved, "run_unmoved", ""),
+    "phases": (phases, "run_phases", "repetitions=2"),
 }
 
 
@@ -259,7 +436,12 @@ def main(argv: list[str]) -> int:
         sub.add_argument("--output", type=Path, default=argparse.SUPPRESS)
         sub.add_argument("--args", default=argparse.SUPPRESS)
     parts.choices["wall"].add_argument("--reuse-worker", action="store_true")
+    for side in ("before", "after"):
+        parts.choices["unmoved"].add_argument(side, type=Path, metavar=f"{side.upper()}_JSON")
+    parts.choices["phases"].add_argument("--timed-run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if getattr(args, "timed_run", None) is not None:  # one of phases' runs, in a process of its own
+        return timed_run(shlex.split(args.args), args.timed_run)
     run, stem, _ = PARTS[args.part]
     fields = run(args, shlex.split(args.args))
     stem += "_reuse" if getattr(args, "reuse_worker", False) else ""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from celery.exceptions import TimeoutError as ResultTimeout
@@ -40,6 +41,11 @@ from membench.run.worker import WorkerFailed, WorkerProcess
 from membench.tempdirs import owned_tempdir
 from membench.workers.params import BatchParams
 from membench.workers.scenarios import Scenario
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from membench.workers.app import MembenchTask
 
 ProgressFn = Callable[[ProgressEvent], None]
 
@@ -78,12 +84,18 @@ class Runner:
         # Worker logs and ready files; a killed runner's is removed by the next runner.
         self.workdir = owned_tempdir("membench-run-")
         self._worker: WorkerProcess | None = None
+        self._stopping: WorkerProcess | None = None  # the previous run's, while it stops
         self._sampler: TreeSampler | None = None
         self._in_flight: Any = None  # the AsyncResult of the task last sent
         self._payload_import: int | None = None  # measured when the current worker started
+
+    @functools.cached_property
+    def app(self) -> Celery[MembenchTask]:
+        """The client app, made on first use: after the first worker is spawned, so that making
+        it (importing the worker's app, ~0.1 s) overlaps that worker's start-up."""
         from membench.broker import client_app
 
-        self.app = client_app(broker_url)
+        return client_app(self.broker_url)
 
     @property
     def worker(self) -> WorkerProcess | None:
@@ -92,8 +104,9 @@ class Runner:
 
     def run(self, results: list[ScenarioResult]) -> list[ScenarioResult]:
         """Fill `results` as it goes, so an interrupted run still has what was measured."""
+        scenarios = self.config.scenarios
         try:
-            for index, scenario in enumerate(self.config.scenarios):
+            for index, scenario in enumerate(scenarios):
                 params = self.config.params(scenario)
                 result = ScenarioResult(
                     scenario, scenario.approach(params.subtasks, params.size_mb)
@@ -104,7 +117,8 @@ class Runner:
                 # with --reuse-worker), so the measured runs start from a warmed machine.
                 plan = [(run, True) for run in range(1, self.config.warmup + 1)]
                 plan += [(run, False) for run in range(1, self.config.runs + 1)]
-                for run, warmup in plan:
+                following = scenarios[index + 1] if index + 1 < len(scenarios) else None
+                for number, (run, warmup) in enumerate(plan, 1):
                     self.progress(RunStarted(scenario.name, index, run, warmup))
                     outcome = self._one_run(scenario, params, run, warmup)
                     result.runs.append(outcome)
@@ -112,9 +126,9 @@ class Runner:
                     if self._broker_lost is not None:
                         self._survive_broker_loss()
                         break  # this scenario's worker lost its broker: on with the next
-                    if not self.config.reuse_worker or outcome.status != "ok":
-                        self._stop_worker()
-                self._stop_worker()
+                    last = number == len(plan)
+                    if last or not self.config.reuse_worker or outcome.status != "ok":
+                        self._stop_worker(following if last else scenario)
         except BaseException:
             self._abandon_in_flight()
             raise
@@ -145,7 +159,8 @@ class Runner:
         self.broker_url = replacement
         self.app = reconnect_client(self.app, self.broker_url)
 
-    def _start_worker(self, scenario: Scenario) -> WorkerProcess:
+    def _spawn_worker(self, scenario: Scenario) -> WorkerProcess:
+        """Start a worker process for `scenario`, and its sampler; not yet waited for."""
         worker = WorkerProcess(
             scenario,
             self.config.concurrency,
@@ -157,7 +172,14 @@ class Runner:
         )
         self._worker = worker
         worker.start()
+        if self.adopter is not None:
+            self.adopter.keep([worker.pid])  # our child on purpose, never a stray
         self._sampler = TreeSampler(worker.pid, self.config.sample_interval).start()
+        return worker
+
+    def _start_worker(self, scenario: Scenario) -> WorkerProcess:
+        """The worker spawned for this run (by the previous run's stop) or a new one, ready."""
+        worker = self._worker or self._spawn_worker(scenario)
         worker.wait_ready(self.app)
         self._payload_import = preload_payload(self.app, worker, self.config.payload)
         return worker
@@ -185,22 +207,36 @@ class Runner:
     def _abandon_in_flight(self) -> None:
         """Interrupted: kill the worker now (a warm stop waits for its task) and stop listening for
         the task's result while the broker is up (Celery would otherwise retry ~20 s at exit)."""
-        if self._worker is not None:
-            self._worker.abandon()
+        for worker in (self._stopping, self._worker):
+            if worker is not None:
+                worker.abandon()
+        self._stopping = None
         if self._in_flight is not None:
             with contextlib.suppress(Exception):
                 # Celery's async backends have it; celery-types' Backend stub does not.
                 self.app.backend.remove_pending_result(self._in_flight)  # type: ignore[attr-defined]
             self._in_flight = None
 
-    def _stop_worker(self) -> None:
+    def _stop_worker(self, successor: Scenario | None = None) -> None:
+        """Stop the current worker; with a `successor`, first spawn the next run's worker for
+        that scenario, so that its start-up overlaps this stop.
+
+        The stopped worker has already been measured to the last figure, and every process of
+        its tree is gone when this returns, before the successor is ready and its baseline is
+        read: PSS divides shared pages among the processes mapping them, so a tree still alive
+        beside a measured one would lower that one's PSS.
+        """
         if self._sampler is not None:
             self._sampler.stop()
             self._sampler = None
-        if self._worker is not None:
-            self._worker.stop()
-            self._end_strays(self._worker.pid)
-            self._worker = None
+        self._stopping, self._worker = self._worker, None
+        stopping = self._stopping
+        if successor is not None:
+            self._spawn_worker(successor)
+        if stopping is not None:
+            stopping.stop()
+            self._end_strays(stopping.pid)
+            self._stopping = None
 
     def _end_strays(self, worker_group: int) -> None:
         """Kill what escaped the worker just stopped (its process group `worker_group`) and say
@@ -217,7 +253,9 @@ class Runner:
     ) -> RunResult:
         result = RunResult(scenario=scenario.name, run=run, warmup=warmup)
         try:
-            worker = self._worker or self._start_worker(scenario)
+            worker = self._worker
+            if worker is None or worker.ready_at is None:  # none, or spawned and not yet ready
+                worker = self._start_worker(scenario)
         except WorkerFailed as exc:
             result.status, result.reason = "failed", str(exc)
             return result
