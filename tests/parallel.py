@@ -35,8 +35,8 @@ SERIAL, LONG, SLOW = "serial", "long", "slow"
 # Where the workers meet: made by the controller, inherited by the workers it spawns.
 ROOM_ENV = "MEMBENCH_TEST_ROOM"
 PLAN = "plan.tsv"  # per test: node id, weight, serial (1/0); written by every worker, identical
-# Waiting tests outnumber the cores this much before the machine runs out of CPU (measured on 2
-# cores: docs/performance.md, "Test suite").
+# More workers than cores: most tests wait on processes. At 4 per core (8 on 2 cores) the CPU
+# is the limit (docs/performance.md, "Test suite").
 WORKERS_PER_CORE = 4
 MAX_WORKERS = 16
 # Rough seconds, to deal the tests out evenly: a long test, another slow one, a fast one.
