@@ -155,7 +155,6 @@ def test_a_prefork_child_killed_mid_task_is_lost_and_its_replacement_exports(
     (child,) = [p for p in _children(worker)]
     os.kill(child, signal.SIGKILL)
     wait_task_value(worker, names.TASK_RUNS_TOTAL, SLEEP, lambda v: v == 1, outcome="lost")
-    assert task_value(worker.metrics(), names.TASKS_IN_PROGRESS, SLEEP) == 0
 
     def replacement() -> str | None:
         address = worker.addresses().get("0")
@@ -168,8 +167,11 @@ def test_a_prefork_child_killed_mid_task_is_lost_and_its_replacement_exports(
         return address if started > old_start else None
 
     address = wait_for(replacement, 30, what="the replacement child's exporter")
-    # The replacement counts its predecessor's death when it takes over the row.
-    assert value(worker.metrics(), names.CHILD_RECYCLES_TOTAL, reason="died") == 1
+    # The replacement counts its predecessor's death, and clears its gauges, when it takes over
+    # the row.
+    text = worker.metrics()
+    assert value(text, names.CHILD_RECYCLES_TOTAL, reason="died") == 1
+    assert task_value(text, names.TASKS_IN_PROGRESS, SLEEP) == 0
     assert value(scrape(address), names.PROCESS_TASKS_IN_PROGRESS) == 0
     assert run(worker, SLEEP, 0) == 0  # and it takes tasks again
 
