@@ -9,8 +9,8 @@ turnstile in front so that a waiting serial test is not starved by the tests tha
 starting. The scheduler holds the serial tests back until every worker is on its last test, so
 that a serial test waits for the end of the run, not for a soak's two minutes while every other
 worker stands still.
-(Running them first at normal priority with every other worker at nice 19 was tried: under the
-whole suite, three of them still failed; the CPU is not all that a busy machine shares.)
+Priority alone is not enough (them at nice 0, every other worker at nice 19): under the whole
+suite three of them still failed, as the CPU is not all that a busy machine shares.
 
 A test marked `long` (most of a minute or more: a soak, an alert's `for`) is dealt out first,
 each to the least loaded worker, so that no worker ends the run with two in a row. The other
@@ -41,6 +41,7 @@ WORKERS_PER_CORE = 4
 MAX_WORKERS = 16
 # Rough seconds, to deal the tests out evenly: a long test, another slow one, a fast one.
 WEIGHTS = {LONG: 60.0, SLOW: 8.0, "": 0.1}
+UNPLANNED = (WEIGHTS[""], False)  # a test the workers' plan does not name
 
 Plan = dict[str, tuple[float, bool]]
 
@@ -84,16 +85,14 @@ def _room() -> Path | None:
 def write_plan(items: list[pytest.Item]) -> None:
     """Check the serial markers and, in a parallel run, write the plan for the controller's
     scheduler (it knows node ids only): each test's weight and whether it is serial."""
+    lines = []
     for item in items:
         marker = item.get_closest_marker(SERIAL)
         if marker is not None and not marker.kwargs.get("reason"):
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.serial(reason=...) says why")
+        lines.append(f"{item.nodeid}\t{weight(item)}\t{int(marker is not None)}")
     room = _room()
     if room is not None:
-        lines = (
-            f"{i.nodeid}\t{weight(i)}\t{int(i.get_closest_marker(SERIAL) is not None)}"
-            for i in items
-        )
         partial = room / f"{PLAN}.{os.getpid()}"
         partial.write_text("\n".join(lines))
         partial.replace(room / PLAN)
@@ -146,24 +145,22 @@ def deal(collection: Sequence[str], plan: Plan, hands: int) -> tuple[list[list[i
     first, each to the lightest queue (longest processing time first): every queue starts with
     its long tests and ends with fast ones, which an idle worker may steal."""
     units: dict[str, list[int]] = {}
+    unit_weights: dict[str, float] = {}
     held = []
     for index, nodeid in enumerate(collection):
-        weight, serial = plan.get(nodeid, (WEIGHTS[""], False))
+        weight, serial = plan.get(nodeid, UNPLANNED)
         if serial:
             held.append(index)
-        else:
-            unit = nodeid if weight >= WEIGHTS[LONG] else nodeid.split("::")[0]
-            units.setdefault(unit, []).append(index)
-
-    def unit_weight(indices: list[int]) -> float:
-        return sum(plan.get(collection[i], (WEIGHTS[""], False))[0] for i in indices)
-
+            continue
+        unit = nodeid if weight >= WEIGHTS[LONG] else nodeid.split("::")[0]
+        units.setdefault(unit, []).append(index)
+        unit_weights[unit] = unit_weights.get(unit, 0.0) + weight
     queues: list[list[int]] = [[] for _ in range(hands)]
     loads = [0.0] * hands
-    for indices in sorted(units.values(), key=unit_weight, reverse=True):
+    for unit in sorted(units, key=unit_weights.__getitem__, reverse=True):
         lightest = loads.index(min(loads))
-        queues[lightest].extend(indices)
-        loads[lightest] += unit_weight(indices)
+        queues[lightest].extend(units[unit])
+        loads[lightest] += unit_weights[unit]
     return queues, held
 
 
